@@ -1,0 +1,52 @@
+//! Admin command line: one module per command.
+
+pub mod demo;
+pub mod migrate;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "visiodroits",
+    version,
+    about = "Visiodroits server: rights and real-time tarification for AMCs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve (configuration from the environment, see .env.example).
+    Serve,
+    /// The embedded default: private PostgreSQL, dev PKI and demo data under ./var, serving on
+    /// 127.0.0.1:8443.
+    Demo {
+        /// Where the demo keeps its cluster, PKI and keys.
+        #[arg(long, default_value = "var")]
+        dir: PathBuf,
+    },
+    /// Apply the migrations to DATABASE_URL (an owner or superuser connection).
+    Migrate {
+        /// Also create or update this login role for the server (member of the exchange roles,
+        /// inheriting nothing).
+        #[arg(long)]
+        login_role: Option<String>,
+    },
+    /// Development PKI.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+    /// Validate the configuration (files, keys, CRLs) without serving.
+    CheckConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Generate the development PKI (IGC-Santé shape) into DIR.
+    Dev { dir: PathBuf },
+}

@@ -1,0 +1,414 @@
+//! Every environment variable the server reads is read here, and nowhere else.
+//!
+//! Values are parsed into types at start; a bad or missing value stops the start with an error
+//! naming the variable. Secrets live in [`Secret`], whose `Debug` prints nothing.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use regex::Regex;
+
+/// A value that must never be printed (database password, private key, pseudonymisation key).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+    /// The only way to read the value: the call site is where the secret is used.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A configuration error: always names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {message}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub message: String,
+}
+
+/// Whether `DemandeDroits` needs a client certificate (spec/security.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RightsClientCert {
+    Required,
+    Optional,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// CN/OU policy: which subjects are accepted and how the identifiers are extracted.
+#[derive(Debug, Clone)]
+pub struct SubjectPolicy {
+    /// Must match the CN; the named group `ps` (or the whole match) is the PS identifier.
+    pub cn: Regex,
+    /// Must match one OU; the named group `structure` (or the whole match) is the structure id.
+    pub ou: Regex,
+    /// Check the Luhn digit of an RPPS number (`8` + 11 digits) extracted from the CN.
+    pub rpps_luhn: bool,
+}
+
+/// CRL handling (spec/security.md "Client certificates").
+#[derive(Debug, Clone)]
+pub struct CrlSettings {
+    pub dir: PathBuf,
+    pub refresh: Duration,
+    pub grace: Duration,
+    /// Degraded mode: accept certificates whose issuer has no CRL.
+    pub allow_missing: bool,
+    /// Degraded mode: accept certificates whose issuer's CRL is past nextUpdate + grace.
+    pub allow_stale: bool,
+    /// Fetch CRLs from the distribution points of the configured CAs.
+    pub fetch: bool,
+}
+
+/// Network limits and timeouts (spec/security.md "Input limits").
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub body_bytes: usize,
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub keep_alive: Duration,
+    pub shutdown_deadline: Duration,
+}
+
+/// The trusted third party (tiers de confiance) settings.
+#[derive(Debug, Clone)]
+pub struct TrustedThirdParty {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub client_ca: PathBuf,
+    pub crl: CrlSettings,
+    pub policy: SubjectPolicy,
+    pub rights_client_cert: RightsClientCert,
+    pub trusted_third_party: TrustedThirdParty,
+    pub pseudonymisation_key_file: PathBuf,
+    pub database_url: Secret<String>,
+    pub db_pool_size: u32,
+    pub db_acquire_timeout: Duration,
+    pub dossier_ttl: Duration,
+    pub limits: Limits,
+    pub instance_id: String,
+    pub instance_code: char,
+    pub owner_code: String,
+    pub ticket_key_file: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// `tracing` filter directives, e.g. `info` or `visiodroits=debug,info`.
+    pub log_filter: String,
+}
+
+/// Default CN pattern: `8` + RPPS (11 digits); the whole CN is the PS identifier.
+pub const DEFAULT_CN_PATTERN: &str = "^(?P<ps>8[0-9]{11})$";
+/// Default OU pattern: `1` + FINESS (9 digits); the 9 digits are the structure identifier.
+pub const DEFAULT_OU_PATTERN: &str = "^1(?P<structure>[0-9]{9})$";
+
+impl Config {
+    /// Reads `.env` (if present) then the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        load_dotenv()?;
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    /// Reads `.env` and the environment over `defaults` (the demo's own paths and settings),
+    /// then applies `overrides` (tests).
+    pub fn from_env_over(
+        defaults: HashMap<String, String>,
+        overrides: HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        load_dotenv()?;
+        let mut vars = defaults;
+        vars.extend(std::env::vars());
+        vars.extend(overrides);
+        Self::from_map(&vars)
+    }
+
+    /// Builds the configuration from a map of variables (tests pass their own).
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let v = Vars(vars);
+        let tls_cert = v.path("VD_TLS_CERT")?;
+        let tls_key = v.path("VD_TLS_KEY")?;
+        let client_ca = v.path("VD_CLIENT_CA")?;
+        let crl = CrlSettings {
+            dir: v.path("VD_CRL_DIR")?,
+            refresh: v.secs("VD_CRL_REFRESH_SECS", 3600)?,
+            grace: v.secs("VD_CRL_GRACE_SECS", 0)?,
+            allow_missing: v.bool("VD_CRL_ALLOW_MISSING", false)?,
+            allow_stale: v.bool("VD_CRL_ALLOW_STALE", false)?,
+            fetch: v.bool("VD_CRL_FETCH", false)?,
+        };
+        let policy = SubjectPolicy {
+            cn: v.regex("VD_POLICY_CN", DEFAULT_CN_PATTERN)?,
+            ou: v.regex("VD_POLICY_OU", DEFAULT_OU_PATTERN)?,
+            rpps_luhn: v.bool("VD_POLICY_RPPS_LUHN", true)?,
+        };
+        let rights_client_cert = match v.get("VD_RIGHTS_CLIENT_CERT").unwrap_or("required") {
+            "required" => RightsClientCert::Required,
+            "optional" => RightsClientCert::Optional,
+            other => return Err(v.bad("VD_RIGHTS_CLIENT_CERT", other, "required or optional")),
+        };
+        let trusted_third_party = TrustedThirdParty {
+            cert: v.opt_path("VD_TTP_CERT"),
+            key: v.opt_path("VD_TTP_KEY"),
+        };
+        if trusted_third_party.key.is_some() && trusted_third_party.cert.is_none() {
+            return Err(ConfigError {
+                name: "VD_TTP_CERT",
+                message: "must be set when VD_TTP_KEY is set".into(),
+            });
+        }
+        let limits = Limits {
+            body_bytes: v.num("VD_BODY_LIMIT_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024)?,
+            max_connections: v.num("VD_MAX_CONNECTIONS", 10_000, 1, 1_000_000)?,
+            handshake_timeout: v.secs("VD_HANDSHAKE_TIMEOUT_SECS", 10)?,
+            header_timeout: v.secs("VD_HEADER_TIMEOUT_SECS", 10)?,
+            body_timeout: v.secs("VD_BODY_TIMEOUT_SECS", 30)?,
+            keep_alive: v.secs("VD_KEEPALIVE_SECS", 1800)?,
+            shutdown_deadline: v.secs("VD_SHUTDOWN_DEADLINE_SECS", 30)?,
+        };
+        let instance_id = v.get("VD_INSTANCE_ID").unwrap_or("vd-1").to_string();
+        if instance_id.is_empty() || instance_id.chars().count() > 14 {
+            return Err(v.bad("VD_INSTANCE_ID", &instance_id, "1 to 14 characters"));
+        }
+        let instance_code = v.get("VD_INSTANCE_CODE").unwrap_or("1");
+        let instance_code = match crockford_char(instance_code) {
+            Some(c) => c,
+            None => {
+                return Err(v.bad(
+                    "VD_INSTANCE_CODE",
+                    instance_code,
+                    "one Crockford base32 character (0-9, A-Z without I, L, O, U)",
+                ))
+            }
+        };
+        let owner_code = v.get("VD_OWNER_CODE").unwrap_or("VD").to_string();
+        if owner_code.len() != 2 || !owner_code.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(v.bad("VD_OWNER_CODE", &owner_code, "2 letters or digits"));
+        }
+        let log_format = match v.get("VD_LOG_FORMAT").unwrap_or("json") {
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => return Err(v.bad("VD_LOG_FORMAT", other, "json or text")),
+        };
+        Ok(Config {
+            listen: v.addr("VD_LISTEN", "127.0.0.1:8443")?,
+            metrics_listen: v.addr("VD_METRICS_LISTEN", "127.0.0.1:9464")?,
+            tls_cert,
+            tls_key,
+            client_ca,
+            crl,
+            policy,
+            rights_client_cert,
+            trusted_third_party,
+            pseudonymisation_key_file: v.path("VD_PSEUDONYMISATION_KEY_FILE")?,
+            database_url: Secret::new(v.required("DATABASE_URL")?.to_string()),
+            db_pool_size: v.num("VD_DB_POOL_SIZE", 16, 1, 1000)?,
+            db_acquire_timeout: Duration::from_millis(v.num(
+                "VD_DB_ACQUIRE_TIMEOUT_MS",
+                5000,
+                1,
+                600_000,
+            )?),
+            dossier_ttl: v.secs("VD_DOSSIER_TTL_SECS", 86_400)?,
+            limits,
+            instance_id,
+            instance_code,
+            owner_code: owner_code.to_ascii_uppercase(),
+            ticket_key_file: v.opt_path("VD_TICKET_KEY_FILE"),
+            log_format,
+            log_filter: v.get("VD_LOG").unwrap_or("info").to_string(),
+        })
+    }
+}
+
+/// `DATABASE_URL` alone, for the admin commands that need nothing else (`migrate`, `import`…).
+pub fn database_url_from_env() -> Result<Secret<String>, ConfigError> {
+    load_dotenv()?;
+    let vars: HashMap<String, String> = std::env::vars().collect();
+    Vars(&vars)
+        .required("DATABASE_URL")
+        .map(|u| Secret::new(u.to_string()))
+}
+
+/// A variable of the environment, for the few settings that are not the server's (the test
+/// harness's own `VD_TEST_DATABASE_URL`).
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn load_dotenv() -> Result<(), ConfigError> {
+    // A missing .env is normal; a malformed one is an error worth stopping for.
+    match dotenvy::dotenv() {
+        Ok(_) => Ok(()),
+        Err(e) if e.not_found() => Ok(()),
+        Err(e) => Err(ConfigError {
+            name: ".env",
+            message: format!("cannot be read: {e}"),
+        }),
+    }
+}
+
+fn crockford_char(s: &str) -> Option<char> {
+    let mut chars = s.chars();
+    let c = chars.next()?.to_ascii_uppercase();
+    if chars.next().is_some() {
+        return None;
+    }
+    (c.is_ascii_digit() || (c.is_ascii_uppercase() && !matches!(c, 'I' | 'L' | 'O' | 'U')))
+        .then_some(c)
+}
+
+/// Typed reads over a variable map; every error names the variable.
+struct Vars<'a>(&'a HashMap<String, String>);
+
+impl Vars<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
+    }
+
+    fn bad(&self, name: &'static str, value: &str, expected: &str) -> ConfigError {
+        ConfigError {
+            name,
+            message: format!("invalid value {value:?}: expected {expected}"),
+        }
+    }
+
+    fn required(&self, name: &'static str) -> Result<&str, ConfigError> {
+        self.get(name).ok_or(ConfigError {
+            name,
+            message: "is required (see .env.example)".into(),
+        })
+    }
+
+    fn path(&self, name: &'static str) -> Result<PathBuf, ConfigError> {
+        self.required(name).map(PathBuf::from)
+    }
+
+    fn opt_path(&self, name: &'static str) -> Option<PathBuf> {
+        self.get(name).map(PathBuf::from)
+    }
+
+    fn bool(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(other) => Err(self.bad(name, other, "true or false")),
+        }
+    }
+
+    fn num<T>(&self, name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let Some(raw) = self.get(name) else {
+            return Ok(default);
+        };
+        match raw.parse::<T>() {
+            Ok(n) if n >= min && n <= max => Ok(n),
+            _ => Err(self.bad(name, raw, &format!("an integer from {min} to {max}"))),
+        }
+    }
+
+    fn secs(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.num(name, default, 0, 10 * 365 * 86_400)
+            .map(Duration::from_secs)
+    }
+
+    fn addr(&self, name: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
+        let raw = self.get(name).unwrap_or(default);
+        raw.parse()
+            .map_err(|_| self.bad(name, raw, "an address such as 127.0.0.1:8443"))
+    }
+
+    fn regex(&self, name: &'static str, default: &str) -> Result<Regex, ConfigError> {
+        let raw = self.get(name).unwrap_or(default);
+        Regex::new(raw).map_err(|e| ConfigError {
+            name,
+            message: format!("is not a valid pattern: {e}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> HashMap<String, String> {
+        [
+            ("VD_TLS_CERT", "/x/server.pem"),
+            ("VD_TLS_KEY", "/x/server.key"),
+            ("VD_CLIENT_CA", "/x/ca.pem"),
+            ("VD_CRL_DIR", "/x/crl"),
+            ("VD_PSEUDONYMISATION_KEY_FILE", "/x/pseudo.key"),
+            ("DATABASE_URL", "postgres://u:hunter2@localhost/db"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let c = Config::from_map(&base()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(c.limits.body_bytes, 1024 * 1024);
+        assert_eq!(c.limits.keep_alive, Duration::from_secs(1800));
+        assert_eq!(c.dossier_ttl, Duration::from_secs(86_400));
+        assert_eq!(c.crl.grace, Duration::ZERO);
+        assert!(!c.crl.allow_missing && !c.crl.allow_stale);
+        assert_eq!(c.rights_client_cert, RightsClientCert::Required);
+    }
+
+    #[test]
+    fn bad_value_names_the_variable() {
+        for (name, value) in [
+            ("VD_LISTEN", "nowhere"),
+            ("VD_BODY_LIMIT_BYTES", "lots"),
+            ("VD_CRL_ALLOW_STALE", "perhaps"),
+            ("VD_POLICY_CN", "(unclosed"),
+            ("VD_INSTANCE_CODE", "I"),
+            ("VD_RIGHTS_CLIENT_CERT", "sometimes"),
+        ] {
+            let mut vars = base();
+            vars.insert(name.into(), value.into());
+            let err = Config::from_map(&vars).unwrap_err();
+            assert_eq!(err.name, name, "{name}={value} must be named");
+        }
+        let mut vars = base();
+        vars.remove("DATABASE_URL");
+        assert_eq!(Config::from_map(&vars).unwrap_err().name, "DATABASE_URL");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = Config::from_map(&base()).unwrap();
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("[redacted]"));
+    }
+}

@@ -1,0 +1,65 @@
+//! `visiodroits`: clap dispatch only.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use visiodroits::cli::{self, Cli, Command, PkiCommand};
+use visiodroits::config::Config;
+use visiodroits::{startup, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let config = Config::from_env()?;
+            telemetry::init(config.log_format, &config.log_filter);
+            startup::Server::start(config)
+                .await?
+                .run_until_signal()
+                .await
+        }
+        Command::Demo { dir } => cli::demo::run(&dir).await,
+        Command::Migrate { login_role } => {
+            let url = visiodroits::config::database_url_from_env()?;
+            cli::migrate::run(&url, login_role.as_deref()).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Pki {
+            command: PkiCommand::Dev { dir },
+        } => {
+            visiodroits::pki::generate(&dir)?;
+            println!(
+                "development PKI written to {}\n{}",
+                dir.display(),
+                visiodroits::pki::describe()
+            );
+            Ok(())
+        }
+        Command::CheckConfig => {
+            let config = Config::from_env()?;
+            print!("{}", startup::check(&config)?);
+            Ok(())
+        }
+    }
+}

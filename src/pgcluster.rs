@@ -1,0 +1,314 @@
+//! A private PostgreSQL cluster under a directory of ours, for `demo`, the tests and the bench.
+//!
+//! It listens on a Unix socket only (no port to collide with), trusts local connections on that
+//! socket (the socket directory is private to the cluster's owner), and is reused when the
+//! directory already holds one. PostgreSQL refuses to run as root: as root the cluster runs as the
+//! `postgres` system user (or `nobody` if there is none).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// Name of the superuser created by `initdb`.
+pub const SUPERUSER: &str = "postgres";
+
+const MISSING: &str =
+    "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found in PATH \
+nor in /usr/lib/postgresql/*/bin. Install the Debian package: apt-get install postgresql";
+
+/// A running private cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    base: PathBuf,
+    bin: PathBuf,
+    run_as: Option<(u32, u32)>,
+}
+
+impl Cluster {
+    /// Starts the cluster under `base` (creating it if needed) and returns once it accepts
+    /// connections.
+    pub fn start(base: &Path) -> anyhow::Result<Self> {
+        let bin = find_binaries()?;
+        let base = absolute(base)?;
+        let run_as = unprivileged_user()?;
+        let cluster = Cluster { base, bin, run_as };
+        cluster.check_socket_path()?;
+        fs::create_dir_all(&cluster.base)
+            .with_context(|| format!("cannot create {}", cluster.base.display()))?;
+        cluster.own(&cluster.base)?;
+        if !cluster.data_dir().join("PG_VERSION").exists() {
+            cluster.initdb()?;
+        }
+        fs::create_dir_all(cluster.socket_dir())?;
+        fs::set_permissions(cluster.socket_dir(), fs::Permissions::from_mode(0o700))?;
+        cluster.own(&cluster.socket_dir())?;
+        if !cluster.is_running() {
+            cluster.pg_ctl_start()?;
+        }
+        cluster.wait_ready(Duration::from_secs(30))?;
+        Ok(cluster)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.base.join("data")
+    }
+
+    /// The directory holding the Unix socket (`host=` in a connection URL).
+    pub fn socket_dir(&self) -> PathBuf {
+        self.base.join("run")
+    }
+
+    /// A connection URL for `user` on `database` through the private socket.
+    pub fn url(&self, user: &str, database: &str) -> String {
+        format!(
+            "postgres://{user}@localhost/{database}?host={}",
+            self.socket_dir().display()
+        )
+    }
+
+    /// Directory of the PostgreSQL binaries in use (pgbench lives there too).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin
+    }
+
+    /// Stops the cluster (fast mode: connections are closed, data is flushed).
+    pub fn stop(&self) -> anyhow::Result<()> {
+        if !self.is_running() {
+            return Ok(());
+        }
+        let status = self
+            .command("pg_ctl")
+            .args(["stop", "-m", "fast", "-w", "-D"])
+            .arg(self.data_dir())
+            .stdout(Stdio::null())
+            .status()
+            .context("cannot run pg_ctl stop")?;
+        if !status.success() {
+            bail!("pg_ctl stop failed ({status})");
+        }
+        Ok(())
+    }
+
+    /// Starts a watchdog that stops the cluster and removes `remove` when process `pid` ends,
+    /// so that a test binary leaves nothing behind even though statics are never dropped. It runs
+    /// as the current user (root may signal the postmaster and remove the files of any user).
+    pub fn remove_when_process_ends(&self, pid: u32, remove: &Path) -> anyhow::Result<()> {
+        let script = format!(
+            "while [ -d /proc/{pid} ]; do sleep 0.5; done; \
+             if [ -f '{data}/postmaster.pid' ]; then kill -QUIT $(head -n 1 '{data}/postmaster.pid') 2>/dev/null; sleep 1; fi; \
+             rm -rf '{remove}'",
+            data = self.data_dir().display(),
+            remove = remove.display(),
+        );
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Its own process group: a Ctrl-C aimed at the tests must not kill the watchdog first.
+        cmd.process_group(0);
+        cmd.spawn().context("cannot start the cluster watchdog")?;
+        Ok(())
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(program));
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+            // The parent may sit in a directory the unprivileged user cannot enter.
+            cmd.current_dir("/");
+        }
+        cmd.env_remove("PGDATA");
+        cmd
+    }
+
+    fn own(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some((uid, gid)) = self.run_as {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .with_context(|| format!("cannot give {} to the cluster user", path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn check_socket_path(&self) -> anyhow::Result<()> {
+        // sun_path is 108 bytes on Linux, including the terminating NUL.
+        let socket = self.socket_dir().join(".s.PGSQL.5432");
+        if socket.as_os_str().len() > 100 {
+            bail!(
+                "the cluster directory {} is too deep for a Unix socket path; use a shorter one",
+                self.base.display()
+            );
+        }
+        Ok(())
+    }
+
+    fn initdb(&self) -> anyhow::Result<()> {
+        let out = self
+            .command("initdb")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args([
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            ])
+            .output()
+            .context("cannot run initdb")?;
+        if !out.status.success() {
+            bail!(
+                "initdb failed in {}: {}{}",
+                self.data_dir().display(),
+                String::from_utf8_lossy(&out.stderr).trim(),
+                if self.run_as.is_some() {
+                    " (as root, the cluster runs as an unprivileged user: every directory above it must be enterable by that user)"
+                } else {
+                    ""
+                }
+            );
+        }
+        let conf = format!(
+            "\n# visiodroits private cluster\nlisten_addresses = ''\nunix_socket_directories = '{}'\n\
+             max_connections = 300\nshared_buffers = 128MB\nlog_min_messages = warning\n\
+             logging_collector = off\n",
+            self.socket_dir().display()
+        );
+        let conf_path = self.data_dir().join("postgresql.conf");
+        let mut text = fs::read_to_string(&conf_path)?;
+        text.push_str(&conf);
+        fs::write(&conf_path, text)?;
+        Ok(())
+    }
+
+    fn is_running(&self) -> bool {
+        self.command("pg_ctl")
+            .arg("status")
+            .arg("-D")
+            .arg(self.data_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    fn pg_ctl_start(&self) -> anyhow::Result<()> {
+        let log = self.base.join("postgres.log");
+        let out = self
+            .command("pg_ctl")
+            .arg("start")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60"])
+            // The postmaster must not die with our process group on Ctrl-C: we stop it ourselves.
+            .process_group(0)
+            .stdout(Stdio::null())
+            .output()
+            .context("cannot run pg_ctl start")?;
+        if !out.status.success() {
+            let tail = fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+            bail!(
+                "PostgreSQL did not start in {}: {}",
+                self.data_dir().display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            );
+        }
+        Ok(())
+    }
+
+    fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            let ok = self
+                .command("pg_isready")
+                .arg("-h")
+                .arg(self.socket_dir())
+                .args(["-U", SUPERUSER, "-q"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                bail!("PostgreSQL in {} is not ready", self.data_dir().display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_absolute() {
+        Ok(path.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()?.join(path))
+    }
+}
+
+/// Finds `initdb` and `pg_ctl`: `PATH` first, then the newest `/usr/lib/postgresql/*/bin`.
+fn find_binaries() -> anyhow::Result<PathBuf> {
+    let has_all = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres", "pg_isready"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if has_all(&dir) {
+                // Resolve symlinks such as /usr/local/bin/pg_ctl -> /usr/lib/postgresql/15/bin.
+                let real = fs::canonicalize(dir.join("pg_ctl"))?;
+                let real_dir = real.parent().map(Path::to_path_buf).unwrap_or(dir.clone());
+                return Ok(if has_all(&real_dir) { real_dir } else { dir });
+            }
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((v, e.path().join("bin")))
+        })
+        .filter(|(_, dir)| has_all(dir))
+        .collect();
+    versions.sort();
+    match versions.pop() {
+        Some((v, _)) if v < 15 => bail!("PostgreSQL {v} found; version 15 or later is needed"),
+        Some((_, dir)) => Ok(dir),
+        None => bail!(MISSING),
+    }
+}
+
+/// As root, the (uid, gid) of the user the cluster runs as; otherwise `None` (current user).
+fn unprivileged_user() -> anyhow::Result<Option<(u32, u32)>> {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of /proc/self is the effective user: no unsafe `geteuid` needed.
+    if fs::metadata("/proc/self")?.uid() != 0 {
+        return Ok(None);
+    }
+    let passwd = fs::read_to_string("/etc/passwd").context("cannot read /etc/passwd")?;
+    let lookup = |name: &str| {
+        passwd.lines().find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            (f.len() > 3 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+        })
+    };
+    lookup("postgres")
+        .or_else(|| lookup("nobody"))
+        .map(Some)
+        .context(
+        "running as root, and neither a `postgres` nor a `nobody` user exists to run PostgreSQL",
+    )
+}

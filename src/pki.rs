@@ -1,0 +1,395 @@
+//! Development PKI in the IGC-Santé shape (`pki dev DIR`), used by `demo`, the tests and the bench.
+//!
+//! Layout under DIR (PEM unless said):
+//! - `ca/root.{pem,key}`: "AC RACINE IGC-SANTE DEV"; `ca/intermediate.{pem,key}`: "AC IGC-SANTE DEV
+//!   PERSONNES" (issues the CPS-shaped client certificates); `trust.pem`: both, the client anchors.
+//! - `ca/unknown-root.{pem,key}`: a CA the server does not trust.
+//! - `crl/root.crl.pem`, `crl/intermediate.crl.pem`: one CRL per CA (the second revokes `revoked`).
+//! - `crl-variants/intermediate-expired.crl.pem`: a CRL past its nextUpdate.
+//! - `server/server.{pem,key}`: localhost / 127.0.0.1, issued by the root.
+//! - `clients/NAME.{pem,key,p12}` for NAME in [`CLIENTS`]; `.pem` holds the leaf then the
+//!   intermediate; PKCS#12 password [`P12_PASSWORD`].
+//! - `ttp/ttp.{pem,key}`: the trusted third party's RSA encryption certificate; `ttp/other.{pem,key}`:
+//!   another RSA recipient (payloads for it must be refused).
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::Context;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevocationReason, RevokedCertParams, SanType, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+
+/// Password of every PKCS#12 file of the dev PKI.
+pub const P12_PASSWORD: &str = "visiodroits";
+
+/// The pharmacy (structure) of the valid dev certificate: FINESS.
+pub const DEV_FINESS: &str = "750000001";
+/// Another pharmacy.
+pub const OTHER_FINESS: &str = "920000002";
+/// The RPPS of the valid dev pharmacist (11 digits, Luhn-valid).
+pub const DEV_RPPS: &str = "10001234565";
+
+/// A client certificate of the dev PKI.
+pub struct DevClient {
+    pub name: &'static str,
+    pub cn: String,
+    pub ou: String,
+    what: ClientKind,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum ClientKind {
+    Valid,
+    Revoked,
+    Expired,
+    NotYetValid,
+    UnknownCa,
+}
+
+/// Names of the client certificates, with what they are for.
+pub const CLIENTS: &[(&str, &str)] = &[
+    ("valid", "CPS of a pharmacist of the dev pharmacy"),
+    ("revoked", "listed in the intermediate CA's CRL"),
+    ("expired", "notAfter in the past"),
+    ("not-yet-valid", "notBefore in the future"),
+    (
+        "bad-ou",
+        "OU is a SIRET (type 3), outside the default policy",
+    ),
+    ("other-structure", "CPS of a pharmacist of another pharmacy"),
+    ("unknown-ca", "issued by a CA the server does not trust"),
+];
+
+fn clients() -> Vec<DevClient> {
+    let ps = |rpps: &str| format!("8{rpps}");
+    vec![
+        DevClient {
+            name: "valid",
+            cn: ps(DEV_RPPS),
+            ou: format!("1{DEV_FINESS}"),
+            what: ClientKind::Valid,
+        },
+        DevClient {
+            name: "revoked",
+            cn: ps("10001234573"),
+            ou: format!("1{DEV_FINESS}"),
+            what: ClientKind::Revoked,
+        },
+        DevClient {
+            name: "expired",
+            cn: ps("10001234581"),
+            ou: format!("1{DEV_FINESS}"),
+            what: ClientKind::Expired,
+        },
+        DevClient {
+            name: "not-yet-valid",
+            cn: ps("10001234599"),
+            ou: format!("1{DEV_FINESS}"),
+            what: ClientKind::NotYetValid,
+        },
+        DevClient {
+            name: "bad-ou",
+            cn: ps("10001234607"),
+            ou: "312345678900017".into(),
+            what: ClientKind::Valid,
+        },
+        DevClient {
+            name: "other-structure",
+            cn: ps("10001234615"),
+            ou: format!("1{OTHER_FINESS}"),
+            what: ClientKind::Valid,
+        },
+        DevClient {
+            name: "unknown-ca",
+            cn: ps("10001234623"),
+            ou: format!("1{DEV_FINESS}"),
+            what: ClientKind::UnknownCa,
+        },
+    ]
+}
+
+/// Generates the whole dev PKI under `dir`. Existing files are replaced.
+pub fn generate(dir: &Path) -> anyhow::Result<()> {
+    for sub in ["ca", "crl", "crl-variants", "server", "clients", "ttp"] {
+        fs::create_dir_all(dir.join(sub))?;
+    }
+    let now = OffsetDateTime::now_utc();
+
+    let root_key = ec_key()?;
+    let root_params = ca_params("AC RACINE IGC-SANTE DEV", now, 3650)?;
+    let root_cert = root_params.self_signed(&root_key)?;
+    let root = Issuer::new(root_params, root_key);
+
+    let inter_key = ec_key()?;
+    let mut inter_params = ca_params("AC IGC-SANTE DEV PERSONNES", now, 3000)?;
+    inter_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    let inter_cert = inter_params.signed_by(&inter_key, &root)?;
+    let inter_pem = inter_cert.pem();
+    let inter = Issuer::new(inter_params, inter_key);
+
+    let unknown_key = ec_key()?;
+    let unknown_params = ca_params("AC RACINE INCONNUE DEV", now, 3650)?;
+    let unknown_cert = unknown_params.self_signed(&unknown_key)?;
+    let unknown = Issuer::new(unknown_params, unknown_key);
+
+    write(dir, "ca/root.pem", &root_cert.pem())?;
+    write_key(dir, "ca/root.key", &root.key().serialize_pem())?;
+    write(dir, "ca/intermediate.pem", &inter_pem)?;
+    write_key(dir, "ca/intermediate.key", &inter.key().serialize_pem())?;
+    write(dir, "ca/unknown-root.pem", &unknown_cert.pem())?;
+    write_key(dir, "ca/unknown-root.key", &unknown.key().serialize_pem())?;
+    write(
+        dir,
+        "trust.pem",
+        &format!("{}{}", root_cert.pem(), inter_pem),
+    )?;
+
+    // Server certificate, issued by the root (clients trust ca/root.pem for the server).
+    let server_key = ec_key()?;
+    let mut sp = CertificateParams::new(vec!["localhost".to_string()])?;
+    sp.subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    sp.distinguished_name = dn(&[
+        (DnType::CountryName, "FR"),
+        (DnType::OrganizationName, "VISIODROITS DEV"),
+        (DnType::CommonName, "localhost"),
+    ]);
+    leaf_common(&mut sp, now - Duration::days(1), now + Duration::days(825));
+    sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = sp.signed_by(&server_key, &root)?;
+    write(dir, "server/server.pem", &server_cert.pem())?;
+    write_key(dir, "server/server.key", &server_key.serialize_pem())?;
+
+    // Client certificates in the CPS shape.
+    let mut revoked_serials = Vec::new();
+    for client in clients() {
+        let key = ec_key()?;
+        let mut p = CertificateParams::default();
+        p.distinguished_name = dn(&[
+            (DnType::CountryName, "FR"),
+            (DnType::OrganizationName, "PHARMACIE DEV"),
+            (DnType::OrganizationalUnitName, client.ou.as_str()),
+            (DnType::CommonName, client.cn.as_str()),
+        ]);
+        let (nb, na) = match client.what {
+            ClientKind::Expired => (now - Duration::days(400), now - Duration::days(1)),
+            ClientKind::NotYetValid => (now + Duration::days(30), now + Duration::days(400)),
+            _ => (now - Duration::days(1), now + Duration::days(1095)),
+        };
+        leaf_common(&mut p, nb, na);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let serial = p.serial_number.clone().expect("leaf_common sets a serial");
+        let (cert, chain_pem) = if client.what == ClientKind::UnknownCa {
+            (p.signed_by(&key, &unknown)?, unknown_cert.pem())
+        } else {
+            (p.signed_by(&key, &inter)?, inter_pem.clone())
+        };
+        if client.what == ClientKind::Revoked {
+            revoked_serials.push(serial);
+        }
+        let pem = format!("{}{}", cert.pem(), chain_pem);
+        write(dir, &format!("clients/{}.pem", client.name), &pem)?;
+        write_key(
+            dir,
+            &format!("clients/{}.key", client.name),
+            &key.serialize_pem(),
+        )?;
+        let p12 = pkcs12(&cert.pem(), &key.serialize_pem(), &chain_pem, client.name)?;
+        fs::write(dir.join(format!("clients/{}.p12", client.name)), p12)?;
+    }
+
+    // CRLs: one per CA, fresh for a year (the demo reuses its PKI), plus an expired variant.
+    let fresh = (now - Duration::hours(1), now + Duration::days(365));
+    write(dir, "crl/root.crl.pem", &crl(&root, &[], fresh, 1)?)?;
+    write(
+        dir,
+        "crl/intermediate.crl.pem",
+        &crl(&inter, &revoked_serials, fresh, 1)?,
+    )?;
+    let stale = (now - Duration::days(10), now - Duration::days(1));
+    write(
+        dir,
+        "crl-variants/intermediate-expired.crl.pem",
+        &crl(&inter, &revoked_serials, stale, 1)?,
+    )?;
+
+    // Trusted third party's encryption certificates (RSA: CMS key transport).
+    for name in ["ttp", "other"] {
+        let key = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?;
+        let mut p = CertificateParams::default();
+        let cn = if name == "ttp" {
+            "TIERS DE CONFIANCE VISIODROITS DEV"
+        } else {
+            "AUTRE DESTINATAIRE DEV"
+        };
+        p.distinguished_name = dn(&[
+            (DnType::CountryName, "FR"),
+            (DnType::OrganizationName, "VISIODROITS DEV"),
+            (DnType::CommonName, cn),
+        ]);
+        leaf_common(&mut p, now - Duration::days(1), now + Duration::days(1095));
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyEncipherment,
+            KeyUsagePurpose::DataEncipherment,
+        ];
+        let cert = p.signed_by(&key, &root)?;
+        write(dir, &format!("ttp/{name}.pem"), &cert.pem())?;
+        write_key(dir, &format!("ttp/{name}.key"), &key.serialize_pem())?;
+    }
+    Ok(())
+}
+
+/// Issues a CRL signed by the CA in `ca_pem`/`ca_key_pem`, revoking `revoked` serials (big-endian
+/// bytes), valid from `this_update` to `next_update`. Returns PEM.
+pub fn issue_crl(
+    ca_pem: &str,
+    ca_key_pem: &str,
+    revoked: &[Vec<u8>],
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+    number: u64,
+) -> anyhow::Result<String> {
+    let key = KeyPair::from_pem(ca_key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(ca_pem, key)?;
+    let serials: Vec<SerialNumber> = revoked
+        .iter()
+        .map(|s| SerialNumber::from_slice(s))
+        .collect();
+    crl(&issuer, &serials, (this_update, next_update), number)
+}
+
+fn crl(
+    issuer: &Issuer<'_, KeyPair>,
+    revoked: &[SerialNumber],
+    (this_update, next_update): (OffsetDateTime, OffsetDateTime),
+    number: u64,
+) -> anyhow::Result<String> {
+    let params = CertificateRevocationListParams {
+        this_update,
+        next_update,
+        crl_number: SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|serial| RevokedCertParams {
+                serial_number: serial.clone(),
+                revocation_time: this_update,
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    Ok(params.signed_by(issuer)?.pem()?)
+}
+
+fn ec_key() -> anyhow::Result<KeyPair> {
+    Ok(KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?)
+}
+
+fn dn(parts: &[(DnType, &str)]) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    for (ty, value) in parts {
+        dn.push(ty.clone(), *value);
+    }
+    dn
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes = *uuid::Uuid::new_v4().as_bytes();
+    bytes[0] &= 0x7f; // positive
+    bytes[0] |= 0x10; // no leading zero byte to strip
+    SerialNumber::from_slice(&bytes)
+}
+
+fn ca_params(cn: &str, now: OffsetDateTime, days: i64) -> anyhow::Result<CertificateParams> {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn(&[
+        (DnType::CountryName, "FR"),
+        (DnType::OrganizationName, "ASIP-SANTE DEV"),
+        (DnType::OrganizationalUnitName, "IGC-SANTE DEV"),
+        (DnType::CommonName, cn),
+    ]);
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    p.not_before = now - Duration::days(1);
+    p.not_after = now + Duration::days(days);
+    p.serial_number = Some(random_serial());
+    p.use_authority_key_identifier_extension = true;
+    Ok(p)
+}
+
+fn leaf_common(p: &mut CertificateParams, not_before: OffsetDateTime, not_after: OffsetDateTime) {
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.not_before = not_before;
+    p.not_after = not_after;
+    p.serial_number = Some(random_serial());
+    p.use_authority_key_identifier_extension = true;
+}
+
+fn pkcs12(cert_pem: &str, key_pem: &str, chain_pem: &str, name: &str) -> anyhow::Result<Vec<u8>> {
+    use openssl::{pkcs12::Pkcs12, pkey::PKey, stack::Stack, x509::X509};
+    let cert = X509::from_pem(cert_pem.as_bytes())?;
+    let key = PKey::private_key_from_pem(key_pem.as_bytes())?;
+    let mut chain = Stack::new()?;
+    for c in X509::stack_from_pem(chain_pem.as_bytes())? {
+        chain.push(c)?;
+    }
+    let p12 = Pkcs12::builder()
+        .name(name)
+        .pkey(&key)
+        .cert(&cert)
+        .ca(chain)
+        .build2(P12_PASSWORD)
+        .context("cannot build PKCS#12")?;
+    Ok(p12.to_der()?)
+}
+
+fn write(dir: &Path, rel: &str, text: &str) -> anyhow::Result<()> {
+    let path = dir.join(rel);
+    fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_key(dir: &Path, rel: &str, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(rel);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// What `pki dev` prints: the client certificates and their purpose.
+pub fn describe() -> String {
+    CLIENTS
+        .iter()
+        .map(|(name, what)| format!("  clients/{name}.pem|.key|.p12  {what}\n"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn luhn_ok(digits: &str) -> bool {
+        crate::tls::identity::luhn_valid(digits)
+    }
+
+    #[test]
+    fn dev_rpps_numbers_carry_a_valid_luhn_digit() {
+        for c in clients() {
+            assert!(luhn_ok(&c.cn[1..]), "{} has CN {}", c.name, c.cn);
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! SOAP Faults: `Code`/`Reason`/`Detail` in SOAP 1.2, `faultcode`/`faultstring`/`detail` in
+//! SOAP 1.1, with a `vd:code_reponse` in the detail and the HTTP status of the spec's code table.
+
+use super::writer::{envelope, Xml};
+use super::SoapVersion;
+use crate::code::{Code, FaultKind};
+
+/// A Fault ready to be written.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub kind: FaultKind,
+    /// SOAP-level code when it is not the kind's default (`VersionMismatch`, `MustUnderstand`).
+    pub soap_code: Option<&'static str>,
+    pub code: Code,
+    /// Fixed texts naming what was wrong, never request content.
+    pub details: Vec<String>,
+}
+
+impl Fault {
+    /// A Fault for `code` (8001–8003, 0999) with its own kind.
+    pub fn for_code(code: Code) -> Self {
+        Fault {
+            kind: code.fault().unwrap_or(FaultKind::Sender),
+            soap_code: None,
+            code,
+            details: Vec::new(),
+        }
+    }
+
+    /// A refusal of the request itself (6000, `Sender`, HTTP 400) with one detail.
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Fault {
+            kind: FaultKind::Sender,
+            soap_code: None,
+            code: Code::InvalidRequest,
+            details: vec![detail.into()],
+        }
+    }
+
+    pub fn http_status(&self) -> http::StatusCode {
+        self.kind.http_status()
+    }
+
+    /// The Fault envelope in `version`.
+    pub fn to_xml(&self, version: SoapVersion) -> String {
+        envelope(version, |x| match version {
+            SoapVersion::V12 => self.write12(x),
+            SoapVersion::V11 => self.write11(x),
+        })
+    }
+
+    fn write12(&self, x: &mut Xml) {
+        let value = self.soap_code.unwrap_or(match self.kind {
+            FaultKind::Receiver => "Receiver",
+            _ => "Sender",
+        });
+        x.raw("<env:Fault><env:Code><env:Value>env:")
+            .raw(value)
+            .raw("</env:Value>");
+        if self.kind == FaultKind::Access {
+            x.raw("<env:Subcode><env:Value>vd:Acces</env:Value></env:Subcode>");
+        }
+        x.raw("</env:Code><env:Reason><env:Text xml:lang=\"fr\">")
+            .text(self.code.label())
+            .raw("</env:Text></env:Reason><env:Detail>");
+        self.write_code(x);
+        x.raw("</env:Detail></env:Fault>");
+    }
+
+    fn write11(&self, x: &mut Xml) {
+        let value = self.soap_code.unwrap_or(match self.kind {
+            FaultKind::Receiver => "Server",
+            FaultKind::Access => "Client.Acces",
+            FaultKind::Sender => "Client",
+        });
+        x.raw("<env:Fault><faultcode>env:")
+            .raw(value)
+            .raw("</faultcode><faultstring xml:lang=\"fr\">")
+            .text(self.code.label())
+            .raw("</faultstring><detail>");
+        self.write_code(x);
+        x.raw("</detail></env:Fault>");
+    }
+
+    fn write_code(&self, x: &mut Xml) {
+        x.open("code_reponse")
+            .leaf("code", self.code.as_str())
+            .leaf("libelle", self.code.label());
+        for d in &self.details {
+            x.leaf("detail", &truncate(d, 150));
+        }
+        x.close("code_reponse");
+    }
+}
+
+/// Cuts a text to `max` characters (schema limit of `libelle` and `detail`).
+pub fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_fault_has_the_acces_subcode() {
+        let xml = Fault::for_code(Code::CertificatePolicy).to_xml(SoapVersion::V12);
+        assert!(
+            xml.contains(
+                "<env:Value>env:Sender</env:Value><env:Subcode><env:Value>vd:Acces</env:Value>"
+            ),
+            "{xml}"
+        );
+        assert!(xml.contains("<vd:code>8003</vd:code>"));
+        assert_eq!(Fault::for_code(Code::CertificatePolicy).http_status(), 403);
+    }
+
+    #[test]
+    fn technical_fault_is_receiver_500() {
+        let f = Fault::for_code(Code::Technical);
+        assert_eq!(f.http_status(), 500);
+        assert!(f
+            .to_xml(SoapVersion::V11)
+            .contains("<faultcode>env:Server</faultcode>"));
+    }
+}

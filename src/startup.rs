@@ -1,0 +1,293 @@
+//! Builds the application as a value, binds (port 0 allowed, the real port reported), serves,
+//! reloads CRLs, and drains on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use axum_server::Handle;
+use openssl::pkey::PKey;
+use openssl::x509::X509;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, Secret};
+use crate::exchange::common::ServerInfo;
+use crate::exchange::Exchanges;
+use crate::http::{self, HttpState};
+use crate::metrics::Metrics;
+use crate::ops::{self, OpsState};
+use crate::soap::XmlLimits;
+use crate::store::Store;
+use crate::tls::acceptor::CpsAcceptor;
+use crate::tls::crl::CrlSet;
+use crate::tls::TlsContext;
+
+/// A running server.
+pub struct Server {
+    /// Where the SOAP endpoint listens (the real port when 0 was asked).
+    pub addr: SocketAddr,
+    /// Where `/healthz`, `/readyz` and `/metrics` listen.
+    pub ops_addr: SocketAddr,
+    pub tls: Arc<TlsContext>,
+    pub metrics: Arc<Metrics>,
+    handle: Handle<SocketAddr>,
+    serve: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+    reloader: Reloader,
+    deadline: Duration,
+}
+
+/// What a CRL reload needs.
+#[derive(Clone)]
+struct Reloader {
+    config: Arc<Config>,
+    tls: Arc<TlsContext>,
+    rustls: RustlsConfig,
+}
+
+impl Reloader {
+    /// Reloads the CRL directory and rebuilds the TLS configuration with it. A file that fails
+    /// is refused and reported; the other CRLs are used.
+    fn reload_crls(&self) -> anyhow::Result<()> {
+        let set = CrlSet::load_dir(&self.config.crl.dir, &self.tls.cas)?;
+        let entries = set.total_entries();
+        let issuers = set.crls.len();
+        for refused in self.tls.swap_crls(set) {
+            tracing::warn!(file = %refused, "CRL refused; the previous one for its issuer is no longer loaded");
+        }
+        let server = self.tls.server_config(&self.config)?;
+        self.rustls.reload_from_config(server);
+        tracing::info!(issuers, entries, "CRLs reloaded");
+        Ok(())
+    }
+}
+
+/// Reads the trusted third party's certificate (DER) and checks the key against it.
+fn load_trusted_third_party(config: &Config) -> anyhow::Result<(Option<Vec<u8>>, bool)> {
+    let Some(cert_path) = &config.trusted_third_party.cert else {
+        return Ok((None, false));
+    };
+    let pem = std::fs::read(cert_path)
+        .with_context(|| format!("VD_TTP_CERT: cannot read {}", cert_path.display()))?;
+    let cert = X509::from_pem(&pem).context("VD_TTP_CERT: not a PEM certificate")?;
+    let der = cert.to_der()?;
+    let Some(key_path) = &config.trusted_third_party.key else {
+        return Ok((Some(der), false));
+    };
+    let key_pem = Secret::new(
+        std::fs::read(key_path)
+            .with_context(|| format!("VD_TTP_KEY: cannot read {}", key_path.display()))?,
+    );
+    let key = PKey::private_key_from_pem(key_pem.expose())
+        .map_err(|_| anyhow::anyhow!("VD_TTP_KEY: not a PEM private key"))?;
+    anyhow::ensure!(
+        cert.public_key()?.public_eq(&key),
+        "VD_TTP_KEY: the key does not match VD_TTP_CERT"
+    );
+    Ok((Some(der), true))
+}
+
+/// Reads the pseudonymisation key (at least 32 bytes).
+pub fn load_pseudonymisation_key(config: &Config) -> anyhow::Result<Secret<Vec<u8>>> {
+    let path = &config.pseudonymisation_key_file;
+    let key = std::fs::read(path).with_context(|| {
+        format!(
+            "VD_PSEUDONYMISATION_KEY_FILE: cannot read {}",
+            path.display()
+        )
+    })?;
+    anyhow::ensure!(
+        key.len() >= 32,
+        "VD_PSEUDONYMISATION_KEY_FILE: the key must hold at least 32 bytes"
+    );
+    Ok(Secret::new(key))
+}
+
+/// Checks everything `serve` would load, without serving (`check-config`).
+pub fn check(config: &Config) -> anyhow::Result<String> {
+    let (tls, refused) = TlsContext::load(config)?;
+    tls.server_config(config)?;
+    load_trusted_third_party(config)?;
+    load_pseudonymisation_key(config)?;
+    Store::connect_lazy(
+        &config.database_url,
+        config.db_pool_size,
+        config.db_acquire_timeout,
+    )?;
+    let crls = tls.crls();
+    let mut report = format!(
+        "configuration valid: {} anchor(s), {} intermediate(s), {} CRL(s)\n",
+        tls.cas.anchors.len(),
+        tls.cas.intermediates.len(),
+        crls.crls.len()
+    );
+    for r in refused {
+        report.push_str(&format!("warning: CRL refused: {r}\n"));
+    }
+    Ok(report)
+}
+
+impl Server {
+    /// Loads everything, binds both listeners and starts serving.
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        let config = Arc::new(config);
+        let (tls, refused) = TlsContext::load(&config)?;
+        for r in &refused {
+            tracing::warn!(file = %r, "CRL refused at start");
+        }
+        let tls = Arc::new(tls);
+        let rustls = RustlsConfig::from_config(tls.server_config(&config)?);
+        let (ttp_cert_der, ttp_key_loaded) = load_trusted_third_party(&config)?;
+        let _pseudonymisation = load_pseudonymisation_key(&config)?;
+        let store = Store::connect_lazy(
+            &config.database_url,
+            config.db_pool_size,
+            config.db_acquire_timeout,
+        )?;
+        let metrics = Arc::new(Metrics::default());
+        let exchanges = Arc::new(Exchanges {
+            store: store.clone(),
+            server: ServerInfo {
+                instance_id: config.instance_id.clone(),
+            },
+            ttp_cert_der,
+            ttp_key_loaded,
+        });
+
+        let listener = std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("VD_LISTEN: cannot listen on {}", config.listen))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let ops_listener = tokio::net::TcpListener::bind(config.metrics_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "VD_METRICS_LISTEN: cannot listen on {}",
+                    config.metrics_listen
+                )
+            })?;
+        let ops_addr = ops_listener.local_addr()?;
+
+        let app = http::router(HttpState {
+            exchanges,
+            tls: tls.clone(),
+            metrics: metrics.clone(),
+            limits: config.limits.clone(),
+            xml: XmlLimits {
+                max_text_len: config.limits.body_bytes,
+                ..XmlLimits::default()
+            },
+        });
+        let handle = Handle::new();
+        let acceptor = CpsAcceptor::new(
+            RustlsAcceptor::new(rustls.clone()),
+            tls.clone(),
+            &config,
+            metrics.clone(),
+        );
+        let mut server = axum_server::from_tcp(listener)?
+            .acceptor(acceptor)
+            .handle(handle.clone());
+        server
+            .http_builder()
+            .http2()
+            .max_concurrent_streams(100)
+            .max_header_list_size(64 * 1024);
+        let serve = tokio::spawn(server.serve(app.into_make_service()));
+
+        let ops_app = ops::router(OpsState {
+            store,
+            tls: tls.clone(),
+            metrics: metrics.clone(),
+            crl: config.crl.clone(),
+        });
+        let ops_task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(ops_listener, ops_app).await {
+                tracing::error!(error = %e, "operations listener stopped");
+            }
+        });
+
+        let reloader = Reloader {
+            config: config.clone(),
+            tls: tls.clone(),
+            rustls,
+        };
+        let periodic = {
+            let reloader = reloader.clone();
+            let period = config.crl.refresh.max(Duration::from_secs(1));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let r = reloader.clone();
+                    match tokio::task::spawn_blocking(move || r.reload_crls()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::error!(
+                            error = format!("{e:#}"),
+                            "CRL reload failed; previous CRLs kept"
+                        ),
+                        Err(e) => tracing::error!(error = %e, "CRL reload task failed"),
+                    }
+                }
+            })
+        };
+        tracing::info!(%addr, %ops_addr, instance = %config.instance_id, "visiodroits serving");
+        Ok(Server {
+            addr,
+            ops_addr,
+            tls,
+            metrics,
+            handle,
+            serve,
+            background: vec![ops_task, periodic],
+            reloader,
+            deadline: config.limits.shutdown_deadline,
+        })
+    }
+
+    /// Reloads the CRL directory now (SIGHUP, `crl refresh`, tests).
+    pub async fn reload_crls(&self) -> anyhow::Result<()> {
+        let r = self.reloader.clone();
+        tokio::task::spawn_blocking(move || r.reload_crls()).await?
+    }
+
+    /// Serves until SIGTERM or SIGINT, reloading CRLs on SIGHUP, then drains.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading CRLs");
+                    if let Err(e) = self.reload_crls().await {
+                        tracing::error!(error = format!("{e:#}"), "CRL reload failed; previous CRLs kept");
+                    }
+                }
+            }
+        }
+        self.shutdown().await
+    }
+
+    /// Stops accepting, lets in-flight exchanges finish within the deadline, then returns.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        tracing::info!(
+            deadline_s = self.deadline.as_secs(),
+            "shutting down: draining connections"
+        );
+        self.handle.graceful_shutdown(Some(self.deadline));
+        let result = self.serve.await;
+        for task in self.background {
+            task.abort();
+        }
+        result??;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,291 @@
+//! The acceptor: connection cap, TLS handshake with a deadline, identity fixed at accept time,
+//! and read deadlines that hold for every client (HTTP/1.1 and HTTP/2 alike).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Extension;
+use axum_server::accept::Accept;
+use axum_server::tls_rustls::RustlsAcceptor;
+use futures_util::future::BoxFuture;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+use tokio_rustls::server::TlsStream;
+use tower::Layer;
+
+use super::identity::{identify, Connection};
+use super::TlsContext;
+use crate::config::{Config, SubjectPolicy};
+use crate::metrics::Metrics;
+
+/// Wraps axum-server's rustls acceptor; see the module documentation.
+#[derive(Clone)]
+pub struct CpsAcceptor {
+    tls: RustlsAcceptor,
+    ctx: Arc<TlsContext>,
+    policy: Arc<SubjectPolicy>,
+    slots: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+    deadlines: Deadlines,
+}
+
+/// Read deadlines of a connection (see [`Guarded`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// From the handshake to the first byte of the first request.
+    pub first: Duration,
+    /// From the first byte of a request to the first byte of its response.
+    pub request: Duration,
+    /// From the last byte of a response to the first byte of the next request (keep-alive).
+    pub idle: Duration,
+}
+
+impl CpsAcceptor {
+    pub fn new(
+        tls: RustlsAcceptor,
+        ctx: Arc<TlsContext>,
+        config: &Config,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        CpsAcceptor {
+            tls: tls.handshake_timeout(config.limits.handshake_timeout),
+            ctx,
+            policy: Arc::new(config.policy.clone()),
+            slots: Arc::new(Semaphore::new(config.limits.max_connections)),
+            metrics,
+            deadlines: Deadlines {
+                first: config.limits.header_timeout,
+                request: config.limits.header_timeout + config.limits.body_timeout,
+                idle: config.limits.keep_alive,
+            },
+        }
+    }
+}
+
+impl<S> Accept<TcpStream, S> for CpsAcceptor
+where
+    S: Send + 'static,
+{
+    type Stream = Guarded<TlsStream<TcpStream>>;
+    type Service = axum::middleware::AddExtension<S, Arc<Connection>>;
+    type Future = BoxFuture<'static, io::Result<(Self::Stream, Self::Service)>>;
+
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let Ok(permit) = this.slots.clone().try_acquire_owned() else {
+                this.metrics.connection_refused("connection_cap");
+                return Err(io::Error::other("connection cap reached"));
+            };
+            let peer = stream.peer_addr()?;
+            let _ = stream.set_nodelay(true);
+            let (tls, service) = match this.tls.accept(stream, service).await {
+                Ok(ok) => ok,
+                Err(e) => {
+                    let reason = handshake_failure_reason(&e);
+                    this.metrics.handshake_refused(&reason);
+                    tracing::info!(peer = %peer, reason = %reason, "TLS handshake refused");
+                    return Err(e);
+                }
+            };
+            let (_, conn) = tls.get_ref();
+            let resumed = matches!(conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+            let tls_version = match conn.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                _ => "?",
+            };
+            let identity = match conn.peer_certificates() {
+                Some(chain) => identify(chain, &this.ctx.cas, &this.policy),
+                None => super::identity::PeerIdentity::Anonymous,
+            };
+            this.metrics.handshake_done(resumed);
+            let connection = Arc::new(Connection {
+                peer,
+                tls_version,
+                resumed,
+                identity,
+            });
+            let guarded = Guarded::new(tls, permit, this.deadlines, this.metrics.clone());
+            Ok((guarded, Extension(connection).layer(service)))
+        })
+    }
+}
+
+/// A short, stable reason for a refused handshake (metrics label and log field).
+fn handshake_failure_reason(e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::TimedOut {
+        return "handshake_timeout".into();
+    }
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(c)) => {
+            let reason = match c {
+                rustls::CertificateError::Expired
+                | rustls::CertificateError::ExpiredContext { .. } => "expired",
+                rustls::CertificateError::NotValidYet
+                | rustls::CertificateError::NotValidYetContext { .. } => "not_yet_valid",
+                rustls::CertificateError::Revoked => "revoked",
+                rustls::CertificateError::UnknownIssuer => "unknown_issuer",
+                rustls::CertificateError::UnknownRevocationStatus => "no_crl",
+                rustls::CertificateError::ExpiredRevocationList
+                | rustls::CertificateError::ExpiredRevocationListContext { .. } => "crl_expired",
+                rustls::CertificateError::BadSignature => "bad_signature",
+                rustls::CertificateError::InvalidPurpose
+                | rustls::CertificateError::InvalidPurposeContext { .. } => "invalid_purpose",
+                _ => "invalid_certificate",
+            };
+            reason.into()
+        }
+        Some(rustls::Error::PeerIncompatible(_)) => "incompatible".into(),
+        Some(rustls::Error::NoCertificatesPresented) => "no_certificate".into(),
+        Some(_) => "tls_error".into(),
+        None => "io_error".into(),
+    }
+}
+
+/// A TLS stream with a connection slot and read deadlines that hold whatever the HTTP version:
+/// the first request must start within `first` of the handshake; a request, once its first byte
+/// arrived, must be read and answered within `request` (a client dribbling its headers gains
+/// nothing); between requests the connection may stay silent for `idle` (keep-alive).
+/// hyper's own header timeout cannot be used: it also runs while a keep-alive connection waits
+/// for its next request, which would cut the 30-minute keep-alive to 10 seconds.
+pub struct Guarded<S> {
+    inner: S,
+    sleep: Pin<Box<Sleep>>,
+    deadline: Instant,
+    in_request: bool,
+    deadlines: Deadlines,
+    _slot: ConnectionSlot,
+}
+
+/// Holds the connection's place under the cap and its gauge while the connection lives.
+struct ConnectionSlot {
+    _permit: OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.metrics.connection_closed();
+    }
+}
+
+impl<S> Guarded<S> {
+    fn new(
+        inner: S,
+        permit: OwnedSemaphorePermit,
+        deadlines: Deadlines,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        metrics.connection_opened();
+        let deadline = Instant::now() + deadlines.first;
+        Guarded {
+            inner,
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            deadline,
+            in_request: false,
+            deadlines,
+            _slot: ConnectionSlot {
+                _permit: permit,
+                metrics,
+            },
+        }
+    }
+
+    /// The underlying stream (e.g. to read the TLS session).
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before && !this.in_request {
+                    this.in_request = true;
+                    this.deadline = Instant::now() + this.deadlines.request;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if this.sleep.deadline() != this.deadline {
+                    let deadline = this.deadline;
+                    this.sleep.as_mut().reset(deadline);
+                }
+                match this.sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "connection deadline passed",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<S> Guarded<S> {
+    fn wrote(&mut self, n: usize) {
+        if n > 0 {
+            self.in_request = false;
+            self.deadline = Instant::now() + self.deadlines.idle;
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &res {
+            this.wrote(*n);
+        }
+        res
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &res {
+            this.wrote(*n);
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}

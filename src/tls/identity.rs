@@ -1,0 +1,248 @@
+//! The caller's identity, fixed at accept time from the verified TLS session.
+//!
+//! Nothing in a request can set or change it: the acceptor builds a [`Connection`] from the peer
+//! certificates of the rustls session and attaches it as a request extension.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::x509::{X509NameRef, X509};
+
+use super::crl::{CaSet, CrlSet};
+use crate::config::SubjectPolicy;
+
+/// What the audit and the logs may know of a client certificate (no health data in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    pub subject: String,
+    pub issuer: String,
+    /// Serial, upper-case hex.
+    pub serial: String,
+    /// SHA-256 fingerprint of the DER, lower-case hex.
+    pub fingerprint: String,
+    /// (issuer name DER, serial bytes) of each certificate of the chain below the root: what the
+    /// per-request revocation check looks up.
+    pub chain: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Who is calling, as established by the TLS handshake and the CN/OU policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerIdentity {
+    /// No client certificate was presented.
+    Anonymous,
+    /// A certificate that chains to the anchors and satisfies the CN/OU policy.
+    Professional {
+        /// `identifiant_ps`: the whole CN value under the default policy (e.g. `8` + RPPS).
+        ps_id: String,
+        /// `numero_structure`: the FINESS digits under the default policy.
+        structure_id: String,
+        cert: Arc<ClientCertificate>,
+    },
+    /// A valid certificate whose subject the CN/OU policy refuses (→ 8003).
+    Refused {
+        reason: &'static str,
+        cert: Arc<ClientCertificate>,
+    },
+}
+
+impl PeerIdentity {
+    pub fn certificate(&self) -> Option<&ClientCertificate> {
+        match self {
+            PeerIdentity::Anonymous => None,
+            PeerIdentity::Professional { cert, .. } | PeerIdentity::Refused { cert, .. } => {
+                Some(cert)
+            }
+        }
+    }
+}
+
+/// Everything known about the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub peer: SocketAddr,
+    pub tls_version: &'static str,
+    pub resumed: bool,
+    pub identity: PeerIdentity,
+}
+
+impl Connection {
+    /// Whether any certificate of the client's chain is revoked in the CRLs in force now.
+    pub fn is_revoked(&self, crls: &CrlSet) -> bool {
+        self.identity.certificate().is_some_and(|c| {
+            c.chain
+                .iter()
+                .any(|(issuer, serial)| crls.is_revoked(issuer, serial))
+        })
+    }
+}
+
+/// Builds the identity of a verified peer chain (leaf first) under `policy`.
+pub fn identify(
+    chain: &[rustls_pki_types::CertificateDer<'_>],
+    cas: &CaSet,
+    policy: &SubjectPolicy,
+) -> PeerIdentity {
+    let Some(leaf_der) = chain.first() else {
+        return PeerIdentity::Anonymous;
+    };
+    // The chain was verified by rustls before we get here; a parse failure cannot be a valid
+    // identity, so it is refused rather than trusted.
+    let Ok(leaf) = X509::from_der(leaf_der) else {
+        return PeerIdentity::Refused {
+            reason: "certificat illisible",
+            cert: Arc::new(ClientCertificate {
+                subject: String::new(),
+                issuer: String::new(),
+                serial: String::new(),
+                fingerprint: String::new(),
+                chain: Vec::new(),
+            }),
+        };
+    };
+    let cert = Arc::new(describe(&leaf, &chain[1..], cas));
+    match apply_policy(&leaf, policy) {
+        Ok((ps_id, structure_id)) => PeerIdentity::Professional {
+            ps_id,
+            structure_id,
+            cert,
+        },
+        Err(reason) => PeerIdentity::Refused { reason, cert },
+    }
+}
+
+fn describe(
+    leaf: &X509,
+    presented: &[rustls_pki_types::CertificateDer<'_>],
+    cas: &CaSet,
+) -> ClientCertificate {
+    let serial = leaf
+        .serial_number()
+        .to_bn()
+        .map(|bn| bn.to_vec())
+        .unwrap_or_default();
+    let fingerprint = leaf
+        .digest(MessageDigest::sha256())
+        .map(|d| hex::encode(d.as_ref()))
+        .unwrap_or_default();
+    // Walk up by issuer name: leaf, then intermediates (presented or configured), to the anchor.
+    let presented: Vec<X509> = presented
+        .iter()
+        .filter_map(|d| X509::from_der(d).ok())
+        .collect();
+    let mut chain = Vec::new();
+    let mut current = leaf.clone();
+    for _ in 0..8 {
+        let issuer_der = current.issuer_name().to_der().unwrap_or_default();
+        let serial = current
+            .serial_number()
+            .to_bn()
+            .map(|bn| bn.to_vec())
+            .unwrap_or_default();
+        chain.push((issuer_der.clone(), serial));
+        if let Some(ca) = cas.by_subject(&issuer_der) {
+            if ca.is_self_issued() {
+                break;
+            }
+            current = ca.x509.clone();
+        } else if let Some(next) = presented
+            .iter()
+            .find(|c| c.subject_name().to_der().ok().as_deref() == Some(&issuer_der[..]))
+        {
+            current = next.clone();
+        } else {
+            break;
+        }
+    }
+    ClientCertificate {
+        subject: name_to_string(leaf.subject_name()),
+        issuer: name_to_string(leaf.issuer_name()),
+        serial: hex::encode_upper(&serial),
+        fingerprint,
+        chain,
+    }
+}
+
+/// Applies the CN/OU policy; returns (PS id, structure id) or the reason of the refusal.
+pub fn apply_policy(leaf: &X509, policy: &SubjectPolicy) -> Result<(String, String), &'static str> {
+    let cn = entries(leaf.subject_name(), Nid::COMMONNAME);
+    let [cn] = cn.as_slice() else {
+        return Err("CN absent ou multiple");
+    };
+    let caps = policy.cn.captures(cn).ok_or("CN hors politique")?;
+    let ps_id = caps
+        .name("ps")
+        .or_else(|| caps.get(0))
+        .map(|m| m.as_str().to_string())
+        .ok_or("CN hors politique")?;
+    if policy.rpps_luhn {
+        if let Some(rpps) = ps_id.strip_prefix('8') {
+            if rpps.len() == 11 && rpps.bytes().all(|b| b.is_ascii_digit()) && !luhn_valid(rpps) {
+                return Err("RPPS invalide (clé de Luhn)");
+            }
+        }
+    }
+    let structure_id = entries(leaf.subject_name(), Nid::ORGANIZATIONALUNITNAME)
+        .iter()
+        .find_map(|ou| {
+            let caps = policy.ou.captures(ou)?;
+            caps.name("structure")
+                .or_else(|| caps.get(0))
+                .map(|m| m.as_str().to_string())
+        })
+        .ok_or("OU hors politique")?;
+    Ok((ps_id, structure_id))
+}
+
+/// Values of the entries `nid` of a name, decoded to UTF-8 whatever their ASN.1 string type
+/// (older card CAs use BMPString or T61String).
+fn entries(name: &X509NameRef, nid: Nid) -> Vec<String> {
+    name.entries_by_nid(nid)
+        .filter_map(|e| e.data().to_string().ok())
+        .collect()
+}
+
+/// `CN=…,OU=…,O=…,C=…` for logs and the audit.
+pub fn name_to_string(name: &X509NameRef) -> String {
+    name.entries()
+        .map(|e| {
+            let key = e.object().nid().short_name().unwrap_or("?");
+            let value = e.data().to_string().unwrap_or_default();
+            format!("{key}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Luhn check over a string of digits (the RPPS check digit).
+pub fn luhn_valid(digits: &str) -> bool {
+    let mut sum = 0u32;
+    for (i, b) in digits.bytes().rev().enumerate() {
+        if !b.is_ascii_digit() {
+            return false;
+        }
+        let mut d = u32::from(b - b'0');
+        if i % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    !digits.is_empty() && sum % 10 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn() {
+        assert!(luhn_valid("10001234565"));
+        assert!(!luhn_valid("10001234566"));
+        assert!(!luhn_valid(""));
+        assert!(!luhn_valid("1000123456a"));
+    }
+}

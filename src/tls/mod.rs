@@ -1,0 +1,101 @@
+//! TLS termination: rustls server configuration, client verification with CRLs, the acceptor that
+//! fixes the caller's identity, and the CRL set in force.
+
+pub mod acceptor;
+pub mod crl;
+pub mod identity;
+pub mod verifier;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use rustls::server::{ProducesTickets, ServerSessionMemoryCache};
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::Config;
+use crl::{CaSet, CrlSet};
+
+/// Everything TLS needs at run time; shared by the acceptor and the handlers.
+#[derive(Debug)]
+pub struct TlsContext {
+    pub cas: Arc<CaSet>,
+    crls: ArcSwap<CrlSet>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    ticketer: Arc<dyn ProducesTickets>,
+    sessions: Arc<ServerSessionMemoryCache>,
+}
+
+/// The only crypto provider of the process (see notes/stack-pitfalls: one provider only).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+impl TlsContext {
+    /// Loads anchors and CRLs. CRLs that are refused are returned for the caller to report.
+    pub fn load(config: &Config) -> anyhow::Result<(Self, Vec<String>)> {
+        let cas = Arc::new(CaSet::load(&config.client_ca).context("VD_CLIENT_CA")?);
+        let crls = CrlSet::load_dir(&config.crl.dir, &cas).context("VD_CRL_DIR")?;
+        let refused = crls.refused.clone();
+        let ctx = TlsContext {
+            cas,
+            crls: ArcSwap::from_pointee(crls),
+            provider: provider(),
+            ticketer: rustls::crypto::aws_lc_rs::Ticketer::new()
+                .map_err(|e| anyhow::anyhow!("cannot create the TLS ticketer: {e}"))?,
+            sessions: ServerSessionMemoryCache::new(20_000),
+        };
+        Ok((ctx, refused))
+    }
+
+    /// The CRL set in force now.
+    pub fn crls(&self) -> Arc<CrlSet> {
+        self.crls.load_full()
+    }
+
+    /// Replaces the CRL set (after a reload); returns the refused files.
+    pub fn swap_crls(&self, crls: CrlSet) -> Vec<String> {
+        let refused = crls.refused.clone();
+        self.crls.store(Arc::new(crls));
+        refused
+    }
+
+    /// Builds the rustls server configuration from the files named in `config` and the CRLs in
+    /// force.
+    pub fn server_config(&self, config: &Config) -> anyhow::Result<Arc<ServerConfig>> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&config.tls_cert)
+            .with_context(|| format!("VD_TLS_CERT: cannot read {}", config.tls_cert.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("VD_TLS_CERT: {} is not PEM", config.tls_cert.display()))?;
+        if chain.is_empty() {
+            anyhow::bail!(
+                "VD_TLS_CERT: {} holds no certificate",
+                config.tls_cert.display()
+            );
+        }
+        let key = PrivateKeyDer::from_pem_file(&config.tls_key).with_context(|| {
+            format!(
+                "VD_TLS_KEY: cannot read a private key from {}",
+                config.tls_key.display()
+            )
+        })?;
+        let verifier = verifier::CpsVerifier::new(
+            self.cas.clone(),
+            self.crls(),
+            &config.crl,
+            self.provider.clone(),
+        )?;
+        let mut server = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_client_cert_verifier(Arc::new(verifier))
+            .with_single_cert(chain, key)
+            .context("VD_TLS_CERT/VD_TLS_KEY: the key does not match the certificate")?;
+        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        server.ticketer = self.ticketer.clone();
+        server.session_storage = self.sessions.clone();
+        server.ignore_client_order = true;
+        Ok(Arc::new(server))
+    }
+}

@@ -1,0 +1,53 @@
+//! The README's first command: the demo prepares everything and its printed curl works.
+
+use std::collections::HashMap;
+
+use visiodroits::cli::demo;
+use visiodroits::startup::Server;
+
+use crate::helpers::shared;
+
+#[tokio::test]
+async fn demo_prepares_everything_and_its_printed_curl_command_answers_0000() {
+    let dir = shared().base.join("demo");
+    let overrides: HashMap<String, String> = [
+        ("VD_LISTEN", "127.0.0.1:0"),
+        ("VD_METRICS_LISTEN", "127.0.0.1:0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let prepared = demo::prepare(&dir, overrides.clone()).await.unwrap();
+    prepared
+        .cluster
+        .remove_when_process_ends(std::process::id(), &dir.join("pg"))
+        .unwrap();
+    // A second run reuses ./var: same PKI, same cluster, data loaded again without error.
+    let first_ca = std::fs::read(dir.join("pki/ca/root.pem")).unwrap();
+    let prepared = demo::prepare(&dir, overrides).await.unwrap();
+    assert_eq!(
+        std::fs::read(dir.join("pki/ca/root.pem")).unwrap(),
+        first_ca
+    );
+
+    let server = Server::start(prepared.config.clone()).await.unwrap();
+    let text = demo::instructions(&prepared.pki, server.addr, server.ops_addr);
+    let start = text.find("curl ").expect("a curl command is printed");
+    let command = &text[start..];
+    let out = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(command)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{command}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("<vd:code>0000</vd:code>"), "{stdout}");
+    assert!(stdout.contains("MUTUELLE DEMO"), "{stdout}");
+    server.shutdown().await.unwrap();
+    prepared.cluster.stop().unwrap();
+}

@@ -1,0 +1,350 @@
+//! The test harness: one private PostgreSQL cluster and one dev PKI per test binary, a fresh
+//! database per test (copied from a migrated template), and the real server on port 0.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use uuid::Uuid;
+use visiodroits::client::{self, ClientIdentity, Reply, SoapConnection, Versions};
+use visiodroits::config::{env_var, Config};
+use visiodroits::pgcluster::{Cluster, SUPERUSER};
+use visiodroits::soap::SoapVersion;
+use visiodroits::startup::Server;
+
+/// Builds a connection URL for `(user, database)`; `None` is the superuser.
+type UrlFn = Box<dyn Fn(Option<&str>, &str) -> String + Send + Sync>;
+
+/// What every test of this binary shares.
+pub struct Shared {
+    pub base: PathBuf,
+    pub pki: PathBuf,
+    pseudo_key: PathBuf,
+    /// URL for `(user, database)`.
+    url: UrlFn,
+    template: String,
+    _cluster: Option<Cluster>,
+}
+
+/// The login role the test servers connect as (private cluster only).
+const LOGIN: &str = "vd_test_app";
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+pub fn shared() -> &'static Shared {
+    SHARED.get_or_init(|| {
+        // Setup is async (sqlx) but runs once, outside any test's runtime.
+        std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(init())
+        })
+        .join()
+        .expect("test setup panicked")
+        .unwrap_or_else(|e| panic!("test setup failed: {e:#}"))
+    })
+}
+
+async fn init() -> anyhow::Result<Shared> {
+    let pid = std::process::id();
+    // Short path: the cluster's Unix socket lives below it.
+    let base = PathBuf::from(format!("/tmp/vd-test-{pid}"));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base)?;
+    let pki = base.join("pki");
+    visiodroits::pki::generate(&pki)?;
+    let pseudo_key = base.join("pseudonymisation.key");
+    std::fs::write(&pseudo_key, "0123456789abcdef0123456789abcdef-test-key")?;
+
+    let (url, cluster): (UrlFn, Option<Cluster>) = match env_var("VD_TEST_DATABASE_URL") {
+        Some(admin) => {
+            // A superuser URL of an existing cluster: tests create their databases there.
+            let (prefix, query) = match admin.split_once('?') {
+                Some((p, q)) => (p.to_string(), format!("?{q}")),
+                None => (admin.clone(), String::new()),
+            };
+            let root = prefix[..prefix.rfind('/').unwrap_or(prefix.len())].to_string();
+            (
+                Box::new(move |_user, db| format!("{root}/{db}{query}")),
+                None,
+            )
+        }
+        None => {
+            let pg = base.join("pg");
+            let cluster = Cluster::start(&pg)?;
+            cluster.remove_when_process_ends(pid, &base)?;
+            let socket = cluster.socket_dir();
+            (
+                Box::new(move |user, db| {
+                    format!(
+                        "postgres://{}@localhost/{db}?host={}",
+                        user.unwrap_or(SUPERUSER),
+                        socket.display()
+                    )
+                }),
+                Some(cluster),
+            )
+        }
+    };
+
+    let template = format!("vd_tpl_{pid}");
+    let admin = pool(&url(None, "postgres")).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {template}"))
+        .execute(&admin)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {template}"))
+        .execute(&admin)
+        .await?;
+    admin.close().await;
+    let tpl = pool(&url(None, &template)).await?;
+    visiodroits::store::MIGRATOR.run(&tpl).await?;
+    if cluster.is_some() {
+        visiodroits::store::provision_login_role(&tpl, LOGIN).await?;
+    }
+    let mut tx = tpl.begin().await?;
+    for a in visiodroits::cli::demo::demo_amcs() {
+        visiodroits::store::amc::upsert(&mut tx, &a).await?;
+    }
+    tx.commit().await?;
+    tpl.close().await;
+    Ok(Shared {
+        base,
+        pki,
+        pseudo_key,
+        url,
+        template,
+        _cluster: cluster,
+    })
+}
+
+async fn pool(url: &str) -> anyhow::Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(PgConnectOptions::from_str(url)?)
+        .await?)
+}
+
+impl Shared {
+    /// A fresh database copied from the migrated template; returns its name.
+    pub async fn fresh_database(&self) -> String {
+        let name = format!("t_{}", Uuid::new_v4().simple());
+        let admin = pool(&(self.url)(None, "postgres"))
+            .await
+            .expect("admin connection");
+        let sql = format!("CREATE DATABASE {name} TEMPLATE {}", self.template);
+        let mut attempt = 0;
+        loop {
+            match sqlx::query(&sql).execute(&admin).await {
+                Ok(_) => break,
+                // Two copies of one template at the same instant can collide; try again.
+                Err(e) if attempt < 20 => {
+                    attempt += 1;
+                    let _ = e;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => panic!("cannot create a test database: {e}"),
+            }
+        }
+        admin.close().await;
+        name
+    }
+
+    pub fn app_url(&self, db: &str) -> String {
+        let user = self._cluster.as_ref().map(|_| LOGIN);
+        (self.url)(user, db)
+    }
+
+    pub fn admin_url(&self, db: &str) -> String {
+        (self.url)(None, db)
+    }
+
+    pub fn pki_path(&self, rel: &str) -> PathBuf {
+        self.pki.join(rel)
+    }
+
+    /// A server configuration for this test binary's PKI and `db`.
+    pub fn config_vars(&self, db: &str) -> HashMap<String, String> {
+        let p = |rel: &str| self.pki.join(rel).display().to_string();
+        [
+            ("VD_LISTEN", "127.0.0.1:0".to_string()),
+            ("VD_METRICS_LISTEN", "127.0.0.1:0".to_string()),
+            ("VD_TLS_CERT", p("server/server.pem")),
+            ("VD_TLS_KEY", p("server/server.key")),
+            ("VD_CLIENT_CA", p("trust.pem")),
+            ("VD_CRL_DIR", p("crl")),
+            ("VD_TTP_CERT", p("ttp/ttp.pem")),
+            ("VD_TTP_KEY", p("ttp/ttp.key")),
+            (
+                "VD_PSEUDONYMISATION_KEY_FILE",
+                self.pseudo_key.display().to_string(),
+            ),
+            ("DATABASE_URL", self.app_url(db)),
+            ("VD_LOG_FORMAT", "text".to_string()),
+            ("VD_INSTANCE_ID", "test".to_string()),
+            ("VD_SHUTDOWN_DEADLINE_SECS", "5".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// A running server on its own database.
+pub struct TestApp {
+    pub server: Server,
+    /// Superuser pool on the test's database (to arrange and to inspect).
+    pub db: PgPool,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns with configuration variables adjusted by `tweak`.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+        let shared = shared();
+        let db_name = shared.fresh_database().await;
+        let mut vars = shared.config_vars(&db_name);
+        tweak(&mut vars);
+        let config = Config::from_map(&vars).expect("test configuration");
+        let server = Server::start(config).await.expect("server starts");
+        let db = pool(&shared.admin_url(&db_name)).await.expect("admin pool");
+        TestApp { server, db }
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.addr
+    }
+
+    /// A TLS client configuration presenting the dev client certificate `cert` (or none).
+    pub fn tls(&self, cert: Option<&str>, versions: Versions) -> Arc<rustls::ClientConfig> {
+        tls_for(cert, versions)
+    }
+
+    /// Connects with the dev client certificate `cert` (TLS 1.2 or 1.3, as negotiated).
+    pub async fn connect(&self, cert: Option<&str>) -> anyhow::Result<SoapConnection> {
+        self.connect_with(cert, Versions::Both).await
+    }
+
+    pub async fn connect_with(
+        &self,
+        cert: Option<&str>,
+        versions: Versions,
+    ) -> anyhow::Result<SoapConnection> {
+        SoapConnection::connect(self.addr(), "localhost", self.tls(cert, versions)).await
+    }
+
+    /// GET on the operations listener.
+    pub async fn ops_get(&self, path: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(self.server.ops_addr)
+            .await
+            .expect("ops connect");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .expect("ops write");
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.expect("ops read");
+        let status = out[9..12].parse().expect("status");
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
+
+/// A client TLS configuration for the dev PKI.
+pub fn tls_for(cert: Option<&str>, versions: Versions) -> Arc<rustls::ClientConfig> {
+    let s = shared();
+    let identity = cert.map(|name| {
+        ClientIdentity::from_pem_files(
+            &s.pki_path(&format!("clients/{name}.pem")),
+            &s.pki_path(&format!("clients/{name}.key")),
+        )
+        .expect("dev client certificate")
+    });
+    client::tls_config(&s.pki_path("ca/root.pem"), identity, versions).expect("client TLS config")
+}
+
+/// A `demande_services` envelope.
+pub fn services_request(version: SoapVersion, request_id: &str, amc: Option<&str>) -> String {
+    let amc = amc
+        .map(|a| format!("<vd:numero_amc>{a}</vd:numero_amc>"))
+        .unwrap_or_default();
+    envelope(
+        version,
+        &format!(
+            "<vd:demande_services><vd:entete><vd:id_logiciel>TEST-LGO</vd:id_logiciel><vd:version_logiciel>1.0</vd:version_logiciel><vd:id_requete>{request_id}</vd:id_requete></vd:entete>{amc}</vd:demande_services>"
+        ),
+    )
+}
+
+/// Wraps a body element in an envelope of `version`.
+pub fn envelope(version: SoapVersion, body: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{}" xmlns:vd="urn:visiodroits:v1"><soap:Body>{body}</soap:Body></soap:Envelope>"#,
+        version.namespace()
+    )
+}
+
+/// The text of the first `<vd:NAME>` of a document.
+pub fn first(body: &str, name: &str) -> Option<String> {
+    let open = format!("<vd:{name}>");
+    let start = body.find(&open)? + open.len();
+    let end = body[start..].find(&format!("</vd:{name}>"))? + start;
+    Some(body[start..end].to_string())
+}
+
+/// Every `<vd:NAME>` text of a document.
+pub fn all(body: &str, name: &str) -> Vec<String> {
+    let open = format!("<vd:{name}>");
+    let close = format!("</vd:{name}>");
+    body.split(&open)
+        .skip(1)
+        .filter_map(|s| s.split_once(&close).map(|(v, _)| v.to_string()))
+        .collect()
+}
+
+/// The response code of a reply (normal response or Fault detail).
+pub fn code(reply: &Reply) -> String {
+    first(&reply.body, "code").unwrap_or_else(|| panic!("no code in {}", reply.body))
+}
+
+/// Asserts that a response validates against `wsdl/visiodroits.xsd` inside its SOAP envelope.
+pub fn assert_valid(reply: &Reply, version: SoapVersion) {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join(match version {
+        SoapVersion::V12 => "tests/schema/envelope12.xsd",
+        SoapVersion::V11 => "tests/schema/envelope11.xsd",
+    });
+    let file = shared().base.join(format!("resp-{}.xml", Uuid::new_v4()));
+    std::fs::write(&file, &reply.body).unwrap();
+    let out = std::process::Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(&schema)
+        .arg(&file)
+        .output()
+        .expect("xmllint runs (apt-get install libxml2-utils)");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "response does not validate against the schema:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        reply.body
+    );
+}
+
+pub fn new_id() -> String {
+    Uuid::new_v4().to_string()
+}

@@ -1,0 +1,10 @@
+//! One integration-test binary: a real server over a real TLS socket, with the dev PKI and a real
+//! PostgreSQL (a private cluster unless VD_TEST_DATABASE_URL names one).
+
+mod demo;
+mod helpers;
+mod ops;
+mod services;
+mod soap;
+mod tls;
+mod wsdl;
