@@ -51,10 +51,20 @@ async fn soap(
     body: Body,
 ) -> Response {
     let started = Instant::now();
+    // Refusals before any exchange are audited too, off the response path.
+    let audit_refusal = |fault: &Fault, reason: String| {
+        let mut rec = exchange::audit_base(&s.exchanges.server.instance_id, ENVELOPE, &conn);
+        rec.code = fault.code.as_str();
+        rec.duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        rec.reason = Some(reason);
+        let store = s.exchanges.store.clone();
+        tokio::spawn(async move { exchange::write_audit_alone(&store, rec).await });
+    };
     let refuse = |version: SoapVersion, status: StatusCode, fault: Fault| {
         s.metrics
             .exchange(ENVELOPE, fault.code.as_str(), started.elapsed());
         tracing::info!(status = status.as_u16(), detail = ?fault.details, "request refused before any exchange");
+        audit_refusal(&fault, fault.details.join("; "));
         soap_response(version, status, fault.to_xml(version), false)
     };
 
@@ -70,6 +80,11 @@ async fn soap(
         let fault = Fault::for_code(Code::CertificatePolicy);
         s.metrics
             .exchange(ENVELOPE, fault.code.as_str(), started.elapsed());
+        let reason = match &conn.identity {
+            PeerIdentity::Refused { reason, .. } if !revoked => (*reason).to_string(),
+            _ => "certificat révoqué".to_string(),
+        };
+        audit_refusal(&fault, reason);
         if revoked {
             tracing::warn!(peer = %conn.peer, "certificate revoked since the handshake: refused, connection closed");
         } else {

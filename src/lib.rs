@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod code;
 pub mod config;
+pub mod domain;
 pub mod exchange;
 pub mod http;
 pub mod metrics;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use visiodroits::cli::{self, Cli, Command, PkiCommand};
+use visiodroits::cli::{self, AuditCommand, Cli, Command, PkiCommand};
 use visiodroits::config::Config;
 use visiodroits::{startup, telemetry};
 
@@ -54,6 +54,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 dir.display(),
                 visiodroits::pki::describe()
             );
+            Ok(())
+        }
+        Command::Import { file, strict } => {
+            let url = visiodroits::config::database_url_from_env()?;
+            let pool = cli::migrate::admin_pool(&url).await?;
+            let started = std::time::Instant::now();
+            let summary = cli::import::run(&pool, &file, strict, true).await?;
+            for e in &summary.errors {
+                eprintln!("{e}");
+            }
+            println!(
+                "{} ligne(s) lue(s), {} importée(s), {} rejetée(s) en {:.1} s",
+                summary.read,
+                summary.imported,
+                summary.rejected,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let url = visiodroits::config::database_url_from_env()?;
+            println!("{}", cli::audit::verify(&url).await?);
             Ok(())
         }
         Command::CheckConfig => {

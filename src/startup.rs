@@ -64,6 +64,29 @@ impl Reloader {
     }
 }
 
+/// Chains committed audit rows shortly after commit, forever. Errors (database down) are logged
+/// once per streak and retried.
+async fn seal_audit(store: Store) {
+    let mut failing = false;
+    loop {
+        match crate::store::audit::seal_pending(&store, 2000).await {
+            Ok(n) => {
+                failing = false;
+                if n > 0 {
+                    continue;
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::error!(error = %e, "audit sealing failed; will retry");
+                }
+                failing = true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Reads the trusted third party's certificate (DER) and checks the key against it.
 fn load_trusted_third_party(config: &Config) -> anyhow::Result<(Option<Vec<u8>>, bool)> {
     let Some(cert_path) = &config.trusted_third_party.cert else {
@@ -140,7 +163,7 @@ impl Server {
         let tls = Arc::new(tls);
         let rustls = RustlsConfig::from_config(tls.server_config(&config)?);
         let (ttp_cert_der, ttp_key_loaded) = load_trusted_third_party(&config)?;
-        let _pseudonymisation = load_pseudonymisation_key(&config)?;
+        let pseudonymisation_key = load_pseudonymisation_key(&config)?;
         let store = Store::connect_lazy(
             &config.database_url,
             config.db_pool_size,
@@ -154,6 +177,9 @@ impl Server {
             },
             ttp_cert_der,
             ttp_key_loaded,
+            rights_client_cert: config.rights_client_cert,
+            dossier_ttl: config.dossier_ttl,
+            pseudonymisation_key,
         });
 
         let listener = std::net::TcpListener::bind(config.listen)
@@ -197,6 +223,7 @@ impl Server {
             .max_header_list_size(64 * 1024);
         let serve = tokio::spawn(server.serve(app.into_make_service()));
 
+        let sealer = tokio::spawn(seal_audit(store.clone()));
         let ops_app = ops::router(OpsState {
             store,
             tls: tls.clone(),
@@ -242,7 +269,7 @@ impl Server {
             metrics,
             handle,
             serve,
-            background: vec![ops_task, periodic],
+            background: vec![ops_task, periodic, sealer],
             reloader,
             deadline: config.limits.shutdown_deadline,
         })

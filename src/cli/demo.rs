@@ -17,6 +17,9 @@ pub const LOGIN_ROLE: &str = "visiodroits";
 /// The demo database.
 pub const DATABASE: &str = "visiodroits";
 
+/// The demo beneficiaries and their rights (CSV import format).
+pub const DEMO_RIGHTS: &[u8] = include_bytes!("../../data/demo-droits.csv");
+
 /// The demo AMCs.
 pub fn demo_amcs() -> Vec<Amc> {
     vec![
@@ -90,6 +93,16 @@ pub async fn prepare(dir: &Path, overrides: HashMap<String, String>) -> anyhow::
         amc::upsert(&mut tx, &a).await?;
     }
     tx.commit().await?;
+    // The demo data set goes through the same importer as operators' files.
+    super::import::run_reader(
+        &admin,
+        Box::new(std::io::Cursor::new(DEMO_RIGHTS)),
+        super::import::Format::Csv,
+        true,
+        false,
+    )
+    .await
+    .context("demo data set")?;
     admin.close().await;
 
     let p = |rel: &str| pki.join(rel).display().to_string();
@@ -145,6 +158,17 @@ pub fn instructions(pki: &Path, addr: std::net::SocketAddr, ops: std::net::Socke
     let cert = |name: &str| pki.join("clients").join(name).display().to_string();
     let ca = pki.join("ca/root.pem").display().to_string();
     let request = services_request(&uuid::Uuid::new_v4().to_string());
+    let rights = rights_request(
+        &uuid::Uuid::new_v4().to_string(),
+        &chrono::Utc::now().date_naive().to_string(),
+    );
+    let curl = |body: &str| {
+        format!(
+            "curl --cacert {ca} --cert {pem} --key {key} \\\n  -H 'Content-Type: application/soap+xml; charset=utf-8' \\\n  --data-binary '{body}' \\\n  {url}\n",
+            pem = cert("valid.pem"),
+            key = cert("valid.key"),
+        )
+    };
     format!(
         "\nVisiodroits demo\n\
          ================\n\
@@ -152,12 +176,12 @@ pub fn instructions(pki: &Path, addr: std::net::SocketAddr, ops: std::net::Socke
          WSDL     : {url}?wsdl\n\
          Health   : http://{ops}/readyz   Metrics: http://{ops}/metrics\n\
          SoapUI   : client certificate {p12} (PKCS#12, password {pw}); trust {ca}\n\n\
-         ServicesOuverts with the pharmacist's CPS certificate:\n\n\
-         curl --cacert {ca} --cert {pem} --key {key} \\\n  -H 'Content-Type: application/soap+xml; charset=utf-8' \\\n  --data-binary '{request}' \\\n  {url}\n",
+         ServicesOuverts with the pharmacist's CPS certificate:\n\n{services}\n\
+         DemandeDroits for the demo beneficiary PAUL MARTIN (NIR 1850578006084, key 91, born 19850512):\n\n{rights}",
         p12 = cert("valid.p12"),
         pw = crate::pki::P12_PASSWORD,
-        pem = cert("valid.pem"),
-        key = cert("valid.key"),
+        services = curl(&request),
+        rights = curl(&rights),
     )
 }
 
@@ -165,6 +189,15 @@ pub fn instructions(pki: &Path, addr: std::net::SocketAddr, ops: std::net::Socke
 pub fn services_request(request_id: &str) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope" xmlns:vd="urn:visiodroits:v1"><soap:Body><vd:demande_services><vd:entete><vd:id_logiciel>DEMO-CURL</vd:id_logiciel><vd:version_logiciel>1.0</vd:version_logiciel><vd:id_requete>{request_id}</vd:id_requete></vd:entete></vd:demande_services></soap:Body></soap:Envelope>"#
+    )
+}
+
+/// A `DemandeDroits` for the demo beneficiary, by the dev pharmacist.
+pub fn rights_request(request_id: &str, date: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope" xmlns:vd="urn:visiodroits:v1"><soap:Body><vd:demande_droits><vd:entete><vd:id_logiciel>DEMO-CURL</vd:id_logiciel><vd:version_logiciel>1.0</vd:version_logiciel><vd:id_requete>{request_id}</vd:id_requete></vd:entete><vd:ps><vd:identifiant_ps>8{rpps}</vd:identifiant_ps><vd:numero_structure>{finess}</vd:numero_structure></vd:ps><vd:beneficiaire><vd:nir>1850578006084</vd:nir><vd:cle_nir>91</vd:cle_nir><vd:date_naissance>19850512</vd:date_naissance><vd:rang_gemellaire>1</vd:rang_gemellaire></vd:beneficiaire><vd:amc><vd:numero_amc>12345678</vd:numero_amc></vd:amc><vd:date_reference>{date}</vd:date_reference><vd:domaines><vd:domaine>PHAR</vd:domaine></vd:domaines></vd:demande_droits></soap:Body></soap:Envelope>"#,
+        rpps = crate::pki::DEV_RPPS,
+        finess = crate::pki::DEV_FINESS,
     )
 }
 

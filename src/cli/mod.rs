@@ -1,6 +1,8 @@
 //! Admin command line: one module per command.
 
+pub mod audit;
 pub mod demo;
+pub mod import;
 pub mod migrate;
 
 use std::path::PathBuf;
@@ -43,6 +45,25 @@ pub enum Command {
     },
     /// Validate the configuration (files, keys, CRLs) without serving.
     CheckConfig,
+    /// Load rights from FILE (CSV, or JSON Lines for .jsonl) into DATABASE_URL (an owner
+    /// connection): idempotent upsert, progress on a terminal, a summary at the end.
+    Import {
+        file: PathBuf,
+        /// Refuse the whole file on the first bad line (one transaction).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// The audit journal.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain (as vd_auditeur); exit non-zero and name the first broken row.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]

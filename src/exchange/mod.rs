@@ -1,17 +1,19 @@
 //! Exchanges: one module per operation (wire ↔ domain, then domain and store), and the single
-//! place where an exchange's outcome becomes a response or a SOAP Fault.
+//! place where an exchange's outcome becomes a response or a SOAP Fault, and an audit row.
 
 pub mod common;
+pub mod rights;
 pub mod services;
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
 use crate::code::Code;
+use crate::config::{RightsClientCert, Secret};
 use crate::soap::fault::Fault;
 use crate::soap::{Envelope, SoapVersion};
+use crate::store::audit::{self, AuditRecord};
 use crate::store::Store;
 use crate::tls::identity::{Connection, PeerIdentity};
 use common::ServerInfo;
@@ -37,7 +39,7 @@ impl Operation {
         }
     }
 
-    /// The WSDL operation name (also the metrics label).
+    /// The WSDL operation name (also the metrics label and the audit's `operation`).
     pub fn name(self) -> &'static str {
         match self {
             Operation::Rights => "DemandeDroits",
@@ -76,6 +78,9 @@ pub struct Exchanges {
     pub ttp_cert_der: Option<Vec<u8>>,
     /// Whether this server holds the trusted third party's key (encrypted tarification open).
     pub ttp_key_loaded: bool,
+    pub rights_client_cert: RightsClientCert,
+    pub dossier_ttl: Duration,
+    pub pseudonymisation_key: Secret<Vec<u8>>,
 }
 
 /// How an exchange ends when it does not succeed.
@@ -101,6 +106,53 @@ impl From<sqlx::Error> for ExchangeError {
     }
 }
 
+/// One call being served: what the handlers read, and the audit row they complete.
+pub struct Call<'a> {
+    pub body: &'a crate::soap::Element,
+    pub version: SoapVersion,
+    pub conn: &'a Connection,
+    pub request_id: Option<Uuid>,
+    pub response_id: Uuid,
+    pub audit: AuditRecord,
+    started: Instant,
+}
+
+impl Call<'_> {
+    /// The audit row with its outcome and duration, ready to be written.
+    pub fn audit_as(&mut self, code: Code) -> &AuditRecord {
+        self.audit.code = code.as_str();
+        self.audit.duration_ms =
+            i32::try_from(self.started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        &self.audit
+    }
+}
+
+/// The audit fields every row of a connection shares: peer, certificate, extracted identifiers.
+pub fn audit_base(instance: &str, operation: &'static str, conn: &Connection) -> AuditRecord {
+    let mut rec = AuditRecord {
+        instance: instance.to_string(),
+        operation,
+        peer: Some(conn.peer.to_string()),
+        ..AuditRecord::default()
+    };
+    if let Some(cert) = conn.identity.certificate() {
+        rec.cert_subject = Some(cert.subject.clone());
+        rec.cert_issuer = Some(cert.issuer.clone());
+        rec.cert_serial = Some(cert.serial.clone());
+        rec.cert_fingerprint = Some(cert.fingerprint.clone());
+    }
+    if let PeerIdentity::Professional {
+        ps_id,
+        structure_id,
+        ..
+    } = &conn.identity
+    {
+        rec.ps_id = Some(ps_id.clone());
+        rec.structure = Some(structure_id.clone());
+    }
+    rec
+}
+
 /// The outcome of one exchange, ready for HTTP.
 #[derive(Debug)]
 pub struct Outcome {
@@ -111,15 +163,22 @@ pub struct Outcome {
 
 /// Runs the exchange named by the envelope's body for the caller of `conn`.
 pub async fn dispatch(ex: &Exchanges, env: &Envelope, op: Operation, conn: &Connection) -> Outcome {
-    let started = Instant::now();
-    let request_id = common::request_id_of(&env.body);
-    let response_id = Uuid::new_v4();
+    let mut call = Call {
+        body: &env.body,
+        version: env.version,
+        conn,
+        request_id: common::request_id_of(&env.body),
+        response_id: Uuid::new_v4(),
+        audit: audit_base(&ex.server.instance_id, op.name(), conn),
+        started: Instant::now(),
+    };
+    call.audit.request_id = call.request_id;
+    call.audit.response_id = Some(call.response_id);
 
     let result = match op {
-        Operation::Services => {
-            services::handle(ex, &env.body, env.version, request_id, response_id).await
-        }
-        Operation::Rights | Operation::Tarification | Operation::Cancellation => {
+        Operation::Services => services::handle(ex, &mut call).await,
+        Operation::Rights => rights::handle(ex, &mut call).await,
+        Operation::Tarification | Operation::Cancellation => {
             Err(ExchangeError::Invalid(vec![format!(
                 "{}: opération non ouverte sur ce serveur",
                 op.name()
@@ -127,31 +186,29 @@ pub async fn dispatch(ex: &Exchanges, env: &Envelope, op: Operation, conn: &Conn
         }
     };
 
-    let outcome = match result {
-        Ok(body) => Outcome {
-            status: http::StatusCode::OK,
-            body,
-            code: Code::Ok,
-        },
-        Err(ExchangeError::Invalid(details)) => error_response(
-            ex,
-            op,
-            env.version,
-            request_id,
-            response_id,
-            Code::InvalidRequest,
-            &details,
+    let (outcome, audited) = match result {
+        // A successful handler wrote its audit row in its own transaction.
+        Ok(body) => (
+            Outcome {
+                status: http::StatusCode::OK,
+                body,
+                code: Code::Ok,
+            },
+            true,
         ),
-        Err(ExchangeError::Business(code)) => {
-            error_response(ex, op, env.version, request_id, response_id, code, &[])
-        }
+        Err(ExchangeError::Invalid(details)) => (
+            error_response(ex, op, &call, Code::InvalidRequest, &details),
+            false,
+        ),
+        Err(ExchangeError::Business(code)) => (error_response(ex, op, &call, code, &[]), false),
         Err(ExchangeError::Access(code)) => {
             let f = Fault::for_code(code);
-            Outcome {
+            let outcome = Outcome {
                 status: f.http_status(),
                 body: f.to_xml(env.version),
                 code,
-            }
+            };
+            (outcome, false)
         }
         Err(ExchangeError::Internal(e)) => {
             tracing::error!(
@@ -160,41 +217,65 @@ pub async fn dispatch(ex: &Exchanges, env: &Envelope, op: Operation, conn: &Conn
                 "exchange failed"
             );
             let f = Fault::for_code(Code::Technical);
-            Outcome {
+            let outcome = Outcome {
                 status: f.http_status(),
                 body: f.to_xml(env.version),
                 code: Code::Technical,
-            }
+            };
+            (outcome, false)
         }
     };
-    let structure = match &conn.identity {
-        PeerIdentity::Professional { structure_id, .. } => structure_id.as_str(),
-        _ => "",
-    };
+    if !audited {
+        // Business errors and refusals wrote nothing else: their audit row stands alone.
+        let rec = call.audit_as(outcome.code).clone();
+        write_audit_alone(&ex.store, rec).await;
+    }
+    let structure = call.audit.structure.clone().unwrap_or_default();
     tracing::info!(
-        id_requete = request_id.map(|u| u.to_string()).unwrap_or_default(),
+        id_requete = call.request_id.map(|u| u.to_string()).unwrap_or_default(),
         operation = op.name(),
         code = outcome.code.as_str(),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        duration_ms = call.started.elapsed().as_secs_f64() * 1000.0,
         structure,
         "exchange"
     );
     outcome
 }
 
+/// Writes an audit row in its own transaction, bounded in time: an audit that cannot be written
+/// (database down) is logged, and the answer already decided is not delayed further.
+pub async fn write_audit_alone(store: &Store, rec: AuditRecord) {
+    match tokio::time::timeout(Duration::from_secs(2), audit::insert_alone(store, &rec)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(operation = rec.operation, code = rec.code, error = %e, "audit row not written")
+        }
+        Err(_) => tracing::error!(
+            operation = rec.operation,
+            code = rec.code,
+            "audit row not written: timeout"
+        ),
+    }
+}
+
 /// A normal response carrying a business code (no payload beyond the head).
 fn error_response(
     ex: &Exchanges,
     op: Operation,
-    version: SoapVersion,
-    request_id: Option<Uuid>,
-    response_id: Uuid,
+    call: &Call<'_>,
     code: Code,
     details: &[String],
 ) -> Outcome {
-    let body = crate::soap::writer::envelope(version, |x| {
+    let body = crate::soap::writer::envelope(call.version, |x| {
         x.open(op.response_element());
-        common::write_head(x, &ex.server, request_id, response_id, code, details);
+        common::write_head(
+            x,
+            &ex.server,
+            call.request_id,
+            call.response_id,
+            code,
+            details,
+        );
         x.close(op.response_element());
     });
     Outcome {
@@ -203,6 +284,3 @@ fn error_response(
         code,
     }
 }
-
-/// Shared handle used by the HTTP layer.
-pub type SharedExchanges = Arc<Exchanges>;

@@ -1,27 +1,22 @@
 //! `ServicesOuverts` → `FournitServices`: which AMCs are hosted here and which services each opens.
 
 use base64::Engine;
-use uuid::Uuid;
 
 use super::common::{self, Problems};
-use super::{ExchangeError, Exchanges};
+use super::{Call, ExchangeError, Exchanges};
 use crate::code::Code;
 use crate::soap::writer::envelope;
-use crate::soap::{Element, SoapVersion};
 use crate::store::amc::{self, Service};
-use crate::store::Role;
+use crate::store::{audit, Role};
 
 /// Handles `demande_services`.
-pub async fn handle(
-    ex: &Exchanges,
-    body: &Element,
-    version: SoapVersion,
-    request_id: Option<Uuid>,
-    response_id: Uuid,
-) -> Result<String, ExchangeError> {
+pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
+    let body = call.body;
     let mut p = Problems::default();
     p.unexpected(body, "", &["entete", "numero_amc"]);
-    let _header = common::header(body, &mut p);
+    if let Some(h) = common::header(body, &mut p) {
+        call.audit.client_time = h.client_time.map(|t| t.with_timezone(&chrono::Utc));
+    }
     let only = p.opt_text(body, "", "numero_amc", 10);
     if let Some(n) = only {
         if !(8..=10).contains(&n.len()) || !n.bytes().all(|b| b.is_ascii_digit()) {
@@ -32,20 +27,29 @@ pub async fn handle(
         return Err(ExchangeError::Invalid(p.0));
     }
 
+    call.audit.amc = only.map(str::to_string);
     let mut tx = ex.store.begin_as(Role::Rights).await?;
     let amcs = amc::list(&mut tx, only).await?;
-    tx.commit().await?;
     if only.is_some() && amcs.is_empty() {
         return Err(ExchangeError::Business(Code::AmcUnknown));
     }
+    audit::insert(&mut tx, call.audit_as(Code::Ok)).await?;
+    tx.commit().await?;
 
     let cert_b64 = ex
         .ttp_cert_der
         .as_ref()
         .map(|der| base64::engine::general_purpose::STANDARD.encode(der));
-    Ok(envelope(version, |x| {
+    Ok(envelope(call.version, |x| {
         x.open("fournit_services");
-        common::write_head(x, &ex.server, request_id, response_id, Code::Ok, &[]);
+        common::write_head(
+            x,
+            &ex.server,
+            call.request_id,
+            call.response_id,
+            Code::Ok,
+            &[],
+        );
         for a in &amcs {
             let tarification = a.is_open(Service::Tarification);
             let encrypted = tarification && ex.ttp_key_loaded && cert_b64.is_some();

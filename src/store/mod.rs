@@ -3,6 +3,9 @@
 //! transaction has no rights at all.
 
 pub mod amc;
+pub mod audit;
+pub mod import;
+pub mod rights;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -23,6 +26,8 @@ pub enum Role {
     AuditWriter,
     Auditor,
     TrustedThirdParty,
+    /// Chains audit rows (`vd_audit_sealer`): reads the journal, inserts seals.
+    AuditSealer,
 }
 
 impl Role {
@@ -33,6 +38,7 @@ impl Role {
             Role::AuditWriter => "vd_audit_writer",
             Role::Auditor => "vd_auditeur",
             Role::TrustedThirdParty => "vd_tiers_confiance",
+            Role::AuditSealer => "vd_audit_sealer",
         }
     }
 
@@ -43,13 +49,19 @@ impl Role {
             Role::AuditWriter => "SET LOCAL ROLE vd_audit_writer",
             Role::Auditor => "SET LOCAL ROLE vd_auditeur",
             Role::TrustedThirdParty => "SET LOCAL ROLE vd_tiers_confiance",
+            Role::AuditSealer => "SET LOCAL ROLE vd_audit_sealer",
         }
     }
 }
 
-/// The roles the server's login role is granted: the exchange roles, not the auditor's nor the
-/// trusted third party's (those are for admin commands).
-pub const SERVER_ROLES: &[Role] = &[Role::Rights, Role::Tarification, Role::AuditWriter];
+/// The roles the server's login role is granted: the exchange roles and the audit sealer, not the
+/// auditor's nor the trusted third party's (those are for admin commands).
+pub const SERVER_ROLES: &[Role] = &[
+    Role::Rights,
+    Role::Tarification,
+    Role::AuditWriter,
+    Role::AuditSealer,
+];
 
 #[derive(Debug, Clone)]
 pub struct Store {

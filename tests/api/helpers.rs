@@ -34,8 +34,33 @@ const LOGIN: &str = "vd_test_app";
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
 
+/// Everything the servers of this test binary logged (they share the process).
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The logs captured so far, at debug level for the server and sqlx.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().expect("log buffer")).into_owned()
+}
+
 pub fn shared() -> &'static Shared {
     SHARED.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info,visiodroits=debug,sqlx=debug")
+            .with_writer(|| LogWriter)
+            .with_ansi(false)
+            .try_init();
         // Setup is async (sqlx) but runs once, outside any test's runtime.
         std::thread::spawn(|| {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -111,6 +136,17 @@ async fn init() -> anyhow::Result<Shared> {
         visiodroits::store::amc::upsert(&mut tx, &a).await?;
     }
     tx.commit().await?;
+    // The fixtures go through the importer, like operators' files.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/droits.csv");
+    let summary = visiodroits::cli::import::run(&tpl, &fixtures, true, false).await?;
+    anyhow::ensure!(
+        summary.rejected == 0,
+        "fixtures rejected: {:?}",
+        summary.errors
+    );
+    sqlx::query("UPDATE identite.amc_service SET actif = false WHERE numero_amc = '55555555' AND service = 'DROITS'")
+        .execute(&tpl)
+        .await?;
     tpl.close().await;
     Ok(Shared {
         base,
@@ -199,6 +235,7 @@ pub struct TestApp {
     pub server: Server,
     /// Superuser pool on the test's database (to arrange and to inspect).
     pub db: PgPool,
+    pub db_name: String,
 }
 
 impl TestApp {
@@ -215,7 +252,11 @@ impl TestApp {
         let config = Config::from_map(&vars).expect("test configuration");
         let server = Server::start(config).await.expect("server starts");
         let db = pool(&shared.admin_url(&db_name)).await.expect("admin pool");
-        TestApp { server, db }
+        TestApp {
+            server,
+            db,
+            db_name,
+        }
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
@@ -347,4 +388,16 @@ pub fn assert_valid(reply: &Reply, version: SoapVersion) {
 
 pub fn new_id() -> String {
     Uuid::new_v4().to_string()
+}
+
+/// Waits until the sealer has chained every audit row of `app` (at most 10 s).
+pub async fn wait_sealed(app: &TestApp) {
+    for _ in 0..100 {
+        let v = visiodroits::store::audit::verify(&app.db).await.unwrap();
+        if v.unsealed == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("audit rows were not sealed within 10 s");
 }

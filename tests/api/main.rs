@@ -1,9 +1,14 @@
 //! One integration-test binary: a real server over a real TLS socket, with the dev PKI and a real
 //! PostgreSQL (a private cluster unless VD_TEST_DATABASE_URL names one).
 
+mod audit;
 mod demo;
 mod helpers;
+mod import;
 mod ops;
+mod privacy;
+mod rights;
+mod roles;
 mod services;
 mod soap;
 mod tls;

@@ -20,7 +20,7 @@ async fn lists_the_hosted_amcs_their_services_and_the_encryption_certificate() {
     assert_valid(&reply, SoapVersion::V12);
     assert_eq!(
         all(&reply.body, "numero_amc"),
-        vec!["12345678", "987654321"]
+        vec!["12345678", "55555555", "987654321"]
     );
     assert_eq!(
         all(&reply.body, "nom")[..2],
@@ -46,7 +46,7 @@ async fn lists_the_hosted_amcs_their_services_and_the_encryption_certificate() {
         base64::engine::general_purpose::STANDARD.encode(der)
     );
     // PREVOYANCE EXEMPLE: rights only, so no encrypted tarification and no certificate.
-    let second_amc = reply.body.split("</vd:amc>").nth(1).unwrap();
+    let second_amc = reply.body.split("</vd:amc>").nth(2).unwrap();
     assert_eq!(
         all(second_amc, "actif"),
         vec!["true", "false", "false", "false"]

@@ -85,5 +85,5 @@ async fn a_standard_soap_client_loads_the_wsdl_and_calls_services_ouverts() {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines, vec!["0000", "12345678", "987654321"]);
+    assert_eq!(lines, vec!["0000", "12345678", "55555555", "987654321"]);
 }

@@ -1,0 +1,286 @@
+//! The audit journal: writing rows, sealing them into the hash chain, verifying the chain.
+//!
+//! A row holds who, what and how it ended — never health data, NIR, names or lines. Rows are
+//! written in the exchange's transaction. The sealer (one at a time across instances, by
+//! advisory lock) chains committed rows in `audit.sceau` in the order it finds them:
+//! `hash = SHA-256(prev_hash || canonical(row))`.
+
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use super::{Role, Store};
+
+/// Advisory lock key of the sealer ("vd-seal").
+const SEALER_LOCK: i64 = 0x0076_642d_7365_616c;
+/// How far below the last sealed row the sealer looks for rows that committed late.
+const LATE_WINDOW: i64 = 100_000;
+
+/// One audit row, as an exchange builds it.
+#[derive(Debug, Clone, Default)]
+pub struct AuditRecord {
+    pub instance: String,
+    pub operation: &'static str,
+    pub code: &'static str,
+    pub duration_ms: i32,
+    pub request_id: Option<Uuid>,
+    pub response_id: Option<Uuid>,
+    pub client_time: Option<DateTime<Utc>>,
+    pub peer: Option<String>,
+    pub cert_subject: Option<String>,
+    pub cert_issuer: Option<String>,
+    pub cert_serial: Option<String>,
+    pub cert_fingerprint: Option<String>,
+    pub ps_id: Option<String>,
+    pub structure: Option<String>,
+    pub amc: Option<String>,
+    pub dossier: Option<Uuid>,
+    pub accreditation: Option<String>,
+    /// A fixed-vocabulary reason (refusals), never request content.
+    pub reason: Option<String>,
+}
+
+const INSERT: &str = "INSERT INTO audit.journal (instance, operation, code, duree_ms, id_requete,
+    id_reponse, horodatage_client, adresse_pair, cert_sujet, cert_emetteur, cert_serie,
+    cert_empreinte, identifiant_ps, numero_structure, numero_amc, numero_dossier,
+    numero_accreditation, motif)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+
+/// Writes `rec` in the caller's transaction (whose role may insert into the journal).
+pub async fn insert(tx: &mut Transaction<'_, Postgres>, rec: &AuditRecord) -> sqlx::Result<()> {
+    sqlx::query(INSERT)
+        .bind(&rec.instance)
+        .bind(rec.operation)
+        .bind(rec.code)
+        .bind(rec.duration_ms)
+        .bind(rec.request_id)
+        .bind(rec.response_id)
+        .bind(rec.client_time)
+        .bind(&rec.peer)
+        .bind(&rec.cert_subject)
+        .bind(&rec.cert_issuer)
+        .bind(&rec.cert_serial)
+        .bind(&rec.cert_fingerprint)
+        .bind(&rec.ps_id)
+        .bind(&rec.structure)
+        .bind(&rec.amc)
+        .bind(rec.dossier)
+        .bind(&rec.accreditation)
+        .bind(&rec.reason)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Writes `rec` in a transaction of its own, as `vd_audit_writer` (refusals, business errors).
+pub async fn insert_alone(store: &Store, rec: &AuditRecord) -> sqlx::Result<()> {
+    let mut tx = store.begin_as(Role::AuditWriter).await?;
+    insert(&mut tx, rec).await?;
+    tx.commit().await
+}
+
+/// A journal row as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JournalRow {
+    pub id: i64,
+    pub horodatage: DateTime<Utc>,
+    pub instance: String,
+    pub operation: String,
+    pub code: String,
+    pub duree_ms: i32,
+    pub id_requete: Option<Uuid>,
+    pub id_reponse: Option<Uuid>,
+    pub horodatage_client: Option<DateTime<Utc>>,
+    pub adresse_pair: Option<String>,
+    pub cert_sujet: Option<String>,
+    pub cert_emetteur: Option<String>,
+    pub cert_serie: Option<String>,
+    pub cert_empreinte: Option<String>,
+    pub identifiant_ps: Option<String>,
+    pub numero_structure: Option<String>,
+    pub numero_amc: Option<String>,
+    pub numero_dossier: Option<Uuid>,
+    pub numero_accreditation: Option<String>,
+    pub motif: Option<String>,
+}
+
+const COLUMNS: &str =
+    "j.id, j.horodatage, j.instance, j.operation, j.code, j.duree_ms, j.id_requete,
+    j.id_reponse, j.horodatage_client, j.adresse_pair, j.cert_sujet, j.cert_emetteur, j.cert_serie,
+    j.cert_empreinte, j.identifiant_ps, j.numero_structure, j.numero_amc, j.numero_dossier,
+    j.numero_accreditation, j.motif";
+
+/// The canonical bytes of a row: every column in a fixed order, each as `len:value` (or `-` for
+/// NULL), so that no two different rows share a canonical form.
+pub fn canonical(r: &JournalRow) -> Vec<u8> {
+    fn ts(t: &DateTime<Utc>) -> String {
+        t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    }
+    let fields: [Option<String>; 20] = [
+        Some(r.id.to_string()),
+        Some(ts(&r.horodatage)),
+        Some(r.instance.clone()),
+        Some(r.operation.clone()),
+        Some(r.code.clone()),
+        Some(r.duree_ms.to_string()),
+        r.id_requete.map(|u| u.to_string()),
+        r.id_reponse.map(|u| u.to_string()),
+        r.horodatage_client.as_ref().map(ts),
+        r.adresse_pair.clone(),
+        r.cert_sujet.clone(),
+        r.cert_emetteur.clone(),
+        r.cert_serie.clone(),
+        r.cert_empreinte.clone(),
+        r.identifiant_ps.clone(),
+        r.numero_structure.clone(),
+        r.numero_amc.clone(),
+        r.numero_dossier.map(|u| u.to_string()),
+        r.numero_accreditation.clone(),
+        r.motif.clone(),
+    ];
+    let mut out = Vec::with_capacity(512);
+    for f in fields {
+        match f {
+            Some(v) => {
+                out.extend_from_slice(v.len().to_string().as_bytes());
+                out.push(b':');
+                out.extend_from_slice(v.as_bytes());
+            }
+            None => out.push(b'-'),
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+pub fn chain_hash(prev: &[u8], row: &JournalRow) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(canonical(row));
+    h.finalize().to_vec()
+}
+
+/// Seals the committed rows not yet in the chain (up to `batch`); returns how many.
+pub async fn seal_pending(store: &Store, batch: i64) -> sqlx::Result<usize> {
+    let mut tx = store.begin_as(Role::AuditSealer).await?;
+    // One sealer at a time, across instances; the others skip this round.
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(SEALER_LOCK)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !got {
+        return Ok(0);
+    }
+    let last: Option<(i64, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT position, journal_id, hash FROM audit.sceau ORDER BY position DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (mut position, floor, mut prev) = match last {
+        Some((p, j, h)) => (p, j - LATE_WINDOW, h),
+        None => (0, 0, vec![0u8; 32]),
+    };
+    let rows: Vec<JournalRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM audit.journal j
+          WHERE j.id > $1 AND NOT EXISTS (SELECT 1 FROM audit.sceau s WHERE s.journal_id = j.id)
+          ORDER BY j.id LIMIT $2"
+    ))
+    .bind(floor)
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut positions = Vec::with_capacity(rows.len());
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut prevs = Vec::with_capacity(rows.len());
+    let mut hashes = Vec::with_capacity(rows.len());
+    for row in &rows {
+        position += 1;
+        let hash = chain_hash(&prev, row);
+        positions.push(position);
+        ids.push(row.id);
+        prevs.push(prev);
+        prev = hash.clone();
+        hashes.push(hash);
+    }
+    sqlx::query(
+        "INSERT INTO audit.sceau (position, journal_id, prev_hash, hash)
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[])",
+    )
+    .bind(&positions)
+    .bind(&ids)
+    .bind(&prevs)
+    .bind(&hashes)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows.len())
+}
+
+/// What `audit verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    pub sealed: u64,
+    pub unsealed: u64,
+    /// The first broken link: (position, journal id).
+    pub broken: Option<(i64, i64)>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SealedRow {
+    position: i64,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+    #[sqlx(flatten)]
+    row: JournalRow,
+}
+
+/// Walks the chain in position order and recomputes every hash. Reads as `vd_auditeur` in one
+/// repeatable-read snapshot.
+pub async fn verify(pool: &PgPool) -> sqlx::Result<Verification> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SET LOCAL ROLE vd_auditeur")
+        .execute(&mut *tx)
+        .await?;
+    let unsealed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit.journal j WHERE NOT EXISTS (SELECT 1 FROM audit.sceau s WHERE s.journal_id = j.id)",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let sql = format!(
+        "SELECT s.position, s.prev_hash, s.hash, {COLUMNS}
+           FROM audit.sceau s JOIN audit.journal j ON j.id = s.journal_id
+          ORDER BY s.position"
+    );
+    let mut stream = sqlx::query_as::<_, SealedRow>(&sql).fetch(&mut *tx);
+    let mut prev = vec![0u8; 32];
+    let mut expected_position = 1i64;
+    let mut sealed = 0u64;
+    let mut broken = None;
+    while let Some(s) = stream.try_next().await? {
+        let ok = s.position == expected_position
+            && s.prev_hash == prev
+            && s.hash == chain_hash(&prev, &s.row);
+        if !ok {
+            broken = Some((s.position, s.row.id));
+            break;
+        }
+        prev = s.hash;
+        expected_position += 1;
+        sealed += 1;
+    }
+    drop(stream);
+    tx.rollback().await?;
+    Ok(Verification {
+        sealed,
+        unsealed: unsealed as u64,
+        broken,
+    })
+}

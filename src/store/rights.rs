@@ -1,0 +1,236 @@
+//! The rights exchange's SQL (role `vd_droits`): finding a beneficiary, reading the guarantees,
+//! issuing a dossier.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::domain::{AmcNumber, BirthDate, BirthRank, Hundredths, Nir};
+
+/// How a prestation rule computes the AMC amount (spec: tarification rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Unit {
+    /// Percentage of the BR, AMO included.
+    PO,
+    /// Percentage of the ticket modérateur.
+    TA,
+    /// Flat amount per line, in euros.
+    FO,
+}
+
+impl Unit {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "PO" => Some(Unit::PO),
+            "TA" => Some(Unit::TA),
+            "FO" => Some(Unit::FO),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::PO => "PO",
+            Unit::TA => "TA",
+            Unit::FO => "FO",
+        }
+    }
+}
+
+/// A prestation rule of a guarantee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub code: String,
+    pub unit: Unit,
+    /// Hundredths (of a percent for PO/TA, of a euro for FO).
+    pub value: Hundredths,
+    /// Annual ceiling, cents.
+    pub annual_ceiling: Option<Hundredths>,
+}
+
+/// A beneficiary's guarantee in one domain, with its contract.
+#[derive(Debug, Clone)]
+pub struct Guarantee {
+    pub contract_id: i64,
+    pub contract_number: String,
+    pub adherent_number: Option<String>,
+    pub responsible: bool,
+    pub domain: String,
+    pub label: String,
+    pub code: String,
+    pub priority: i16,
+    pub network: Option<String>,
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    pub rules: Vec<Rule>,
+}
+
+/// Finds the beneficiary by (AMC, birth date, rank) and a NIR that is the beneficiary's own or
+/// one of the insured persons' (ouvrant droit); `None` when nobody matches.
+pub async fn find_by_nir(
+    tx: &mut Transaction<'_, Postgres>,
+    amc: &AmcNumber,
+    nir: &Nir,
+    birth: &BirthDate,
+    rank: BirthRank,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "SELECT id FROM (
+             SELECT b.id FROM identite.beneficiaire b
+              WHERE b.nir = $1 AND b.cle_nir = $2
+                AND b.numero_amc = $3 AND b.date_naissance = $4 AND b.rang = $5
+             UNION
+             SELECT b.id FROM identite.ouvrant_droit o
+               JOIN identite.beneficiaire b ON b.id = o.beneficiaire_id
+              WHERE o.nir = $1 AND o.cle_nir = $2
+                AND b.numero_amc = $3 AND b.date_naissance = $4 AND b.rang = $5
+         ) m ORDER BY id LIMIT 1",
+    )
+    .bind(nir.as_str())
+    .bind(nir.key())
+    .bind(amc.as_str())
+    .bind(birth.as_str())
+    .bind(i16::from(rank.get()))
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// The fallback search: (AMC, birth date, rank, adherent number of one of the person's contracts).
+pub async fn find_by_adherent(
+    tx: &mut Transaction<'_, Postgres>,
+    amc: &AmcNumber,
+    birth: &BirthDate,
+    rank: BirthRank,
+    adherent: &str,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "SELECT b.id FROM identite.contrat c
+           JOIN identite.garantie g ON g.contrat_id = c.id
+           JOIN identite.beneficiaire b ON b.id = g.beneficiaire_id
+          WHERE c.numero_amc = $1 AND c.numero_adherent = $2
+            AND b.numero_amc = $1 AND b.date_naissance = $3 AND b.rang = $4
+          ORDER BY b.id LIMIT 1",
+    )
+    .bind(amc.as_str())
+    .bind(adherent)
+    .bind(birth.as_str())
+    .bind(i16::from(rank.get()))
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+#[derive(sqlx::FromRow)]
+struct GuaranteeRow {
+    contrat_id: i64,
+    numero_contrat: String,
+    numero_adherent: Option<String>,
+    responsable: bool,
+    domaine: String,
+    libelle: String,
+    code_garantie: String,
+    priorite: i16,
+    reseau: Option<String>,
+    debut: NaiveDate,
+    fin: NaiveDate,
+    codes: Vec<String>,
+    unites: Vec<String>,
+    valeurs: Vec<i64>,
+    plafonds: Vec<Option<i64>>,
+}
+
+/// Every guarantee of a beneficiary, with its contract and prestation rules, in one round trip.
+pub async fn guarantees(
+    tx: &mut Transaction<'_, Postgres>,
+    beneficiary: i64,
+) -> sqlx::Result<Vec<Guarantee>> {
+    let rows: Vec<GuaranteeRow> = sqlx::query_as(
+        "SELECT g.contrat_id, c.numero_contrat, c.numero_adherent, c.responsable, g.domaine,
+                g.libelle, g.code_garantie, g.priorite, g.reseau, g.debut, g.fin,
+                coalesce(array_agg(p.code ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS codes,
+                coalesce(array_agg(p.unite ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS unites,
+                coalesce(array_agg(p.valeur ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS valeurs,
+                coalesce(array_agg(p.plafond_annuel ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS plafonds
+           FROM identite.garantie g
+           JOIN identite.contrat c ON c.id = g.contrat_id
+           LEFT JOIN identite.prestation p ON p.garantie_id = g.id
+          WHERE g.beneficiaire_id = $1
+          GROUP BY g.id, c.id
+          ORDER BY g.priorite, g.domaine, g.debut",
+    )
+    .bind(beneficiary)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let rules = r
+                .codes
+                .into_iter()
+                .zip(r.unites)
+                .zip(r.valeurs)
+                .zip(r.plafonds)
+                .filter_map(|(((code, unit), value), ceiling)| {
+                    Some(Rule {
+                        code,
+                        unit: Unit::parse(&unit)?,
+                        value: Hundredths::from_hundredths(value),
+                        annual_ceiling: ceiling.map(Hundredths::from_hundredths),
+                    })
+                })
+                .collect();
+            Guarantee {
+                contract_id: r.contrat_id,
+                contract_number: r.numero_contrat,
+                adherent_number: r.numero_adherent,
+                responsible: r.responsable,
+                domain: r.domaine,
+                label: r.libelle,
+                code: r.code_garantie,
+                priority: r.priorite,
+                network: r.reseau,
+                start: r.debut,
+                end: r.fin,
+                rules,
+            }
+        })
+        .collect())
+}
+
+/// A dossier to issue: the pairing (identite) and the tarification view (dispensation).
+pub struct NewDossier<'a> {
+    pub number: Uuid,
+    pub beneficiary: i64,
+    pub contract: i64,
+    pub amc: &'a str,
+    pub structure: &'a str,
+    pub expiration: DateTime<Utc>,
+    pub ceiling_key: &'a [u8],
+    /// JSON snapshot of the guarantee rules, no identity in it.
+    pub rules: &'a str,
+}
+
+/// Writes both rows of a dossier in the caller's transaction.
+pub async fn issue_dossier(
+    tx: &mut Transaction<'_, Postgres>,
+    d: &NewDossier<'_>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH pairing AS (
+             INSERT INTO identite.appariement (numero_dossier, beneficiaire_id, contrat_id)
+             VALUES ($1, $2, $3))
+         INSERT INTO dispensation.dossier (numero_dossier, numero_amc, structure, expiration,
+                                           cle_plafond, regles)
+         VALUES ($1, $4, $5, $6, $7, $8::jsonb)",
+    )
+    .bind(d.number)
+    .bind(d.beneficiary)
+    .bind(d.contract)
+    .bind(d.amc)
+    .bind(d.structure)
+    .bind(d.expiration)
+    .bind(d.ceiling_key)
+    .bind(d.rules)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

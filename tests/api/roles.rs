@@ -1,0 +1,139 @@
+//! Separation enforced by database roles (spec/data.md): every "may not" of the role table.
+
+use crate::helpers::{shared, TestApp};
+
+/// Runs `sql` under `role` in a transaction that is rolled back; `Ok` when PostgreSQL allowed it.
+async fn try_as(app: &TestApp, role: &str, sql: &str) -> Result<(), String> {
+    let mut tx = app.db.begin().await.unwrap();
+    sqlx::query(&format!("SET LOCAL ROLE {role}"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let result = sqlx::query(sql)
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            e.as_database_error()
+                .and_then(|d| d.code())
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| e.to_string())
+        });
+    tx.rollback().await.unwrap();
+    result
+}
+
+const DOSSIER: &str = "INSERT INTO dispensation.dossier (numero_dossier, numero_amc, structure, expiration, cle_plafond, regles)
+    VALUES (gen_random_uuid(), '12345678', '750000001', now(), decode(repeat('00', 32), 'hex'), '{}')";
+const PAIRING: &str =
+    "INSERT INTO identite.appariement (numero_dossier, beneficiaire_id, contrat_id)
+    SELECT gen_random_uuid(), g.beneficiaire_id, g.contrat_id FROM identite.garantie g LIMIT 1";
+const AUDIT: &str = "INSERT INTO audit.journal (instance, operation, code, duree_ms) VALUES ('t', 'test', '0000', 0)";
+
+#[tokio::test]
+async fn each_role_may_do_only_what_the_role_table_says() {
+    let app = TestApp::spawn().await;
+    // Something to update and delete.
+    sqlx::query(AUDIT).execute(&app.db).await.unwrap();
+    let cases: &[(&str, &str, bool)] = &[
+        // vd_droits: read identite, insert the pairing row, insert the dossier row, insert audit.
+        ("vd_droits", "SELECT * FROM identite.beneficiaire", true),
+        ("vd_droits", PAIRING, true),
+        ("vd_droits", DOSSIER, true),
+        ("vd_droits", AUDIT, true),
+        ("vd_droits", "SELECT * FROM identite.appariement", false),
+        ("vd_droits", "SELECT * FROM dispensation.dossier", false),
+        ("vd_droits", "UPDATE identite.beneficiaire SET nom = nom", false),
+        ("vd_droits", "SELECT * FROM audit.journal", false),
+        // vd_tarif: dispensation and audit insert; no access at all to identite.
+        ("vd_tarif", "SELECT * FROM dispensation.dossier", true),
+        ("vd_tarif", "UPDATE dispensation.dossier SET statut = statut", true),
+        ("vd_tarif", AUDIT, true),
+        ("vd_tarif", "SELECT * FROM identite.beneficiaire", false),
+        ("vd_tarif", "SELECT * FROM identite.ouvrant_droit", false),
+        ("vd_tarif", "SELECT * FROM identite.contrat", false),
+        ("vd_tarif", "SELECT * FROM identite.garantie", false),
+        ("vd_tarif", "SELECT * FROM identite.appariement", false),
+        ("vd_tarif", "SELECT * FROM identite.amc", false),
+        ("vd_tarif", "SELECT * FROM audit.journal", false),
+        // vd_audit_writer: insert into audit only.
+        ("vd_audit_writer", AUDIT, true),
+        ("vd_audit_writer", "UPDATE audit.journal SET code = '0000'", false),
+        ("vd_audit_writer", "DELETE FROM audit.journal", false),
+        ("vd_audit_writer", "SELECT * FROM audit.journal", false),
+        ("vd_audit_writer", "SELECT * FROM identite.amc", false),
+        ("vd_audit_writer", "SELECT * FROM dispensation.dossier", false),
+        // vd_auditeur: read audit.
+        ("vd_auditeur", "SELECT * FROM audit.journal", true),
+        ("vd_auditeur", "SELECT * FROM audit.sceau", true),
+        ("vd_auditeur", AUDIT, false),
+        ("vd_auditeur", "SELECT * FROM identite.beneficiaire", false),
+        ("vd_auditeur", "SELECT * FROM dispensation.dossier", false),
+        // vd_tiers_confiance: the pairing table and dispensation — the only join of the two.
+        ("vd_tiers_confiance", "SELECT * FROM identite.appariement", true),
+        ("vd_tiers_confiance", "SELECT * FROM dispensation.dossier", true),
+        ("vd_tiers_confiance", "SELECT a.*, d.* FROM identite.appariement a JOIN dispensation.dossier d USING (numero_dossier)", true),
+        ("vd_tiers_confiance", DOSSIER, false),
+        ("vd_tiers_confiance", "SELECT * FROM audit.journal", false),
+        // The sealer: reads the journal, inserts seals, nothing else.
+        ("vd_audit_sealer", "SELECT * FROM audit.journal", true),
+        ("vd_audit_sealer", AUDIT, false),
+        ("vd_audit_sealer", "SELECT * FROM identite.beneficiaire", false),
+    ];
+    for (role, sql, allowed) in cases {
+        let result = try_as(&app, role, sql).await;
+        if *allowed {
+            assert!(result.is_ok(), "{role} must be allowed: {sql}: {result:?}");
+        } else {
+            assert_eq!(
+                result,
+                Err("42501".to_string()),
+                "{role} must be refused: {sql}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn audit_rows_refuse_update_and_delete_even_for_the_owner() {
+    let app = TestApp::spawn().await;
+    sqlx::query(AUDIT).execute(&app.db).await.unwrap();
+    for sql in [
+        "UPDATE audit.journal SET code = '9999'",
+        "DELETE FROM audit.journal",
+        "TRUNCATE audit.journal CASCADE",
+    ] {
+        let err = sqlx::query(sql).execute(&app.db).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn the_server_login_role_has_no_rights_outside_set_local_role() {
+    let s = shared();
+    if visiodroits::config::env_var("VD_TEST_DATABASE_URL").is_some() {
+        // An external cluster runs the servers as its superuser: nothing to check here.
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let pool = sqlx::PgPool::connect(&s.app_url(&app.db_name))
+        .await
+        .unwrap();
+    for sql in [
+        "SELECT * FROM identite.amc",
+        "SELECT * FROM dispensation.dossier",
+        AUDIT,
+    ] {
+        let err = sqlx::query(sql).execute(&pool).await.unwrap_err();
+        assert_eq!(
+            err.as_database_error().and_then(|d| d.code()).as_deref(),
+            Some("42501"),
+            "{sql}"
+        );
+    }
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL ROLE vd_auditeur")
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+}
