@@ -73,6 +73,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Pairing { dossier } => {
+            let url = visiodroits::config::database_url_from_env()?;
+            print!("{}", cli::pairing::report(&url, &dossier).await?);
+            Ok(())
+        }
         Command::Audit {
             command: AuditCommand::Verify,
         } => {

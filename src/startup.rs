@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Secret};
 use crate::exchange::common::ServerInfo;
+use crate::exchange::encrypted::Decryptor;
 use crate::exchange::Exchanges;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
@@ -87,17 +88,20 @@ async fn seal_audit(store: Store) {
     }
 }
 
-/// Reads the trusted third party's certificate (DER) and checks the key against it.
-fn load_trusted_third_party(config: &Config) -> anyhow::Result<(Option<Vec<u8>>, bool)> {
+/// Reads the trusted third party's certificate (DER) and, where configured, its key (checked
+/// against the certificate).
+fn load_trusted_third_party(
+    config: &Config,
+) -> anyhow::Result<(Option<Vec<u8>>, Option<Decryptor>)> {
     let Some(cert_path) = &config.trusted_third_party.cert else {
-        return Ok((None, false));
+        return Ok((None, None));
     };
     let pem = std::fs::read(cert_path)
         .with_context(|| format!("VD_TTP_CERT: cannot read {}", cert_path.display()))?;
     let cert = X509::from_pem(&pem).context("VD_TTP_CERT: not a PEM certificate")?;
     let der = cert.to_der()?;
     let Some(key_path) = &config.trusted_third_party.key else {
-        return Ok((Some(der), false));
+        return Ok((Some(der), None));
     };
     let key_pem = Secret::new(
         std::fs::read(key_path)
@@ -109,7 +113,7 @@ fn load_trusted_third_party(config: &Config) -> anyhow::Result<(Option<Vec<u8>>,
         cert.public_key()?.public_eq(&key),
         "VD_TTP_KEY: the key does not match VD_TTP_CERT"
     );
-    Ok((Some(der), true))
+    Ok((Some(der), Some(Decryptor::new(cert, key)?)))
 }
 
 /// Reads the pseudonymisation key (at least 32 bytes).
@@ -162,7 +166,7 @@ impl Server {
         }
         let tls = Arc::new(tls);
         let rustls = RustlsConfig::from_config(tls.server_config(&config)?);
-        let (ttp_cert_der, ttp_key_loaded) = load_trusted_third_party(&config)?;
+        let (ttp_cert_der, decryptor) = load_trusted_third_party(&config)?;
         let pseudonymisation_key = load_pseudonymisation_key(&config)?;
         let store = Store::connect_lazy(
             &config.database_url,
@@ -176,7 +180,9 @@ impl Server {
                 instance_id: config.instance_id.clone(),
             },
             ttp_cert_der,
-            ttp_key_loaded,
+            decryptor,
+            owner_code: config.owner_code.clone(),
+            instance_code: config.instance_code,
             rights_client_cert: config.rights_client_cert,
             dossier_ttl: config.dossier_ttl,
             pseudonymisation_key,

@@ -152,23 +152,53 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     result
 }
 
-/// The ready-to-paste commands printed by the demo.
+/// The ready-to-paste commands printed by the demo: a shell function `vd` posting a SOAP 1.2
+/// envelope with the pharmacist's certificate, then one call per operation, each reusing what the
+/// previous answered (dossier number, accreditation number).
+const SCRIPT: &str = r#"vd() { curl -sS --cacert @CA@ --cert @PEM@ --key @KEY@ -H 'Content-Type: application/soap+xml; charset=utf-8' --data-binary "$1" @URL@; echo; }
+new_id() { cat /proc/sys/kernel/random/uuid; }
+ENV="<soap:Envelope xmlns:soap='http://www.w3.org/2003/05/soap-envelope' xmlns:vd='urn:visiodroits:v1'><soap:Body>"
+END="</soap:Body></soap:Envelope>"
+HEAD() { echo "<vd:entete><vd:id_logiciel>DEMO-CURL</vd:id_logiciel><vd:version_logiciel>1.0</vd:version_logiciel><vd:id_requete>$(new_id)</vd:id_requete></vd:entete>"; }
+PS="<vd:ps><vd:identifiant_ps>@PS@</vd:identifiant_ps><vd:numero_structure>@FINESS@</vd:numero_structure></vd:ps>"
+LINES="<vd:id_prescription>1</vd:id_prescription><vd:prescripteur>123456789</vd:prescripteur><vd:date_facturation>@DATE@</vd:date_facturation><vd:ligne><vd:id_ligne>1</vd:id_ligne><vd:code_prestation>PH7</vd:code_prestation><vd:date_execution>@DATE@</vd:date_execution><vd:quantite>2</vd:quantite><vd:prix_unitaire>10.00</vd:prix_unitaire><vd:montant_facture>20.00</vd:montant_facture><vd:base_remboursement>20.00</vd:base_remboursement><vd:taux_ro>65</vd:taux_ro><vd:montant_ro>13.00</vd:montant_ro></vd:ligne>"
+
+# ServicesOuverts: the AMCs hosted here, their services, the encryption certificate
+vd "$ENV<vd:demande_services>$(HEAD)</vd:demande_services>$END"
+
+# DemandeDroits for the demo beneficiary PAUL MARTIN (NIR 1850578006084 key 91, born 19850512): keep the dossier number
+R=$(vd "$ENV<vd:demande_droits>$(HEAD)$PS<vd:beneficiaire><vd:nir>1850578006084</vd:nir><vd:cle_nir>91</vd:cle_nir><vd:date_naissance>19850512</vd:date_naissance><vd:rang_gemellaire>1</vd:rang_gemellaire></vd:beneficiaire><vd:amc><vd:numero_amc>12345678</vd:numero_amc></vd:amc><vd:date_reference>@DATE@</vd:date_reference><vd:domaines><vd:domaine>PHAR</vd:domaine></vd:domaines></vd:demande_droits>$END"); echo "$R"
+DOSSIER=$(echo "$R" | grep -o '<vd:numero_dossier>[^<]*' | cut -d'>' -f2); echo "dossier: $DOSSIER"
+
+# DldTar DEVIS (a quote: binds nothing)
+vd "$ENV<vd:demande_tarification>$(HEAD)$PS<vd:numero_dossier>$DOSSIER</vd:numero_dossier><vd:mode>DEVIS</vd:mode><vd:prescription>$LINES</vd:prescription></vd:demande_tarification>$END"
+
+# DldTar PEC (binding): keep the accreditation number
+R=$(vd "$ENV<vd:demande_tarification>$(HEAD)$PS<vd:numero_dossier>$DOSSIER</vd:numero_dossier><vd:mode>PEC</vd:mode><vd:prescription>$LINES</vd:prescription></vd:demande_tarification>$END"); echo "$R"
+ACCREDITATION=$(echo "$R" | grep -o '<vd:numero_accreditation>[^<]*' | cut -d'>' -f2); echo "accreditation: $ACCREDITATION"
+
+# AnnulationTar of that PEC
+vd "$ENV<vd:demande_annulation>$(HEAD)$PS<vd:numero_dossier>$DOSSIER</vd:numero_dossier><vd:numero_accreditation>$ACCREDITATION</vd:numero_accreditation><vd:id_prescription>1</vd:id_prescription></vd:demande_annulation>$END"
+
+# Encrypted DEVIS: the prescription encrypted with openssl to the trusted third party's certificate
+DATA=$(printf '%s' "<vd:prescription xmlns:vd='urn:visiodroits:v1'>$LINES</vd:prescription>" | openssl cms -encrypt -binary -outform DER -recip @TTP@ | base64 -w0)
+vd "$ENV<vd:demande_tarification>$(HEAD)$PS<vd:numero_dossier>$DOSSIER</vd:numero_dossier><vd:mode>DEVIS</vd:mode><vd:prescription_chiffree><vd:donnees>$DATA</vd:donnees></vd:prescription_chiffree></vd:demande_tarification>$END"
+"#;
+
+/// The text printed by the demo: endpoints, then [`SCRIPT`] filled in.
 pub fn instructions(pki: &Path, addr: std::net::SocketAddr, ops: std::net::SocketAddr) -> String {
     let url = format!("https://localhost:{}/visiodroits", addr.port());
     let cert = |name: &str| pki.join("clients").join(name).display().to_string();
     let ca = pki.join("ca/root.pem").display().to_string();
-    let request = services_request(&uuid::Uuid::new_v4().to_string());
-    let rights = rights_request(
-        &uuid::Uuid::new_v4().to_string(),
-        &chrono::Utc::now().date_naive().to_string(),
-    );
-    let curl = |body: &str| {
-        format!(
-            "curl --cacert {ca} --cert {pem} --key {key} \\\n  -H 'Content-Type: application/soap+xml; charset=utf-8' \\\n  --data-binary '{body}' \\\n  {url}\n",
-            pem = cert("valid.pem"),
-            key = cert("valid.key"),
-        )
-    };
+    let script = SCRIPT
+        .replace("@CA@", &ca)
+        .replace("@PEM@", &cert("valid.pem"))
+        .replace("@KEY@", &cert("valid.key"))
+        .replace("@URL@", &url)
+        .replace("@TTP@", &pki.join("ttp/ttp.pem").display().to_string())
+        .replace("@PS@", &format!("8{}", crate::pki::DEV_RPPS))
+        .replace("@FINESS@", crate::pki::DEV_FINESS)
+        .replace("@DATE@", &chrono::Utc::now().date_naive().to_string());
     format!(
         "\nVisiodroits demo\n\
          ================\n\
@@ -176,12 +206,10 @@ pub fn instructions(pki: &Path, addr: std::net::SocketAddr, ops: std::net::Socke
          WSDL     : {url}?wsdl\n\
          Health   : http://{ops}/readyz   Metrics: http://{ops}/metrics\n\
          SoapUI   : client certificate {p12} (PKCS#12, password {pw}); trust {ca}\n\n\
-         ServicesOuverts with the pharmacist's CPS certificate:\n\n{services}\n\
-         DemandeDroits for the demo beneficiary PAUL MARTIN (NIR 1850578006084, key 91, born 19850512):\n\n{rights}",
+         Paste these lines in a shell (bash): every operation with the pharmacist's CPS certificate.\n\
+         ----8<----\n{script}----8<----\n",
         p12 = cert("valid.p12"),
         pw = crate::pki::P12_PASSWORD,
-        services = curl(&request),
-        rights = curl(&rights),
     )
 }
 
@@ -189,15 +217,6 @@ pub fn instructions(pki: &Path, addr: std::net::SocketAddr, ops: std::net::Socke
 pub fn services_request(request_id: &str) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope" xmlns:vd="urn:visiodroits:v1"><soap:Body><vd:demande_services><vd:entete><vd:id_logiciel>DEMO-CURL</vd:id_logiciel><vd:version_logiciel>1.0</vd:version_logiciel><vd:id_requete>{request_id}</vd:id_requete></vd:entete></vd:demande_services></soap:Body></soap:Envelope>"#
-    )
-}
-
-/// A `DemandeDroits` for the demo beneficiary, by the dev pharmacist.
-pub fn rights_request(request_id: &str, date: &str) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope" xmlns:vd="urn:visiodroits:v1"><soap:Body><vd:demande_droits><vd:entete><vd:id_logiciel>DEMO-CURL</vd:id_logiciel><vd:version_logiciel>1.0</vd:version_logiciel><vd:id_requete>{request_id}</vd:id_requete></vd:entete><vd:ps><vd:identifiant_ps>8{rpps}</vd:identifiant_ps><vd:numero_structure>{finess}</vd:numero_structure></vd:ps><vd:beneficiaire><vd:nir>1850578006084</vd:nir><vd:cle_nir>91</vd:cle_nir><vd:date_naissance>19850512</vd:date_naissance><vd:rang_gemellaire>1</vd:rang_gemellaire></vd:beneficiaire><vd:amc><vd:numero_amc>12345678</vd:numero_amc></vd:amc><vd:date_reference>{date}</vd:date_reference><vd:domaines><vd:domaine>PHAR</vd:domaine></vd:domaines></vd:demande_droits></soap:Body></soap:Envelope>"#,
-        rpps = crate::pki::DEV_RPPS,
-        finess = crate::pki::DEV_FINESS,
     )
 }
 

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod demo;
 pub mod import;
 pub mod migrate;
+pub mod pairing;
 
 use std::path::PathBuf;
 
@@ -53,6 +54,9 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Trusted third party only: which beneficiary a dossier belongs to, and its tarifications
+    /// (runs as vd_tiers_confiance).
+    Pairing { dossier: String },
     /// The audit journal.
     Audit {
         #[command(subcommand)]

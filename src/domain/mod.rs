@@ -2,6 +2,8 @@
 
 pub mod amount;
 pub mod identity;
+pub mod rules;
+pub mod tarification;
 
 pub use amount::Hundredths;
 pub use identity::{AmcNumber, BirthDate, BirthRank, DomainCode, DossierNumber, Nir};

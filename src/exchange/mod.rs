@@ -1,9 +1,12 @@
 //! Exchanges: one module per operation (wire ↔ domain, then domain and store), and the single
 //! place where an exchange's outcome becomes a response or a SOAP Fault, and an audit row.
 
+pub mod cancellation;
 pub mod common;
+pub mod encrypted;
 pub mod rights;
 pub mod services;
+pub mod tarification;
 
 use std::time::{Duration, Instant};
 
@@ -76,8 +79,11 @@ pub struct Exchanges {
     pub server: ServerInfo,
     /// DER of the trusted third party's certificate, when configured.
     pub ttp_cert_der: Option<Vec<u8>>,
-    /// Whether this server holds the trusted third party's key (encrypted tarification open).
-    pub ttp_key_loaded: bool,
+    /// The trusted third party's key, where this server is the trusted third party (encrypted
+    /// tarification open).
+    pub decryptor: Option<encrypted::Decryptor>,
+    pub owner_code: String,
+    pub instance_code: char,
     pub rights_client_cert: RightsClientCert,
     pub dossier_ttl: Duration,
     pub pseudonymisation_key: Secret<Vec<u8>>,
@@ -114,6 +120,8 @@ pub struct Call<'a> {
     pub request_id: Option<Uuid>,
     pub response_id: Uuid,
     pub audit: AuditRecord,
+    /// Elements echoed after `code_reponse` in an error response (e.g. `numero_dossier`).
+    pub echo: Vec<(&'static str, String)>,
     started: Instant,
 }
 
@@ -170,6 +178,7 @@ pub async fn dispatch(ex: &Exchanges, env: &Envelope, op: Operation, conn: &Conn
         request_id: common::request_id_of(&env.body),
         response_id: Uuid::new_v4(),
         audit: audit_base(&ex.server.instance_id, op.name(), conn),
+        echo: Vec::new(),
         started: Instant::now(),
     };
     call.audit.request_id = call.request_id;
@@ -178,12 +187,8 @@ pub async fn dispatch(ex: &Exchanges, env: &Envelope, op: Operation, conn: &Conn
     let result = match op {
         Operation::Services => services::handle(ex, &mut call).await,
         Operation::Rights => rights::handle(ex, &mut call).await,
-        Operation::Tarification | Operation::Cancellation => {
-            Err(ExchangeError::Invalid(vec![format!(
-                "{}: opération non ouverte sur ce serveur",
-                op.name()
-            )]))
-        }
+        Operation::Tarification => tarification::handle(ex, &mut call).await,
+        Operation::Cancellation => cancellation::handle(ex, &mut call).await,
     };
 
     let (outcome, audited) = match result {
@@ -276,6 +281,9 @@ fn error_response(
             code,
             details,
         );
+        for (name, value) in &call.echo {
+            x.leaf(name, value);
+        }
         x.close(op.response_element());
     });
     Outcome {

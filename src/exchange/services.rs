@@ -52,7 +52,7 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
         );
         for a in &amcs {
             let tarification = a.is_open(Service::Tarification);
-            let encrypted = tarification && ex.ttp_key_loaded && cert_b64.is_some();
+            let encrypted = tarification && ex.decryptor.is_some() && cert_b64.is_some();
             x.open("amc")
                 .leaf("numero_amc", &a.number)
                 .leaf("nom", &a.name);

@@ -304,6 +304,26 @@ pub fn parse(
     Ok(Envelope { version, body })
 }
 
+/// Parses a standalone document holding one element (the decrypted content of an encrypted
+/// prescription) with the same checks and limits as an envelope's body.
+pub fn parse_fragment(text: &str, limits: &XmlLimits) -> Result<Element, EnvelopeError> {
+    let mut rest = text.trim_start();
+    if let Some(decl) = rest.strip_prefix("<?xml") {
+        let end = decl.find("?>").ok_or(EnvelopeError::Malformed)?;
+        let attrs = &decl[..end];
+        let lower = attrs.to_ascii_lowercase();
+        if lower.contains("encoding") && !lower.contains("utf-8") {
+            return Err(EnvelopeError::Encoding);
+        }
+        rest = &decl[end + 2..];
+    }
+    let wrapped = format!(
+        "<e:Envelope xmlns:e=\"{}\"><e:Body>{rest}</e:Body></e:Envelope>",
+        super::SOAP12_NS
+    );
+    parse(&wrapped, SoapVersion::V12, limits).map(|env| env.body)
+}
+
 fn push_text(
     stack: &mut [Element],
     s: &str,
@@ -413,6 +433,25 @@ mod tests {
         for (doc, expected) in cases {
             assert_eq!(parse12(&doc).unwrap_err(), expected, "document: {doc}");
         }
+    }
+
+    #[test]
+    fn fragments_are_read_like_a_body() {
+        let el = parse_fragment(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<vd:prescription xmlns:vd=\"urn:visiodroits:v1\"><vd:id_prescription>7</vd:id_prescription></vd:prescription>",
+            &XmlLimits::default(),
+        )
+        .unwrap();
+        assert_eq!((el.name.as_str(), el.in_vd), ("prescription", true));
+        assert_eq!(el.child("id_prescription").unwrap().value(), "7");
+        assert_eq!(
+            parse_fragment("<!DOCTYPE x><x/>", &XmlLimits::default()).unwrap_err(),
+            EnvelopeError::Doctype
+        );
+        assert_eq!(
+            parse_fragment("<a/><b/>", &XmlLimits::default()).unwrap_err(),
+            EnvelopeError::SeveralBodyElements
+        );
     }
 
     #[test]

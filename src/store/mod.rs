@@ -6,6 +6,7 @@ pub mod amc;
 pub mod audit;
 pub mod import;
 pub mod rights;
+pub mod tarification;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -32,37 +32,34 @@ async fn demo_prepares_everything_and_its_printed_curl_command_answers_0000() {
 
     let server = Server::start(prepared.config.clone()).await.unwrap();
     let text = demo::instructions(&prepared.pki, server.addr, server.ops_addr);
-    let commands: Vec<&str> = text
-        .match_indices("curl --cacert")
-        .map(|(i, _)| text[i..].split("\n\n").next().unwrap())
-        .collect();
-    assert_eq!(
-        commands.len(),
-        2,
-        "ServicesOuverts and DemandeDroits: {text}"
+    let script = text
+        .split("----8<----\n")
+        .nth(1)
+        .expect("a script between the marks");
+    let out = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -euo pipefail\n{script}"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    let mut outputs = Vec::new();
-    for command in &commands {
-        let out = tokio::process::Command::new("bash")
-            .arg("-c")
-            .arg(command)
-            .output()
-            .await
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{command}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            stdout.contains("<vd:code>0000</vd:code>"),
-            "{command}\n{stdout}"
-        );
-        outputs.push(stdout);
-    }
-    assert!(outputs[0].contains("MUTUELLE DEMO"), "{}", outputs[0]);
-    assert!(outputs[1].contains("<vd:numero_dossier>"), "{}", outputs[1]);
+    // ServicesOuverts, DemandeDroits, DEVIS, PEC, AnnulationTar, encrypted DEVIS.
+    assert_eq!(
+        stdout.matches("<vd:code>0000</vd:code>").count(),
+        6,
+        "{stdout}"
+    );
+    assert!(stdout.contains("MUTUELLE DEMO"), "{stdout}");
+    assert!(stdout.contains("<vd:annulee>true</vd:annulee>"), "{stdout}");
+    assert!(
+        !stdout.contains("dossier: \n") && !stdout.contains("accreditation: \n"),
+        "{stdout}"
+    );
     server.shutdown().await.unwrap();
     prepared.cluster.stop().unwrap();
 }

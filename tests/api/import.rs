@@ -25,13 +25,13 @@ fn fixture(name: &str) -> std::path::PathBuf {
 async fn importing_the_same_file_twice_changes_nothing() {
     let app = TestApp::spawn().await;
     let before = counts(&app).await;
-    assert_eq!(before.0, 10, "fixtures: 10 beneficiaries");
+    assert_eq!(before.0, 11, "fixtures: 11 beneficiaries");
     let summary = import::run(&app.db, &fixture("tests/fixtures/droits.csv"), false, false)
         .await
         .unwrap();
     assert_eq!(
         (summary.read, summary.imported, summary.rejected),
-        (11, 11, 0)
+        (12, 12, 0)
     );
     assert_eq!(counts(&app).await, before);
 }
@@ -85,7 +85,7 @@ async fn bad_lines_are_reported_by_number_and_skipped_or_refuse_the_file_when_st
     let summary = import::run(&app.db, &file, false, false).await.unwrap();
     assert_eq!(
         (summary.read, summary.imported, summary.rejected),
-        (11, 9, 2)
+        (12, 10, 2)
     );
     assert_eq!(
         summary.errors,

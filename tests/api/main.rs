@@ -11,5 +11,6 @@ mod rights;
 mod roles;
 mod services;
 mod soap;
+mod tarification;
 mod tls;
 mod wsdl;

@@ -1,0 +1,321 @@
+//! Tarification SQL (role `vd_tarif`, schema `dispensation` only): dossiers, ceiling
+//! consumption under row locks, results, accreditations, cancellation, stored responses.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::domain::tarification::{CeilingKey, Outcome};
+
+/// A dossier as tarification sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Dossier {
+    pub numero_amc: String,
+    pub structure: String,
+    pub expiration: DateTime<Utc>,
+    pub statut: String,
+    pub cle_plafond: Vec<u8>,
+    pub regles: String,
+}
+
+pub async fn dossier(
+    tx: &mut Transaction<'_, Postgres>,
+    number: Uuid,
+) -> sqlx::Result<Option<Dossier>> {
+    sqlx::query_as(
+        "SELECT numero_amc, structure, expiration, statut, cle_plafond, regles::text AS regles
+           FROM dispensation.dossier WHERE numero_dossier = $1",
+    )
+    .bind(number)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// The response stored for `id_requete`: (content fingerprint, response).
+pub async fn stored_response(
+    tx: &mut Transaction<'_, Postgres>,
+    request_id: Uuid,
+) -> sqlx::Result<Option<(Vec<u8>, String)>> {
+    sqlx::query_as("SELECT empreinte, reponse FROM dispensation.reponse WHERE id_requete = $1")
+        .bind(request_id)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+pub async fn store_response(
+    tx: &mut Transaction<'_, Postgres>,
+    request_id: Uuid,
+    fingerprint: &[u8],
+    response: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO dispensation.reponse (id_requete, empreinte, reponse) VALUES ($1, $2, $3)",
+    )
+    .bind(request_id)
+    .bind(fingerprint)
+    .bind(response)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Whether a live PEC exists for this prescription in this dossier.
+pub async fn live_commitment(
+    tx: &mut Transaction<'_, Postgres>,
+    dossier: Uuid,
+    prescription: i32,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM dispensation.tarification
+                         WHERE numero_dossier = $1 AND id_prescription = $2 AND mode = 'PEC' AND NOT annulee)",
+    )
+    .bind(dossier)
+    .bind(prescription)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// What the ceilings of `keys` have consumed for this beneficiary key. With `lock`, the rows are
+/// created if missing and locked (in key order, so that concurrent PECs never deadlock) until
+/// the transaction ends: that is what keeps concurrent PECs within a ceiling.
+pub async fn consumption(
+    tx: &mut Transaction<'_, Postgres>,
+    ceiling_key: &[u8],
+    keys: &[CeilingKey],
+    lock: bool,
+) -> sqlx::Result<BTreeMap<CeilingKey, i64>> {
+    if keys.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let guarantees: Vec<&str> = keys.iter().map(|k| k.guarantee.as_str()).collect();
+    let prestations: Vec<&str> = keys.iter().map(|k| k.prestation.as_str()).collect();
+    let years: Vec<i16> = keys.iter().map(|k| k.year as i16).collect();
+    if lock {
+        sqlx::query(
+            "INSERT INTO dispensation.consommation (cle_plafond, code_garantie, code_prestation, annee)
+             SELECT $1, g, p, y FROM UNNEST($2::text[], $3::text[], $4::smallint[]) AS k(g, p, y)
+             ORDER BY g, p, y
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(ceiling_key)
+        .bind(&guarantees)
+        .bind(&prestations)
+        .bind(&years)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let sql = if lock {
+        "SELECT c.code_garantie, c.code_prestation, c.annee, c.consomme
+           FROM dispensation.consommation c
+           JOIN UNNEST($2::text[], $3::text[], $4::smallint[]) AS k(g, p, y)
+             ON c.code_garantie = k.g AND c.code_prestation = k.p AND c.annee = k.y
+          WHERE c.cle_plafond = $1
+          ORDER BY c.code_garantie, c.code_prestation, c.annee
+            FOR UPDATE OF c"
+    } else {
+        "SELECT c.code_garantie, c.code_prestation, c.annee, c.consomme
+           FROM dispensation.consommation c
+           JOIN UNNEST($2::text[], $3::text[], $4::smallint[]) AS k(g, p, y)
+             ON c.code_garantie = k.g AND c.code_prestation = k.p AND c.annee = k.y
+          WHERE c.cle_plafond = $1"
+    };
+    let rows: Vec<(String, String, i16, i64)> = sqlx::query_as(sql)
+        .bind(ceiling_key)
+        .bind(&guarantees)
+        .bind(&prestations)
+        .bind(&years)
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(guarantee, prestation, year, used)| {
+            (
+                CeilingKey {
+                    guarantee,
+                    prestation,
+                    year: i32::from(year),
+                },
+                used,
+            )
+        })
+        .collect())
+}
+
+/// A clear line as stored (none for an encrypted request).
+pub struct StoredLine {
+    pub id: i32,
+    pub prestation: String,
+    pub execution: NaiveDate,
+    pub quantity: i32,
+    pub unit_price: i64,
+    pub billed: i64,
+    pub base: i64,
+    pub rate: i16,
+    pub amo: i64,
+    pub cip: Option<String>,
+    pub lpp: Option<String>,
+}
+
+/// A tarification to record.
+pub struct NewTarification<'a> {
+    pub dossier: Uuid,
+    pub request_id: Uuid,
+    pub structure: &'a str,
+    pub commitment: bool,
+    pub prescription: i32,
+    /// The ciphertext as received, for an encrypted request.
+    pub ciphertext: Option<&'a [u8]>,
+    pub clear_lines: &'a [StoredLine],
+    pub outcome: &'a Outcome,
+    pub accreditation: Option<&'a str>,
+    pub ceiling_key: &'a [u8],
+}
+
+/// Records a tarification, its lines and results, and (PEC) its consumption. Returns its id.
+pub async fn record(
+    tx: &mut Transaction<'_, Postgres>,
+    t: &NewTarification<'_>,
+) -> sqlx::Result<i64> {
+    let o = t.outcome;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO dispensation.tarification (numero_dossier, id_requete, structure, mode,
+             id_prescription, chiffree, donnees_chiffrees, total_facture, total_ro, total_amc,
+             total_reste_a_charge, numero_accreditation)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+    )
+    .bind(t.dossier)
+    .bind(t.request_id)
+    .bind(t.structure)
+    .bind(if t.commitment { "PEC" } else { "DEVIS" })
+    .bind(t.prescription)
+    .bind(t.ciphertext.is_some())
+    .bind(t.ciphertext)
+    .bind(o.total_billed)
+    .bind(o.total_amo)
+    .bind(o.total_amc)
+    .bind(o.total_patient)
+    .bind(t.accreditation)
+    .fetch_one(&mut **tx)
+    .await?;
+
+    let clear: BTreeMap<i32, &StoredLine> = t.clear_lines.iter().map(|l| (l.id, l)).collect();
+    let ids: Vec<i32> = o.lines.iter().map(|r| r.id as i32).collect();
+    let get = |r: &crate::domain::tarification::LineResult| clear.get(&(r.id as i32)).copied();
+    sqlx::query(
+        "INSERT INTO dispensation.ligne (tarification_id, id_ligne, code_prestation, date_execution,
+             quantite, prix_unitaire, montant_facture, base_remboursement, taux_ro, montant_ro,
+             code_cip, code_lpp, montant_amc, reste_a_charge, code_garantie, code_ligne)
+         SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::date[], $5::int[], $6::bigint[],
+             $7::bigint[], $8::bigint[], $9::smallint[], $10::bigint[], $11::text[], $12::text[],
+             $13::bigint[], $14::bigint[], $15::text[], $16::text[])",
+    )
+    .bind(id)
+    .bind(&ids)
+    .bind(o.lines.iter().map(|r| get(r).map(|l| l.prestation.clone())).collect::<Vec<_>>())
+    .bind(o.lines.iter().map(|r| get(r).map(|l| l.execution)).collect::<Vec<_>>())
+    .bind(o.lines.iter().map(|r| get(r).map(|l| l.quantity)).collect::<Vec<_>>())
+    .bind(o.lines.iter().map(|r| get(r).map(|l| l.unit_price)).collect::<Vec<_>>())
+    .bind(o.lines.iter().map(|r| get(r).map(|l| l.billed)).collect::<Vec<_>>())
+    .bind(o.lines.iter().map(|r| get(r).map(|l| l.base)).collect::<Vec<_>>())
+    .bind(o.lines.iter().map(|r| get(r).map(|l| l.rate)).collect::<Vec<_>>())
+    .bind(o.lines.iter().map(|r| get(r).map(|l| l.amo)).collect::<Vec<_>>())
+    .bind(o.lines.iter().map(|r| get(r).and_then(|l| l.cip.clone())).collect::<Vec<_>>())
+    .bind(o.lines.iter().map(|r| get(r).and_then(|l| l.lpp.clone())).collect::<Vec<_>>())
+    .bind(o.lines.iter().map(|r| r.amc).collect::<Vec<_>>())
+    .bind(o.lines.iter().map(|r| r.patient).collect::<Vec<_>>())
+    .bind(o.lines.iter().map(|r| r.guarantee.clone()).collect::<Vec<_>>())
+    .bind(o.lines.iter().map(|r| r.code.as_str()).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+
+    if t.commitment && !o.consumed.is_empty() {
+        let keys: Vec<&CeilingKey> = o.consumed.keys().collect();
+        let g: Vec<&str> = keys.iter().map(|k| k.guarantee.as_str()).collect();
+        let p: Vec<&str> = keys.iter().map(|k| k.prestation.as_str()).collect();
+        let y: Vec<i16> = keys.iter().map(|k| k.year as i16).collect();
+        let a: Vec<i64> = o.consumed.values().copied().collect();
+        sqlx::query(
+            "UPDATE dispensation.consommation c SET consomme = c.consomme + k.a
+               FROM UNNEST($2::text[], $3::text[], $4::smallint[], $5::bigint[]) AS k(g, p, y, a)
+              WHERE c.cle_plafond = $1 AND c.code_garantie = k.g AND c.code_prestation = k.p AND c.annee = k.y",
+        )
+        .bind(t.ceiling_key)
+        .bind(&g)
+        .bind(&p)
+        .bind(&y)
+        .bind(&a)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO dispensation.consommation_pec (tarification_id, cle_plafond, code_garantie, code_prestation, annee, montant)
+             SELECT $1, $2, * FROM UNNEST($3::text[], $4::text[], $5::smallint[], $6::bigint[])",
+        )
+        .bind(id)
+        .bind(t.ceiling_key)
+        .bind(&g)
+        .bind(&p)
+        .bind(&y)
+        .bind(&a)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(id)
+}
+
+/// A PEC that may be cancelled.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Commitment {
+    pub id: i64,
+    pub structure: String,
+    pub annulee: bool,
+}
+
+/// The PEC of (dossier, accreditation, prescription), locked.
+pub async fn commitment(
+    tx: &mut Transaction<'_, Postgres>,
+    dossier: Uuid,
+    accreditation: &str,
+    prescription: i32,
+) -> sqlx::Result<Option<Commitment>> {
+    sqlx::query_as(
+        "SELECT id, structure, annulee FROM dispensation.tarification
+          WHERE numero_dossier = $1 AND numero_accreditation = $2 AND id_prescription = $3 AND mode = 'PEC'
+            FOR UPDATE",
+    )
+    .bind(dossier)
+    .bind(accreditation)
+    .bind(prescription)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Cancels a PEC and gives back exactly what it consumed (rows locked in key order).
+pub async fn cancel(tx: &mut Transaction<'_, Postgres>, tarification: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH given AS (
+             SELECT cle_plafond, code_garantie, code_prestation, annee, montant
+               FROM dispensation.consommation_pec WHERE tarification_id = $1),
+         locked AS (
+             SELECT c.cle_plafond, c.code_garantie, c.code_prestation, c.annee
+               FROM dispensation.consommation c JOIN given g USING (cle_plafond, code_garantie, code_prestation, annee)
+              ORDER BY c.code_garantie, c.code_prestation, c.annee FOR UPDATE OF c)
+         UPDATE dispensation.consommation c SET consomme = c.consomme - g.montant
+           FROM given g, locked l
+          WHERE c.cle_plafond = g.cle_plafond AND c.code_garantie = g.code_garantie
+            AND c.code_prestation = g.code_prestation AND c.annee = g.annee
+            AND l.cle_plafond = g.cle_plafond AND l.code_garantie = g.code_garantie
+            AND l.code_prestation = g.code_prestation AND l.annee = g.annee",
+    )
+    .bind(tarification)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE dispensation.tarification SET annulee = true, annulee_le = now() WHERE id = $1",
+    )
+    .bind(tarification)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
