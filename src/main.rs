@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use visiodroits::cli::{self, AuditCommand, Cli, Command, PkiCommand};
+use visiodroits::cli::{self, AuditCommand, Cli, ClientCommand, Command, PkiCommand};
 use visiodroits::config::Config;
 use visiodroits::{startup, telemetry};
 
@@ -73,6 +73,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Client {
+            command: ClientCommand::Send(args),
+        } => cli::client::send(args).await,
         Command::Pairing { dossier } => {
             let url = visiodroits::config::database_url_from_env()?;
             print!("{}", cli::pairing::report(&url, &dossier).await?);

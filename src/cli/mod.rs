@@ -1,6 +1,7 @@
 //! Admin command line: one module per command.
 
 pub mod audit;
+pub mod client;
 pub mod demo;
 pub mod import;
 pub mod migrate;
@@ -57,11 +58,23 @@ pub enum Command {
     /// Trusted third party only: which beneficiary a dossier belongs to, and its tarifications
     /// (runs as vd_tiers_confiance).
     Pairing { dossier: String },
+    /// A client for trying the exchanges against a server.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
     /// The audit journal.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Post a SOAP envelope (file or -) with a client certificate; --repeat N measures latency on
+    /// one kept-alive connection.
+    Send(client::SendArgs),
 }
 
 #[derive(Debug, Subcommand)]

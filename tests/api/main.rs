@@ -7,6 +7,7 @@ mod helpers;
 mod import;
 mod ops;
 mod privacy;
+mod revocation;
 mod rights;
 mod roles;
 mod services;

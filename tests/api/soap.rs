@@ -204,3 +204,45 @@ async fn one_connection_carries_many_exchanges() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn http2_is_served_over_alpn() {
+    use http_body_util::BodyExt;
+    let app = TestApp::spawn().await;
+    let mut config = rustls::ClientConfig::clone(&crate::helpers::tls_for(
+        Some("valid"),
+        visiodroits::client::Versions::Both,
+    ));
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(app.addr()).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..3 {
+        let req = http::Request::post(format!(
+            "https://localhost:{}/visiodroits",
+            app.addr().port()
+        ))
+        .header("content-type", SoapVersion::V12.content_type())
+        .body(Full::new(Bytes::from(services_request(
+            SoapVersion::V12,
+            &new_id(),
+            None,
+        ))))
+        .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("<vd:code>0000</vd:code>"));
+    }
+}
