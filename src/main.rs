@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use visiodroits::cli::{self, AuditCommand, Cli, ClientCommand, Command, PkiCommand};
+use visiodroits::cli::{self, AuditCommand, Cli, ClientCommand, Command, CrlCommand, PkiCommand};
 use visiodroits::config::Config;
 use visiodroits::{startup, telemetry};
 
@@ -76,6 +76,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Client {
             command: ClientCommand::Send(args),
         } => cli::client::send(args).await,
+        Command::Crl { command } => {
+            let config = Config::from_env()?;
+            let out = match command {
+                CrlCommand::Status => cli::crl::status(&config)?,
+                CrlCommand::Refresh => cli::crl::refresh(&config).await?,
+            };
+            print!("{out}");
+            Ok(())
+        }
+        Command::Purge {
+            dry_run,
+            yes,
+            pairing_days,
+            tarification_days,
+        } => {
+            let url = visiodroits::config::database_url_from_env()?;
+            if !dry_run && !yes && !cli::purge::confirm()? {
+                anyhow::bail!("purge cancelled");
+            }
+            let report = cli::purge::run(&url, pairing_days, tarification_days, dry_run).await?;
+            println!("{report}");
+            Ok(())
+        }
         Command::Pairing { dossier } => {
             let url = visiodroits::config::database_url_from_env()?;
             print!("{}", cli::pairing::report(&url, &dossier).await?);

@@ -13,6 +13,7 @@ use crate::config::CrlSettings;
 use crate::metrics::{Metrics, Sampled};
 use crate::store::Store;
 use crate::tls::crl::Freshness;
+use crate::tls::reload::Reloader;
 use crate::tls::TlsContext;
 
 #[derive(Clone)]
@@ -21,6 +22,7 @@ pub struct OpsState {
     pub tls: Arc<TlsContext>,
     pub metrics: Arc<Metrics>,
     pub crl: CrlSettings,
+    pub reloader: Reloader,
 }
 
 pub fn router(state: OpsState) -> Router {
@@ -28,6 +30,7 @@ pub fn router(state: OpsState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/crl/refresh", axum::routing::post(refresh))
         .with_state(state)
 }
 
@@ -74,6 +77,20 @@ async fn readyz(State(s): State<OpsState>) -> Response {
     } else {
         text.insert_str(0, "not ready\n");
         (StatusCode::SERVICE_UNAVAILABLE, text).into_response()
+    }
+}
+
+/// `crl refresh`: reload now (this listener is bound to localhost by default).
+async fn refresh(State(s): State<OpsState>) -> Response {
+    let r = s.reloader.clone();
+    match tokio::task::spawn_blocking(move || r.reload()).await {
+        Ok(Ok(summary)) => (StatusCode::OK, format!("{summary}\n")).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload failed: {e:#}\n"),
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 

@@ -22,7 +22,7 @@ use crate::ops::{self, OpsState};
 use crate::soap::XmlLimits;
 use crate::store::Store;
 use crate::tls::acceptor::CpsAcceptor;
-use crate::tls::crl::CrlSet;
+use crate::tls::reload::Reloader;
 use crate::tls::TlsContext;
 
 /// A running server.
@@ -40,28 +40,27 @@ pub struct Server {
     deadline: Duration,
 }
 
-/// What a CRL reload needs.
-#[derive(Clone)]
-struct Reloader {
-    config: Arc<Config>,
-    tls: Arc<TlsContext>,
-    rustls: RustlsConfig,
-}
-
-impl Reloader {
-    /// Reloads the CRL directory and rebuilds the TLS configuration with it. A file that fails
-    /// is refused and reported; the other CRLs are used.
-    fn reload_crls(&self) -> anyhow::Result<()> {
-        let set = CrlSet::load_dir(&self.config.crl.dir, &self.tls.cas)?;
-        let entries = set.total_entries();
-        let issuers = set.crls.len();
-        for refused in self.tls.swap_crls(set) {
-            tracing::warn!(file = %refused, "CRL refused; the previous one for its issuer is no longer loaded");
+/// Reloads on the period, and within seconds when the certificate, key, anchors or a CRL file
+/// change on disk.
+async fn watch_and_reload(reloader: Reloader, period: Duration) {
+    let period = period.max(Duration::from_secs(1));
+    let mut last_full = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(2).min(period)).await;
+        let due = last_full.elapsed() >= period;
+        if !due && !reloader.files_changed() {
+            continue;
         }
-        let server = self.tls.server_config(&self.config)?;
-        self.rustls.reload_from_config(server);
-        tracing::info!(issuers, entries, "CRLs reloaded");
-        Ok(())
+        last_full = tokio::time::Instant::now();
+        let r = reloader.clone();
+        match tokio::task::spawn_blocking(move || r.reload()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(
+                error = format!("{e:#}"),
+                "reload failed; previous configuration kept"
+            ),
+            Err(e) => tracing::error!(error = %e, "reload task failed"),
+        }
     }
 }
 
@@ -230,11 +229,13 @@ impl Server {
         let serve = tokio::spawn(server.serve(app.into_make_service()));
 
         let sealer = tokio::spawn(seal_audit(store.clone()));
+        let reloader = Reloader::new(config.clone(), tls.clone(), rustls);
         let ops_app = ops::router(OpsState {
             store,
             tls: tls.clone(),
             metrics: metrics.clone(),
             crl: config.crl.clone(),
+            reloader: reloader.clone(),
         });
         let ops_task = tokio::spawn(async move {
             if let Err(e) = axum::serve(ops_listener, ops_app).await {
@@ -242,31 +243,7 @@ impl Server {
             }
         });
 
-        let reloader = Reloader {
-            config: config.clone(),
-            tls: tls.clone(),
-            rustls,
-        };
-        let periodic = {
-            let reloader = reloader.clone();
-            let period = config.crl.refresh.max(Duration::from_secs(1));
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(period);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let r = reloader.clone();
-                    match tokio::task::spawn_blocking(move || r.reload_crls()).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::error!(
-                            error = format!("{e:#}"),
-                            "CRL reload failed; previous CRLs kept"
-                        ),
-                        Err(e) => tracing::error!(error = %e, "CRL reload task failed"),
-                    }
-                }
-            })
-        };
+        let periodic = tokio::spawn(watch_and_reload(reloader.clone(), config.crl.refresh));
         tracing::info!(%addr, %ops_addr, instance = %config.instance_id, "visiodroits serving");
         Ok(Server {
             addr,
@@ -281,10 +258,12 @@ impl Server {
         })
     }
 
-    /// Reloads the CRL directory now (SIGHUP, `crl refresh`, tests).
+    /// Reloads the CRL directory and the server certificate now (SIGHUP, tests).
     pub async fn reload_crls(&self) -> anyhow::Result<()> {
         let r = self.reloader.clone();
-        tokio::task::spawn_blocking(move || r.reload_crls()).await?
+        tokio::task::spawn_blocking(move || r.reload())
+            .await?
+            .map(|_| ())
     }
 
     /// Serves until SIGTERM or SIGINT, reloading CRLs on SIGHUP, then drains.

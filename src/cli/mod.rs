@@ -2,10 +2,12 @@
 
 pub mod audit;
 pub mod client;
+pub mod crl;
 pub mod demo;
 pub mod import;
 pub mod migrate;
 pub mod pairing;
+pub mod purge;
 
 use std::path::PathBuf;
 
@@ -58,6 +60,27 @@ pub enum Command {
     /// Trusted third party only: which beneficiary a dossier belongs to, and its tarifications
     /// (runs as vd_tiers_confiance).
     Pairing { dossier: String },
+    /// CRLs: what the CRL directory holds per issuer; reload the running server now.
+    Crl {
+        #[command(subcommand)]
+        command: CrlCommand,
+    },
+    /// Retention (spec/data.md): delete expired dossiers' pairing rows, then old tarification
+    /// data, in batches; audited. Audit rows are kept.
+    Purge {
+        /// Count what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Days after a dossier's expiry before its pairing row goes.
+        #[arg(long, default_value_t = 90)]
+        pairing_days: u32,
+        /// Days after a dossier's expiry before its tarification data goes.
+        #[arg(long, default_value_t = 1095)]
+        tarification_days: u32,
+    },
     /// A client for trying the exchanges against a server.
     Client {
         #[command(subcommand)]
@@ -68,6 +91,15 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CrlCommand {
+    /// Issuers, thisUpdate/nextUpdate, entries, freshness (exit non-zero if an issuer would be
+    /// refused).
+    Status,
+    /// Ask the running server (on VD_METRICS_LISTEN) to reload its CRLs and certificate now.
+    Refresh,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@
 pub mod amc;
 pub mod audit;
 pub mod import;
+pub mod retention;
 pub mod rights;
 pub mod tarification;
 

@@ -4,6 +4,7 @@
 pub mod acceptor;
 pub mod crl;
 pub mod identity;
+pub mod reload;
 pub mod verifier;
 
 use std::sync::Arc;
@@ -60,6 +61,11 @@ impl TlsContext {
         let refused = crls.refused.clone();
         self.crls.store(Arc::new(crls));
         refused
+    }
+
+    /// Puts back a previous CRL set (when a reload could not complete).
+    pub fn restore_crls(&self, previous: Arc<CrlSet>) {
+        self.crls.store(previous);
     }
 
     /// Builds the rustls server configuration from the files named in `config` and the CRLs in

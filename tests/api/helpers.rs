@@ -281,6 +281,21 @@ impl TestApp {
         SoapConnection::connect(self.addr(), "localhost", self.tls(cert, versions)).await
     }
 
+    /// One ServicesOuverts with the valid dev certificate on a fresh connection (no resumption):
+    /// the response code, or the TLS/HTTP failure.
+    pub async fn connect_and_ask(&self) -> anyhow::Result<String> {
+        let mut config = rustls::ClientConfig::clone(&tls_for(Some("valid"), Versions::Both));
+        config.resumption = rustls::client::Resumption::disabled();
+        let mut conn = SoapConnection::connect(self.addr(), "localhost", Arc::new(config)).await?;
+        let reply = conn
+            .soap(
+                SoapVersion::V12,
+                services_request(SoapVersion::V12, &new_id(), None),
+            )
+            .await?;
+        Ok(code(&reply))
+    }
+
     /// GET on the operations listener.
     pub async fn ops_get(&self, path: &str) -> (u16, String) {
         let mut stream = tokio::net::TcpStream::connect(self.server.ops_addr)

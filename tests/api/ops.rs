@@ -67,3 +67,171 @@ async fn shutdown_closes_idle_keep_alive_connections_and_returns() {
         "no longer accepting"
     );
 }
+
+#[tokio::test]
+async fn crl_status_names_each_issuer_and_fails_when_one_would_be_refused() {
+    let s = crate::helpers::shared();
+    let config = visiodroits::config::Config::from_map(&s.config_vars("unused")).unwrap();
+    let report = visiodroits::cli::crl::status(&config).unwrap();
+    assert!(
+        report.contains("CN=AC RACINE IGC-SANTE DEV: fresh"),
+        "{report}"
+    );
+    assert!(
+        report.contains("CN=AC IGC-SANTE DEV PERSONNES: fresh"),
+        "{report}"
+    );
+    assert!(report.contains("entries 1"), "{report}");
+
+    let dir = s.base.join(format!("crl-status-{}", new_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(s.pki_path("crl/root.crl.pem"), dir.join("root.crl.pem")).unwrap();
+    let mut vars = s.config_vars("unused");
+    vars.insert("VD_CRL_DIR".into(), dir.display().to_string());
+    let err = visiodroits::cli::crl::status(&visiodroits::config::Config::from_map(&vars).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("CN=AC IGC-SANTE DEV PERSONNES: MISSING: certificates refused"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn crl_refresh_and_file_changes_reload_the_running_server() {
+    let s = crate::helpers::shared();
+    let dir = s.base.join(format!("crl-refresh-{}", new_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(s.pki_path("crl/root.crl.pem"), dir.join("root.crl.pem")).unwrap();
+    let crl_dir = dir.display().to_string();
+    let app = TestApp::spawn_with(|v| {
+        v.insert("VD_CRL_DIR".into(), crl_dir);
+    })
+    .await;
+    // No CRL for the intermediate: its certificates are refused.
+    assert!(app.connect_and_ask().await.is_err());
+    // The CRL arrives and `crl refresh` asks the server to reload.
+    std::fs::copy(
+        s.pki_path("crl/intermediate.crl.pem"),
+        dir.join("intermediate.crl.pem"),
+    )
+    .unwrap();
+    let mut vars = s.config_vars("unused");
+    vars.insert("VD_METRICS_LISTEN".into(), app.server.ops_addr.to_string());
+    vars.insert("VD_CRL_DIR".into(), dir.display().to_string());
+    let out =
+        visiodroits::cli::crl::refresh(&visiodroits::config::Config::from_map(&vars).unwrap())
+            .await
+            .unwrap();
+    assert!(out.contains("reloaded: 2 CRL(s)"), "{out}");
+    assert_eq!(app.connect_and_ask().await.unwrap(), "0000");
+    // The CRL file goes away: the watcher notices within seconds, without a signal.
+    std::fs::remove_file(dir.join("intermediate.crl.pem")).unwrap();
+    let mut refused = false;
+    for _ in 0..50 {
+        if app.connect_and_ask().await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        refused,
+        "the removed CRL was noticed: {}",
+        crate::helpers::captured_logs()
+            .lines()
+            .filter(|l| l.contains("reload"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[tokio::test]
+async fn purge_removes_old_pairings_and_tarification_data_and_is_audited() {
+    let app = TestApp::spawn().await;
+    let d = crate::tarification::dossier(
+        &app,
+        "valid",
+        &crate::tarification::valid_ps(),
+        visiodroits::pki::DEV_FINESS,
+    )
+    .await;
+    let mut conn = app.connect(Some("valid")).await.unwrap();
+    let reply = conn
+        .soap(
+            SoapVersion::V12,
+            crate::tarification::tarification(
+                &new_id(),
+                &d,
+                "PEC",
+                &crate::tarification::prescription(1, crate::tarification::LINES, ""),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code(&reply), "0000");
+    let url = visiodroits::config::Secret::new(crate::helpers::shared().admin_url(&app.db_name));
+    // Nothing is old enough yet.
+    let report = visiodroits::cli::purge::run(&url, 90, 1095, true)
+        .await
+        .unwrap();
+    assert!(
+        report.contains("appariement 0, tarification 0, dossier 0"),
+        "{report}"
+    );
+    // The dossier expired 100 days ago: its pairing goes, its tarification stays.
+    sqlx::query("UPDATE dispensation.dossier SET expiration = now() - interval '100 days'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let report = visiodroits::cli::purge::run(&url, 90, 1095, true)
+        .await
+        .unwrap();
+    assert!(
+        report.contains("would delete: appariement 1, tarification 0"),
+        "{report}"
+    );
+    let report = visiodroits::cli::purge::run(&url, 90, 1095, false)
+        .await
+        .unwrap();
+    assert!(
+        report.contains("deleted: appariement 1, tarification 0, dossier 0"),
+        "{report}"
+    );
+    // Years later, the tarification data and the dossier go too; the audit stays.
+    sqlx::query("UPDATE dispensation.dossier SET expiration = now() - interval '1200 days'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let report = visiodroits::cli::purge::run(&url, 90, 1095, false)
+        .await
+        .unwrap();
+    assert!(
+        report.contains("deleted: appariement 0, tarification 1, dossier 1"),
+        "{report}"
+    );
+    let (pairings, tarifications, lines): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM identite.appariement), (SELECT count(*) FROM dispensation.tarification),
+                (SELECT count(*) FROM dispensation.ligne)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((pairings, tarifications, lines), (0, 0, 0));
+    let purges: Vec<String> =
+        sqlx::query_scalar("SELECT motif FROM audit.journal WHERE operation = 'purge' ORDER BY id")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        purges.len(),
+        2,
+        "each real purge is audited, dry runs are not"
+    );
+    let kept: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit.journal WHERE operation <> 'purge'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(kept >= 2, "audit rows are kept");
+}

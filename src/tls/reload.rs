@@ -1,0 +1,102 @@
+//! Reloading without restart: the CRL directory and the server certificate, on SIGHUP, on a
+//! period, on `crl refresh` and when the files change. Handshakes in progress keep the old
+//! configuration; new ones use the new one at once.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use axum_server::tls_rustls::RustlsConfig;
+
+use super::crl::CrlSet;
+use super::TlsContext;
+use crate::config::Config;
+
+/// The state of the watched files: (path, modification time, length).
+pub type FilesState = Vec<(PathBuf, Option<SystemTime>, u64)>;
+
+#[derive(Clone)]
+pub struct Reloader {
+    pub config: Arc<Config>,
+    pub tls: Arc<TlsContext>,
+    pub rustls: RustlsConfig,
+    /// The files as they were at the last (re)load, whoever triggered it.
+    loaded: Arc<Mutex<FilesState>>,
+}
+
+impl Reloader {
+    /// A reloader for the configuration just loaded from `config`'s files.
+    pub fn new(config: Arc<Config>, tls: Arc<TlsContext>, rustls: RustlsConfig) -> Self {
+        let mut r = Reloader {
+            config,
+            tls,
+            rustls,
+            loaded: Arc::new(Mutex::new(Vec::new())),
+        };
+        r.loaded = Arc::new(Mutex::new(r.files_state()));
+        r
+    }
+
+    /// Whether the files changed since the last (re)load.
+    pub fn files_changed(&self) -> bool {
+        let now = self.files_state();
+        *self.loaded.lock().expect("reload state") != now
+    }
+
+    /// Reloads the CRL directory and the server certificate, and swaps the TLS configuration.
+    /// A CRL file that fails is refused and reported; a server certificate that fails to load
+    /// keeps the previous configuration. Returns a one-line summary.
+    pub fn reload(&self) -> anyhow::Result<String> {
+        *self.loaded.lock().expect("reload state") = self.files_state();
+        let set = CrlSet::load_dir(&self.config.crl.dir, &self.tls.cas)?;
+        let entries = set.total_entries();
+        let issuers = set.crls.len();
+        let previous = self.tls.crls();
+        let refused = self.tls.swap_crls(set);
+        match self.tls.server_config(&self.config) {
+            Ok(server) => self.rustls.reload_from_config(server),
+            Err(e) => {
+                // Keep serving with what worked: the previous CRLs and certificate.
+                self.tls.restore_crls(previous);
+                return Err(e);
+            }
+        }
+        for r in &refused {
+            tracing::warn!(file = %r, "CRL refused");
+        }
+        tracing::info!(
+            issuers,
+            entries,
+            refused = refused.len(),
+            "TLS configuration reloaded"
+        );
+        Ok(format!(
+            "reloaded: {issuers} CRL(s), {entries} revoked serial(s), {} file(s) refused",
+            refused.len()
+        ))
+    }
+
+    /// What the watched files look like now: (path, modification time, length) of the server
+    /// certificate, its key, the trust anchors and every file of the CRL directory.
+    pub fn files_state(&self) -> FilesState {
+        let mut paths = vec![
+            self.config.tls_cert.clone(),
+            self.config.tls_key.clone(),
+            self.config.client_ca.clone(),
+        ];
+        if let Ok(dir) = std::fs::read_dir(&self.config.crl.dir) {
+            let mut crls: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
+            crls.sort();
+            paths.extend(crls);
+        }
+        paths
+            .into_iter()
+            .map(|p| {
+                let meta = std::fs::metadata(&p).ok();
+                let modified = meta.as_ref().and_then(|m| m.modified().ok());
+                let len = meta.map(|m| m.len()).unwrap_or(0);
+                (p, modified, len)
+            })
+            .collect()
+    }
+}
