@@ -56,7 +56,8 @@ pub fn demo_amcs() -> Vec<Amc> {
 
 /// Everything the demo prepared.
 pub struct Prepared {
-    pub cluster: Cluster,
+    /// The private cluster, unless DATABASE_URL named a database.
+    pub cluster: Option<Cluster>,
     pub config: Config,
     pub pki: PathBuf,
 }
@@ -79,14 +80,23 @@ pub async fn prepare(dir: &Path, overrides: HashMap<String, String>) -> anyhow::
         write_private(&key_file, hex::encode(random_bytes::<32>()).as_bytes())?;
     }
 
-    let base = dir.join("pg");
-    let cluster = tokio::task::spawn_blocking(move || Cluster::start(&base)).await??;
-    let admin =
-        super::migrate::admin_pool(&Secret::new(cluster.url(SUPERUSER, "postgres"))).await?;
-    super::migrate::create_database(&admin, DATABASE).await?;
-    admin.close().await;
-    let admin_url = Secret::new(cluster.url(SUPERUSER, DATABASE));
-    super::migrate::run(&admin_url, Some(LOGIN_ROLE)).await?;
+    // DATABASE_URL (an owner connection) replaces the private cluster when set.
+    let (cluster, admin_url, app_url) = match crate::config::database_url_from_env() {
+        Ok(url) => (None, url.clone(), url),
+        Err(_) => {
+            let base = dir.join("pg");
+            let cluster = tokio::task::spawn_blocking(move || Cluster::start(&base)).await??;
+            let admin =
+                super::migrate::admin_pool(&Secret::new(cluster.url(SUPERUSER, "postgres")))
+                    .await?;
+            super::migrate::create_database(&admin, DATABASE).await?;
+            admin.close().await;
+            let admin_url = Secret::new(cluster.url(SUPERUSER, DATABASE));
+            let app_url = Secret::new(cluster.url(LOGIN_ROLE, DATABASE));
+            (Some(cluster), admin_url, app_url)
+        }
+    };
+    super::migrate::run(&admin_url, cluster.as_ref().map(|_| LOGIN_ROLE)).await?;
     let admin = super::migrate::admin_pool(&admin_url).await?;
     let mut tx = admin.begin().await?;
     for a in demo_amcs() {
@@ -117,7 +127,7 @@ pub async fn prepare(dir: &Path, overrides: HashMap<String, String>) -> anyhow::
             "VD_PSEUDONYMISATION_KEY_FILE",
             key_file.display().to_string(),
         ),
-        ("DATABASE_URL", cluster.url(LOGIN_ROLE, DATABASE)),
+        ("DATABASE_URL", app_url.expose().clone()),
         ("VD_LOG_FORMAT", "text".to_string()),
         ("VD_INSTANCE_ID", "demo".to_string()),
     ]
@@ -147,8 +157,9 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let result = server.run_until_signal().await;
-    let cluster = prepared.cluster;
-    tokio::task::spawn_blocking(move || cluster.stop()).await??;
+    if let Some(cluster) = prepared.cluster {
+        tokio::task::spawn_blocking(move || cluster.stop()).await??;
+    }
     result
 }
 

@@ -20,6 +20,8 @@ async fn demo_prepares_everything_and_its_printed_curl_command_answers_0000() {
     let prepared = demo::prepare(&dir, overrides.clone()).await.unwrap();
     prepared
         .cluster
+        .as_ref()
+        .expect("a private cluster")
         .remove_when_process_ends(std::process::id(), &dir.join("pg"))
         .unwrap();
     // A second run reuses ./var: same PKI, same cluster, data loaded again without error.
@@ -61,5 +63,5 @@ async fn demo_prepares_everything_and_its_printed_curl_command_answers_0000() {
         "{stdout}"
     );
     server.shutdown().await.unwrap();
-    prepared.cluster.stop().unwrap();
+    prepared.cluster.unwrap().stop().unwrap();
 }

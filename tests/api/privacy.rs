@@ -70,10 +70,41 @@ async fn no_identity_reaches_dispensation_audit_or_logs() {
         };
         ask(&app, Some("valid"), &req).await;
     }
+    // And tarifications on a dossier, clear and PEC, so that every dispensation table is filled.
+    let d = crate::tarification::dossier(
+        &app,
+        "valid",
+        &crate::tarification::valid_ps(),
+        visiodroits::pki::DEV_FINESS,
+    )
+    .await;
+    let mut conn = app.connect(Some("valid")).await.unwrap();
+    for mode in ["DEVIS", "PEC"] {
+        let body = crate::tarification::tarification(
+            &crate::helpers::new_id(),
+            &d,
+            mode,
+            &crate::tarification::prescription(3, crate::tarification::LINES, ""),
+        );
+        let reply = conn
+            .soap(visiodroits::soap::SoapVersion::V12, body)
+            .await
+            .unwrap();
+        assert_eq!(crate::helpers::code(&reply), "0000");
+    }
     wait_sealed(&app).await;
 
     let mut stored = String::new();
-    for table in ["dispensation.dossier", "audit.journal", "audit.sceau"] {
+    for table in [
+        "dispensation.dossier",
+        "dispensation.tarification",
+        "dispensation.ligne",
+        "dispensation.consommation",
+        "dispensation.consommation_pec",
+        "dispensation.reponse",
+        "audit.journal",
+        "audit.sceau",
+    ] {
         let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::text FROM {table} t"))
             .fetch_all(&app.db)
             .await
