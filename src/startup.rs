@@ -207,7 +207,7 @@ impl Server {
             metrics: metrics.clone(),
             limits: config.limits.clone(),
             xml: XmlLimits {
-                max_text_len: config.limits.body_bytes,
+                max_payload_len: config.limits.body_bytes,
                 ..XmlLimits::default()
             },
         });

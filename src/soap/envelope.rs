@@ -17,7 +17,10 @@ pub struct XmlLimits {
     pub max_elements: usize,
     pub max_attributes: usize,
     pub max_attribute_len: usize,
+    /// Text of any element but `donnees`.
     pub max_text_len: usize,
+    /// Text of `donnees` (the base64 of an encrypted prescription).
+    pub max_payload_len: usize,
 }
 
 impl Default for XmlLimits {
@@ -27,7 +30,8 @@ impl Default for XmlLimits {
             max_elements: 20_000,
             max_attributes: 16,
             max_attribute_len: 1024,
-            max_text_len: 1024 * 1024,
+            max_text_len: 64 * 1024,
+            max_payload_len: 1024 * 1024,
         }
     }
 }
@@ -333,7 +337,12 @@ fn push_text(
 ) -> Result<(), EnvelopeError> {
     match stack.last_mut() {
         Some(el) if in_body => {
-            if el.text.len() + s.len() > limits.max_text_len {
+            let max = if el.name == "donnees" {
+                limits.max_payload_len
+            } else {
+                limits.max_text_len
+            };
+            if el.text.len() + s.len() > max {
                 return Err(EnvelopeError::TextTooLong);
             }
             el.text.push_str(s);

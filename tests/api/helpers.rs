@@ -416,3 +416,85 @@ pub async fn wait_sealed(app: &TestApp) {
     }
     panic!("audit rows were not sealed within 10 s");
 }
+
+/// The real `visiodroits serve` binary in its own process (to measure its memory, to kill it).
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    pub ops_addr: std::net::SocketAddr,
+    pub db_name: String,
+}
+
+impl ServerProcess {
+    /// Starts `serve` on a fresh database with the test configuration adjusted by `tweak`.
+    pub async fn spawn(tweak: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+        let shared = shared();
+        let db_name = shared.fresh_database().await;
+        Self::spawn_on(&db_name, tweak)
+    }
+
+    /// Starts `serve` on an existing test database.
+    pub fn spawn_on(db_name: &str, tweak: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+        use std::io::BufRead;
+        let mut vars = shared().config_vars(db_name);
+        vars.insert("VD_LOG_FORMAT".into(), "json".into());
+        tweak(&mut vars);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_visiodroits"))
+            .arg("serve")
+            .env_clear()
+            .envs(&vars)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the server binary starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let (addr, ops_addr) = loop {
+            let line = lines
+                .next()
+                .expect("the server logs before it serves")
+                .expect("readable logs");
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if v["message"] == "visiodroits serving" {
+                    break (
+                        v["addr"].as_str().unwrap().parse().unwrap(),
+                        v["ops_addr"].as_str().unwrap().parse().unwrap(),
+                    );
+                }
+            }
+        };
+        // Keep draining the logs so that the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ServerProcess {
+            child,
+            addr,
+            ops_addr,
+            db_name: db_name.to_string(),
+        }
+    }
+
+    /// (current, peak) resident memory of the server process, KiB.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    pub async fn connect(&self, cert: Option<&str>) -> anyhow::Result<SoapConnection> {
+        SoapConnection::connect(self.addr, "localhost", tls_for(cert, Versions::Both)).await
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -4,6 +4,7 @@
 mod audit;
 mod demo;
 mod helpers;
+mod hostile;
 mod import;
 mod ops;
 mod privacy;
