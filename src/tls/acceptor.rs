@@ -164,6 +164,8 @@ pub struct Guarded<S> {
     deadline: Instant,
     in_request: bool,
     deadlines: Deadlines,
+    /// Armed while a write cannot progress (a client that does not read its response).
+    write_sleep: Option<Pin<Box<Sleep>>>,
     _slot: ConnectionSlot,
 }
 
@@ -194,6 +196,7 @@ impl<S> Guarded<S> {
             deadline,
             in_request: false,
             deadlines,
+            write_sleep: None,
             _slot: ConnectionSlot {
                 _permit: permit,
                 metrics,
@@ -243,9 +246,25 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
 
 impl<S> Guarded<S> {
     fn wrote(&mut self, n: usize) {
+        self.write_sleep = None;
         if n > 0 {
             self.in_request = false;
             self.deadline = Instant::now() + self.deadlines.idle;
+        }
+    }
+
+    /// A write is pending: give it `request` time to progress, then fail the connection.
+    fn write_stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let limit = self.deadlines.request;
+        let sleep = self
+            .write_sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client does not read",
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -258,14 +277,23 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let res = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &res {
-            this.wrote(*n);
+        match &res {
+            Poll::Ready(Ok(n)) => this.wrote(*n),
+            Poll::Pending => return this.write_stalled(cx),
+            Poll::Ready(Err(_)) => {}
         }
         res
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Pending => this.write_stalled(cx),
+            ready => {
+                this.write_sleep = None;
+                ready
+            }
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -279,8 +307,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = &res {
-            this.wrote(*n);
+        match &res {
+            Poll::Ready(Ok(n)) => this.wrote(*n),
+            Poll::Pending => return this.write_stalled(cx),
+            Poll::Ready(Err(_)) => {}
         }
         res
     }

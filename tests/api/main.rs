@@ -12,6 +12,7 @@ mod revocation;
 mod rights;
 mod roles;
 mod services;
+mod slow;
 mod soap;
 mod tarification;
 mod tls;
