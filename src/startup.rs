@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::ops::{self, OpsState};
 use crate::soap::XmlLimits;
 use crate::store::Store;
-use crate::tls::acceptor::CpsAcceptor;
+use crate::tls::acceptor::{CpsAcceptor, HandshakeAudit};
 use crate::tls::reload::Reloader;
 use crate::tls::TlsContext;
 
@@ -217,6 +217,10 @@ impl Server {
             tls.clone(),
             &config,
             metrics.clone(),
+            Arc::new(HandshakeAudit::new(
+                store.clone(),
+                config.instance_id.clone(),
+            )),
         );
         let mut server = axum_server::from_tcp(listener)?
             .acceptor(acceptor)

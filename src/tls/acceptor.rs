@@ -24,6 +24,79 @@ use super::TlsContext;
 use crate::config::{Config, SubjectPolicy};
 use crate::metrics::Metrics;
 
+/// Audits refused handshakes, rate-limited per peer and in total so that a flood cannot fill the
+/// audit table (the metrics still count every refusal).
+pub struct HandshakeAudit {
+    pub store: crate::store::Store,
+    pub instance: String,
+    limits: std::sync::Mutex<RateState>,
+}
+
+struct RateState {
+    window: std::time::Instant,
+    total: u32,
+    per_peer: std::collections::HashMap<std::net::IpAddr, u32>,
+}
+
+/// At most this many audited refusals per peer address, and in total, per minute.
+const PER_PEER_PER_MINUTE: u32 = 20;
+const TOTAL_PER_MINUTE: u32 = 600;
+
+impl HandshakeAudit {
+    pub fn new(store: crate::store::Store, instance: String) -> Self {
+        HandshakeAudit {
+            store,
+            instance,
+            limits: std::sync::Mutex::new(RateState {
+                window: std::time::Instant::now(),
+                total: 0,
+                per_peer: std::collections::HashMap::new(),
+            }),
+        }
+    }
+
+    fn allow(&self, peer: std::net::IpAddr) -> bool {
+        let mut s = self.limits.lock().expect("audit rate state");
+        if s.window.elapsed() >= Duration::from_secs(60) {
+            s.window = std::time::Instant::now();
+            s.total = 0;
+            s.per_peer.clear();
+        }
+        if s.total >= TOTAL_PER_MINUTE {
+            return false;
+        }
+        let n = s.per_peer.entry(peer).or_insert(0);
+        if *n >= PER_PEER_PER_MINUTE {
+            return false;
+        }
+        *n += 1;
+        s.total += 1;
+        true
+    }
+}
+
+/// Polls the handshake with the verifier's refused-certificate slot cleared before each poll and
+/// read when the handshake fails in that poll.
+struct CaptureRefusal<F> {
+    inner: F,
+}
+
+impl<F, T> Future for CaptureRefusal<F>
+where
+    F: Future<Output = io::Result<T>> + Unpin,
+{
+    type Output = (io::Result<T>, Option<super::identity::ClientCertificate>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        super::verifier::clear_refused();
+        match Pin::new(&mut self.inner).poll(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready((Err(e), super::verifier::take_refused())),
+            Poll::Ready(ok) => Poll::Ready((ok, None)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 /// Wraps axum-server's rustls acceptor; see the module documentation.
 #[derive(Clone)]
 pub struct CpsAcceptor {
@@ -33,6 +106,7 @@ pub struct CpsAcceptor {
     slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     deadlines: Deadlines,
+    audit: Arc<HandshakeAudit>,
 }
 
 /// Read deadlines of a connection (see [`Guarded`]).
@@ -52,6 +126,7 @@ impl CpsAcceptor {
         ctx: Arc<TlsContext>,
         config: &Config,
         metrics: Arc<Metrics>,
+        audit: Arc<HandshakeAudit>,
     ) -> Self {
         CpsAcceptor {
             tls: tls.handshake_timeout(config.limits.handshake_timeout),
@@ -64,6 +139,7 @@ impl CpsAcceptor {
                 request: config.limits.header_timeout + config.limits.body_timeout,
                 idle: config.limits.keep_alive,
             },
+            audit,
         }
     }
 }
@@ -85,12 +161,36 @@ where
             };
             let peer = stream.peer_addr()?;
             let _ = stream.set_nodelay(true);
-            let (tls, service) = match this.tls.accept(stream, service).await {
-                Ok(ok) => ok,
-                Err(e) => {
+            let handshake = CaptureRefusal {
+                inner: Box::pin(this.tls.accept(stream, service)),
+            };
+            let (tls, service) = match handshake.await {
+                (Ok(ok), _) => ok,
+                (Err(e), cert) => {
                     let reason = handshake_failure_reason(&e);
                     this.metrics.handshake_refused(&reason);
                     tracing::info!(peer = %peer, reason = %reason, "TLS handshake refused");
+                    if this.audit.allow(peer.ip()) {
+                        let rec = crate::store::audit::AuditRecord {
+                            instance: this.audit.instance.clone(),
+                            operation: "handshake",
+                            code: crate::code::Code::CertificatePolicy.as_str(),
+                            peer: Some(peer.to_string()),
+                            cert_subject: cert.as_ref().map(|c| c.subject.clone()),
+                            cert_issuer: cert.as_ref().map(|c| c.issuer.clone()),
+                            cert_serial: cert.as_ref().map(|c| c.serial.clone()),
+                            cert_fingerprint: cert.as_ref().map(|c| c.fingerprint.clone()),
+                            reason: Some(reason),
+                            ..Default::default()
+                        };
+                        let store = this.audit.store.clone();
+                        tokio::spawn(async move {
+                            crate::exchange::write_audit_alone(&store, rec).await;
+                        });
+                    } else {
+                        this.metrics
+                            .connection_refused("handshake_audit_rate_limited");
+                    }
                     return Err(e);
                 }
             };

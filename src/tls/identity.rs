@@ -112,6 +112,15 @@ pub fn identify(
     }
 }
 
+/// The audit description of a (possibly unverified) chain, leaf first.
+pub fn describe_der(
+    chain: &[rustls_pki_types::CertificateDer<'_>],
+    cas: &CaSet,
+) -> Option<ClientCertificate> {
+    let leaf = X509::from_der(chain.first()?).ok()?;
+    Some(describe(&leaf, &chain[1..], cas))
+}
+
 fn describe(
     leaf: &X509,
     presented: &[rustls_pki_types::CertificateDer<'_>],

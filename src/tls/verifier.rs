@@ -76,6 +76,77 @@ impl ClientCertVerifier for CpsVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
+        let result = self.verify_chain(end_entity, intermediates, now);
+        if result.is_err() {
+            let mut chain = vec![end_entity.clone()];
+            chain.extend(intermediates.iter().cloned());
+            self.remember_refused(&chain);
+        }
+        result
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        let result = self.inner.verify_tls12_signature(message, cert, dss);
+        if result.is_err() {
+            self.remember_refused(std::slice::from_ref(cert));
+        }
+        result
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        let result = self.inner.verify_tls13_signature(message, cert, dss);
+        if result.is_err() {
+            self.remember_refused(std::slice::from_ref(cert));
+        }
+        result
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+thread_local! {
+    /// The certificate of the last refused verification on this thread. Verification runs
+    /// synchronously inside the poll of the acceptor's handshake, which clears this slot before
+    /// polling and takes it when the handshake fails in that same poll.
+    static REFUSED: std::cell::RefCell<Option<super::identity::ClientCertificate>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Clears the refused-certificate slot of this thread.
+pub fn clear_refused() {
+    REFUSED.with(|r| *r.borrow_mut() = None);
+}
+
+/// Takes the certificate refused on this thread, if any.
+pub fn take_refused() -> Option<super::identity::ClientCertificate> {
+    REFUSED.with(|r| r.borrow_mut().take())
+}
+
+impl CpsVerifier {
+    /// Keeps the refused certificate for the audit of the handshake (read by the acceptor in the
+    /// same poll).
+    fn remember_refused(&self, chain: &[CertificateDer<'_>]) {
+        let cert = super::identity::describe_der(chain, &self.cas);
+        REFUSED.with(|r| *r.borrow_mut() = cert);
+    }
+
+    fn verify_chain(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
         // Card middleware often sends the leaf alone: offer the configured intermediates too.
         let mut all: Vec<CertificateDer<'_>> = intermediates.to_vec();
         all.extend(self.cas.intermediates.iter().map(|c| c.der.clone()));
@@ -107,27 +178,5 @@ impl ClientCertVerifier for CpsVerifier {
             }
         }
         Ok(verified)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
     }
 }
