@@ -4,6 +4,7 @@
 mod audit;
 mod certs;
 mod demo;
+mod durability;
 mod helpers;
 mod hostile;
 mod import;

@@ -1,0 +1,167 @@
+//! Durability under a crash and graceful shutdown (spec/operations.md; spec/data.md).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use visiodroits::soap::SoapVersion;
+
+use crate::helpers::{code, first, new_id, shared, ServerProcess};
+use crate::rights::Rights;
+use crate::tarification::{prescription, tarification, LINES};
+
+async fn dossier_on(server: &ServerProcess) -> String {
+    let req = Rights {
+        nir: "1790312345678".into(),
+        key: "04".into(),
+        birth: "19790301".into(),
+        ..Rights::default()
+    };
+    let mut conn = server.connect(Some("valid")).await.unwrap();
+    let reply = conn
+        .soap(SoapVersion::V12, req.xml(SoapVersion::V12, &new_id()))
+        .await
+        .unwrap();
+    assert_eq!(code(&reply), "0000", "{}", reply.body);
+    first(&reply.body, "numero_dossier").unwrap()
+}
+
+#[tokio::test]
+async fn a_sigkill_during_pecs_loses_no_answered_pec_and_retries_commit_exactly_once() {
+    let mut server = ServerProcess::spawn(|_| {}).await;
+    let d = dossier_on(&server).await;
+    // Requests: (id_requete, body), one PEC per prescription, PH7 lines only (no ceiling).
+    let requests: Vec<(String, String)> = (1..=400u32)
+        .map(|p| {
+            let id = new_id();
+            let body = tarification(&id, &d, "PEC", &prescription(p, &LINES[..1], ""));
+            (id, body)
+        })
+        .collect();
+    let answered: Arc<Mutex<Vec<(usize, String)>>> = Arc::new(Mutex::new(Vec::new()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let mut conn = server.connect(Some("valid")).await.unwrap();
+        let (requests, answered, next) = (requests.clone(), answered.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= requests.len() {
+                    return;
+                }
+                match conn.soap(SoapVersion::V12, requests[i].1.clone()).await {
+                    Ok(reply) => {
+                        assert_eq!(code(&reply), "0000", "{}", reply.body);
+                        let acc = first(&reply.body, "numero_accreditation").unwrap();
+                        answered.lock().unwrap().push((i, acc));
+                    }
+                    Err(_) => return, // the server died under this request
+                }
+            }
+        }));
+    }
+    // Kill the server in the middle of the stream.
+    while answered.lock().unwrap().len() < 40 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+    assert!(
+        answered.len() < requests.len(),
+        "the kill interrupted the stream"
+    );
+
+    let server = ServerProcess::spawn_on(&server.db_name.clone(), |_| {});
+    let db = sqlx::PgPool::connect(&shared().admin_url(&server.db_name))
+        .await
+        .unwrap();
+    // Every accreditation a client received exists, with its audit row.
+    for (_, acc) in &answered {
+        let (pec, audited): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM dispensation.tarification WHERE numero_accreditation = $1),
+                    (SELECT count(*) FROM audit.journal WHERE numero_accreditation = $1 AND code = '0000')",
+        )
+        .bind(acc)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        assert_eq!((pec, audited), (1, 1), "{acc}");
+    }
+    // Retrying every request with its id_requete: exactly one PEC each, answered ones unchanged.
+    let mut conn = server.connect(Some("valid")).await.unwrap();
+    for (i, (_, body)) in requests.iter().enumerate() {
+        let reply = conn.soap(SoapVersion::V12, body.clone()).await.unwrap();
+        assert_eq!(code(&reply), "0000", "{}", reply.body);
+        if let Some((_, acc)) = answered.iter().find(|(j, _)| *j == i) {
+            assert_eq!(
+                first(&reply.body, "numero_accreditation").as_ref(),
+                Some(acc)
+            );
+        }
+    }
+    let (pecs, prescriptions): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT id_prescription) FROM dispensation.tarification WHERE mode = 'PEC'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!((pecs, prescriptions), (400, 400));
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_pec_complete() {
+    let mut server = ServerProcess::spawn(|_| {}).await;
+    let d = dossier_on(&server).await;
+    let db = sqlx::PgPool::connect(&shared().admin_url(&server.db_name))
+        .await
+        .unwrap();
+    // Hold the dossier's rows so that the next PEC waits inside its transaction.
+    let mut blocker = db.begin().await.unwrap();
+    sqlx::query("SELECT * FROM dispensation.dossier FOR UPDATE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let mut conn = server.connect(Some("valid")).await.unwrap();
+    let body = tarification(&new_id(), &d, "PEC", &prescription(1, LINES, ""));
+    let in_flight = tokio::spawn(async move { conn.soap(SoapVersion::V12, body).await });
+    // Wait until the PEC is blocked in the database, then ask the server to stop.
+    for _ in 0..100 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // No new connection is accepted while draining (the listener closes within moments).
+    let mut refused = false;
+    for _ in 0..100 {
+        if server.connect(Some("valid")).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "stopped accepting");
+    blocker.rollback().await.unwrap();
+    let reply = in_flight.await.unwrap().unwrap();
+    assert_eq!(code(&reply), "0000", "{}", reply.body);
+    assert!(first(&reply.body, "numero_accreditation").is_some());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "clean exit: {status}");
+}
