@@ -6,6 +6,7 @@ mod certs;
 mod demo;
 mod durability;
 mod helpers;
+mod faults;
 mod hostile;
 mod import;
 mod ops;
