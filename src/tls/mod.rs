@@ -5,6 +5,7 @@ pub mod acceptor;
 pub mod crl;
 pub mod identity;
 pub mod reload;
+pub mod tickets;
 pub mod verifier;
 
 use std::sync::Arc;
@@ -25,8 +26,17 @@ pub struct TlsContext {
     pub cas: Arc<CaSet>,
     crls: ArcSwap<CrlSet>,
     provider: Arc<rustls::crypto::CryptoProvider>,
-    ticketer: Arc<dyn ProducesTickets>,
+    ticketer: ArcSwap<Arc<dyn ProducesTickets>>,
     sessions: Arc<ServerSessionMemoryCache>,
+}
+
+/// Tickets sealed with the shared key file when configured, else rotating per-instance keys.
+fn ticketer(config: &Config) -> anyhow::Result<Arc<dyn ProducesTickets>> {
+    match &config.ticket_key_file {
+        Some(path) => Ok(Arc::new(tickets::SharedTicketer::from_file(path)?)),
+        None => rustls::crypto::aws_lc_rs::Ticketer::new()
+            .map_err(|e| anyhow::anyhow!("cannot create the TLS ticketer: {e}")),
+    }
 }
 
 /// The only crypto provider of the process (see notes/stack-pitfalls: one provider only).
@@ -44,8 +54,7 @@ impl TlsContext {
             cas,
             crls: ArcSwap::from_pointee(crls),
             provider: provider(),
-            ticketer: rustls::crypto::aws_lc_rs::Ticketer::new()
-                .map_err(|e| anyhow::anyhow!("cannot create the TLS ticketer: {e}"))?,
+            ticketer: ArcSwap::from_pointee(ticketer(config)?),
             sessions: ServerSessionMemoryCache::new(20_000),
         };
         Ok((ctx, refused))
@@ -61,6 +70,14 @@ impl TlsContext {
         let refused = crls.refused.clone();
         self.crls.store(Arc::new(crls));
         refused
+    }
+
+    /// Rereads the shared ticket key file (rotation), if one is configured.
+    pub fn reload_ticket_keys(&self, config: &Config) -> anyhow::Result<()> {
+        if config.ticket_key_file.is_some() {
+            self.ticketer.store(Arc::new(ticketer(config)?));
+        }
+        Ok(())
     }
 
     /// Puts back a previous CRL set (when a reload could not complete).
@@ -99,7 +116,7 @@ impl TlsContext {
             .with_single_cert(chain, key)
             .context("VD_TLS_CERT/VD_TLS_KEY: the key does not match the certificate")?;
         server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        server.ticketer = self.ticketer.clone();
+        server.ticketer = Arc::clone(&self.ticketer.load());
         server.session_storage = self.sessions.clone();
         server.ignore_client_order = true;
         Ok(Arc::new(server))

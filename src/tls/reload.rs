@@ -51,6 +51,7 @@ impl Reloader {
         let set = CrlSet::load_dir(&self.config.crl.dir, &self.tls.cas)?;
         let entries = set.total_entries();
         let issuers = set.crls.len();
+        self.tls.reload_ticket_keys(&self.config)?;
         let previous = self.tls.crls();
         let refused = self.tls.swap_crls(set);
         match self.tls.server_config(&self.config) {
@@ -84,6 +85,7 @@ impl Reloader {
             self.config.tls_key.clone(),
             self.config.client_ca.clone(),
         ];
+        paths.extend(self.config.ticket_key_file.clone());
         if let Ok(dir) = std::fs::read_dir(&self.config.crl.dir) {
             let mut crls: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
             crls.sort();
