@@ -46,6 +46,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Pki {
+            command: PkiCommand::BigCrl { dir, count },
+        } => {
+            let started = std::time::Instant::now();
+            visiodroits::pki::big_crl(&dir, count)?;
+            println!(
+                "CRL with {count} entries written in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Pki {
             command: PkiCommand::Dev { dir },
         } => {
             visiodroits::pki::generate(&dir)?;

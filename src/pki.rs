@@ -370,6 +370,34 @@ fn write_key(dir: &Path, rel: &str, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Replaces the intermediate CA's CRL in `dir` by one listing `count` random serials (plus the
+/// dev `revoked` certificate): for measuring CRL loading and handshakes with a large CRL.
+pub fn big_crl(dir: &Path, count: usize) -> anyhow::Result<()> {
+    let ca_pem = fs::read_to_string(dir.join("ca/intermediate.pem"))?;
+    let key_pem = fs::read_to_string(dir.join("ca/intermediate.key"))?;
+    let revoked_pem = fs::read(dir.join("clients/revoked.pem"))?;
+    let revoked = openssl::x509::X509::from_pem(&revoked_pem)?;
+    let mut serials = Vec::with_capacity(count + 1);
+    serials.push(revoked.serial_number().to_bn()?.to_vec());
+    let mut buf = vec![0u8; 16 * count];
+    openssl::rand::rand_bytes(&mut buf)?;
+    for chunk in buf.chunks(16) {
+        let mut s = chunk.to_vec();
+        s[0] = (s[0] & 0x7f) | 0x10;
+        serials.push(s);
+    }
+    let now = OffsetDateTime::now_utc();
+    let crl = issue_crl(
+        &ca_pem,
+        &key_pem,
+        &serials,
+        now - Duration::hours(1),
+        now + Duration::days(30),
+        2,
+    )?;
+    write(dir, "crl/intermediate.crl.pem", &crl)
+}
+
 /// What `pki dev` prints: the client certificates and their purpose.
 pub fn describe() -> String {
     CLIENTS

@@ -119,4 +119,7 @@ pub enum AuditCommand {
 pub enum PkiCommand {
     /// Generate the development PKI (IGC-Santé shape) into DIR.
     Dev { dir: PathBuf },
+    /// Replace the dev intermediate CA's CRL in DIR by one with COUNT random entries (to measure
+    /// large CRLs).
+    BigCrl { dir: PathBuf, count: usize },
 }

@@ -93,7 +93,6 @@ pub struct CrlInfo {
     pub next_update: Option<i64>,
     pub entries: usize,
     pub source: PathBuf,
-    pub der: CertificateRevocationListDer<'static>,
 }
 
 /// How fresh the CRL of an issuer is.
@@ -156,10 +155,6 @@ impl CrlSet {
         }
         set.crls.sort_by(|a, b| a.issuer.cmp(&b.issuer));
         Ok(set)
-    }
-
-    pub fn ders(&self) -> Vec<CertificateRevocationListDer<'static>> {
-        self.crls.iter().map(|c| c.der.clone()).collect()
     }
 
     pub fn for_issuer(&self, issuer_der: &[u8]) -> Option<&CrlInfo> {
@@ -235,7 +230,6 @@ pub fn verify_crl(
         next_update: crl.next_update().map(unix_time).transpose()?,
         entries: crl.get_revoked().map(|s| s.len()).unwrap_or(0),
         source: source.to_path_buf(),
-        der,
     };
     Ok((info, crl))
 }
