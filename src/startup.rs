@@ -212,15 +212,16 @@ impl Server {
             },
         });
         let handle = Handle::new();
+        let handshake_audit = Arc::new(HandshakeAudit::new(
+            store.clone(),
+            config.instance_id.clone(),
+        ));
         let acceptor = CpsAcceptor::new(
             RustlsAcceptor::new(rustls.clone()),
             tls.clone(),
             &config,
             metrics.clone(),
-            Arc::new(HandshakeAudit::new(
-                store.clone(),
-                config.instance_id.clone(),
-            )),
+            handshake_audit.clone(),
         );
         let mut server = axum_server::from_tcp(listener)?
             .acceptor(acceptor)
@@ -233,7 +234,8 @@ impl Server {
         let serve = tokio::spawn(server.serve(app.into_make_service()));
 
         let sealer = tokio::spawn(seal_audit(store.clone()));
-        let reloader = Reloader::new(config.clone(), tls.clone(), rustls);
+        let mut reloader = Reloader::new(config.clone(), tls.clone(), rustls);
+        reloader.audit = Some(handshake_audit);
         let ops_app = ops::router(OpsState {
             store,
             tls: tls.clone(),

@@ -55,6 +55,19 @@ impl HandshakeAudit {
         }
     }
 
+    /// Audits a CRL refused at reload (the reason names the file, never request data).
+    pub fn crl_refused(&self, reason: &str) {
+        let rec = crate::store::audit::AuditRecord {
+            instance: self.instance.clone(),
+            operation: "crl",
+            code: crate::code::Code::Technical.as_str(),
+            reason: Some(crate::soap::fault::truncate(reason, 500)),
+            ..Default::default()
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move { crate::exchange::write_audit_alone(&store, rec).await });
+    }
+
     fn allow(&self, peer: std::net::IpAddr) -> bool {
         let mut s = self.limits.lock().expect("audit rate state");
         if s.window.elapsed() >= Duration::from_secs(60) {

@@ -107,9 +107,11 @@ pub enum Freshness {
 #[derive(Debug, Default)]
 pub struct CrlSet {
     pub crls: Vec<CrlInfo>,
-    revoked: HashMap<Vec<u8>, HashSet<Box<[u8]>>>,
+    revoked: HashMap<Vec<u8>, std::sync::Arc<HashSet<Box<[u8]>>>>,
     /// Files that were refused, with the reason (logged and audited by the caller).
     pub refused: Vec<String>,
+    /// Issuers named by refused files, when the file could be read that far.
+    refused_issuers: HashSet<Vec<u8>>,
 }
 
 impl CrlSet {
@@ -136,7 +138,10 @@ impl CrlSet {
                         }
                     }
                 }
-                Err(e) => set.refused.push(format!("{}: {e:#}", path.display())),
+                Err(e) => {
+                    set.refused.push(format!("{}: {e:#}", path.display()));
+                    set.refused_issuers.extend(issuers_of(&path));
+                }
             }
         }
         for (issuer, (info, crl)) in by_issuer {
@@ -150,11 +155,43 @@ impl CrlSet {
                         .collect()
                 })
                 .unwrap_or_default();
-            set.revoked.insert(issuer, serials);
+            set.revoked.insert(issuer, std::sync::Arc::new(serials));
             set.crls.push(info);
         }
         set.crls.sort_by(|a, b| a.issuer.cmp(&b.issuer));
         Ok(set)
+    }
+
+    /// After a reload: keeps the previous CRL of an issuer whose new file was refused, and the
+    /// previous CRL when the new one is older (a replayed or stale download). Fail-closed stays:
+    /// an issuer whose file was simply removed loses its CRL.
+    pub fn keep_from(&mut self, previous: &CrlSet) {
+        for old in &previous.crls {
+            let kept = match self
+                .crls
+                .iter()
+                .position(|c| c.issuer_der == old.issuer_der)
+            {
+                None => self.refused_issuers.contains(&old.issuer_der),
+                Some(i) if self.crls[i].this_update < old.this_update => {
+                    self.refused.push(format!(
+                        "{}: older than the CRL in force for {}; the latter is kept",
+                        self.crls[i].source.display(),
+                        old.issuer
+                    ));
+                    self.crls.remove(i);
+                    true
+                }
+                Some(_) => false,
+            };
+            if kept {
+                self.crls.push(old.clone());
+                if let Some(serials) = previous.revoked.get(&old.issuer_der) {
+                    self.revoked.insert(old.issuer_der.clone(), serials.clone());
+                }
+            }
+        }
+        self.crls.sort_by(|a, b| a.issuer.cmp(&b.issuer));
     }
 
     pub fn for_issuer(&self, issuer_der: &[u8]) -> Option<&CrlInfo> {
@@ -188,6 +225,25 @@ impl CrlSet {
 pub fn normalise_serial(serial: &[u8]) -> &[u8] {
     let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
     &serial[start..]
+}
+
+/// The issuers named by the CRLs of a file, read without any verification (to know whose CRL a
+/// refused file meant to replace).
+fn issuers_of(path: &Path) -> Vec<Vec<u8>> {
+    let Ok(bytes) = fs::read(path) else {
+        return Vec::new();
+    };
+    let crls = if bytes.starts_with(b"-----") {
+        CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .filter_map(|d| d.ok())
+            .filter_map(|d| X509Crl::from_der(&d).ok())
+            .collect()
+    } else {
+        X509Crl::from_der(&bytes).into_iter().collect::<Vec<_>>()
+    };
+    crls.iter()
+        .filter_map(|c| c.issuer_name().to_der().ok())
+        .collect()
 }
 
 fn load_file(path: &Path, cas: &CaSet) -> anyhow::Result<Vec<(CrlInfo, X509Crl)>> {

@@ -22,6 +22,8 @@ pub struct Reloader {
     pub rustls: RustlsConfig,
     /// The files as they were at the last (re)load, whoever triggered it.
     loaded: Arc<Mutex<FilesState>>,
+    /// Where refused CRLs are audited.
+    pub audit: Option<Arc<super::acceptor::HandshakeAudit>>,
 }
 
 impl Reloader {
@@ -32,6 +34,7 @@ impl Reloader {
             tls,
             rustls,
             loaded: Arc::new(Mutex::new(Vec::new())),
+            audit: None,
         };
         r.loaded = Arc::new(Mutex::new(r.files_state()));
         r
@@ -48,11 +51,12 @@ impl Reloader {
     /// keeps the previous configuration. Returns a one-line summary.
     pub fn reload(&self) -> anyhow::Result<String> {
         *self.loaded.lock().expect("reload state") = self.files_state();
-        let set = CrlSet::load_dir(&self.config.crl.dir, &self.tls.cas)?;
+        let mut set = CrlSet::load_dir(&self.config.crl.dir, &self.tls.cas)?;
+        let previous = self.tls.crls();
+        set.keep_from(&previous);
         let entries = set.total_entries();
         let issuers = set.crls.len();
         self.tls.reload_ticket_keys(&self.config)?;
-        let previous = self.tls.crls();
         let refused = self.tls.swap_crls(set);
         match self.tls.server_config(&self.config) {
             Ok(server) => self.rustls.reload_from_config(server),
@@ -64,6 +68,9 @@ impl Reloader {
         }
         for r in &refused {
             tracing::warn!(file = %r, "CRL refused");
+            if let Some(audit) = &self.audit {
+                audit.crl_refused(r);
+            }
         }
         tracing::info!(
             issuers,

@@ -235,3 +235,83 @@ async fn purge_removes_old_pairings_and_tarification_data_and_is_audited() {
             .unwrap();
     assert!(kept >= 2, "audit rows are kept");
 }
+
+#[tokio::test]
+async fn a_refused_or_older_crl_keeps_the_previous_one_and_is_audited() {
+    let s = crate::helpers::shared();
+    let dir = s.base.join(format!("crl-keep-{}", new_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["root.crl.pem", "intermediate.crl.pem"] {
+        std::fs::copy(s.pki_path(&format!("crl/{f}")), dir.join(f)).unwrap();
+    }
+    let crl_dir = dir.display().to_string();
+    let app = TestApp::spawn_with(|v| {
+        v.insert("VD_CRL_DIR".into(), crl_dir);
+    })
+    .await;
+    let read = |rel: &str| std::fs::read_to_string(s.pki_path(rel)).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    // The intermediate's CRL replaced by one signed with another key: refused, previous kept.
+    let forged = visiodroits::pki::issue_crl(
+        &read("ca/intermediate.pem"),
+        &read("ca/unknown-root.key"),
+        &[],
+        now,
+        now + time::Duration::days(5),
+        9,
+    )
+    .unwrap();
+    std::fs::write(dir.join("intermediate.crl.pem"), forged).unwrap();
+    app.server.reload_crls().await.unwrap();
+    assert_eq!(
+        app.connect_and_ask().await.unwrap(),
+        "0000",
+        "still served with the previous CRL"
+    );
+    assert!(
+        app.connect_with(Some("revoked"), visiodroits::client::Versions::Tls12)
+            .await
+            .is_err(),
+        "the previous CRL still revokes"
+    );
+    // An older CRL (replayed download): previous kept.
+    let older = visiodroits::pki::issue_crl(
+        &read("ca/intermediate.pem"),
+        &read("ca/intermediate.key"),
+        &[],
+        now - time::Duration::days(3),
+        now + time::Duration::days(5),
+        0,
+    )
+    .unwrap();
+    std::fs::write(dir.join("intermediate.crl.pem"), older).unwrap();
+    app.server.reload_crls().await.unwrap();
+    assert!(
+        app.connect_with(Some("revoked"), visiodroits::client::Versions::Tls12)
+            .await
+            .is_err(),
+        "the newer CRL stays in force"
+    );
+    let mut motifs: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        motifs = sqlx::query_scalar(
+            "SELECT motif FROM audit.journal WHERE operation = 'crl' ORDER BY id",
+        )
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+        if motifs.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(motifs.len(), 2, "{motifs:?}");
+    assert!(
+        motifs[0].contains("signature does not verify"),
+        "{motifs:?}"
+    );
+    assert!(
+        motifs[1].contains("older than the CRL in force"),
+        "{motifs:?}"
+    );
+}
