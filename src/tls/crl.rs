@@ -103,11 +103,14 @@ pub enum Freshness {
     Missing,
 }
 
+/// The revoked serials of one issuer (shared between CRL sets when a reload keeps them).
+type Serials = std::sync::Arc<HashSet<Box<[u8]>>>;
+
 /// The CRLs in force: one per issuer, plus a hash index of revoked serials.
 #[derive(Debug, Default)]
 pub struct CrlSet {
     pub crls: Vec<CrlInfo>,
-    revoked: HashMap<Vec<u8>, std::sync::Arc<HashSet<Box<[u8]>>>>,
+    revoked: HashMap<Vec<u8>, Serials>,
     /// Files that were refused, with the reason (logged and audited by the caller).
     pub refused: Vec<String>,
     /// Issuers named by refused files, when the file could be read that far.
