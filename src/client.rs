@@ -99,6 +99,8 @@ pub struct SoapConnection {
     pub tls_version: Option<rustls::ProtocolVersion>,
     /// Whether the TLS session was resumed.
     pub resumed: bool,
+    /// The server's certificate (DER).
+    pub server_certificate: Option<Vec<u8>>,
 }
 
 /// A response as received.
@@ -128,6 +130,10 @@ impl SoapConnection {
             session.handshake_kind(),
             Some(rustls::HandshakeKind::Resumed)
         );
+        let server_certificate = session
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.to_vec());
         let (sender, conn) = http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(async move {
             let _ = conn.await;
@@ -137,6 +143,7 @@ impl SoapConnection {
             host: format!("{server_name}:{}", addr.port()),
             tls_version,
             resumed,
+            server_certificate,
         })
     }
 

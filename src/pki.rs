@@ -398,6 +398,30 @@ pub fn big_crl(dir: &Path, count: usize) -> anyhow::Result<()> {
     write(dir, "crl/intermediate.crl.pem", &crl)
 }
 
+/// Issues a new server certificate for localhost / 127.0.0.1 from the root CA in `dir`, into
+/// `dir/server/server.{pem,key}` (certificate rotation tests and drills).
+pub fn renew_server(dir: &Path) -> anyhow::Result<()> {
+    let root_pem = fs::read_to_string(dir.join("ca/root.pem"))?;
+    let root_key = KeyPair::from_pem(&fs::read_to_string(dir.join("ca/root.key"))?)?;
+    let root = Issuer::from_ca_cert_pem(&root_pem, root_key)?;
+    fs::create_dir_all(dir.join("server"))?;
+    let now = OffsetDateTime::now_utc();
+    let key = ec_key()?;
+    let mut sp = CertificateParams::new(vec!["localhost".to_string()])?;
+    sp.subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    sp.distinguished_name = dn(&[
+        (DnType::CountryName, "FR"),
+        (DnType::OrganizationName, "VISIODROITS DEV"),
+        (DnType::CommonName, "localhost"),
+    ]);
+    leaf_common(&mut sp, now - Duration::days(1), now + Duration::days(825));
+    sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = sp.signed_by(&key, &root)?;
+    write(dir, "server/server.pem", &cert.pem())?;
+    write_key(dir, "server/server.key", &key.serialize_pem())
+}
+
 /// What `pki dev` prints: the client certificates and their purpose.
 pub fn describe() -> String {
     CLIENTS

@@ -250,6 +250,12 @@ impl Server {
         });
 
         let periodic = tokio::spawn(watch_and_reload(reloader.clone(), config.crl.refresh));
+        if config.crl.allow_missing {
+            tracing::warn!("degraded mode: VD_CRL_ALLOW_MISSING=true, certificates whose issuer has no CRL are accepted");
+        }
+        if config.crl.allow_stale {
+            tracing::warn!("degraded mode: VD_CRL_ALLOW_STALE=true, certificates whose issuer's CRL is past nextUpdate are accepted");
+        }
         tracing::info!(%addr, %ops_addr, instance = %config.instance_id, "visiodroits serving");
         Ok(Server {
             addr,

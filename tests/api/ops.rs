@@ -315,3 +315,63 @@ async fn a_refused_or_older_crl_keeps_the_previous_one_and_is_audited() {
         "{motifs:?}"
     );
 }
+
+#[tokio::test]
+async fn a_new_server_certificate_is_used_without_restart_and_open_connections_continue() {
+    let s = crate::helpers::shared();
+    let dir = s.base.join(format!("server-cert-{}", new_id()));
+    std::fs::create_dir_all(dir.join("ca")).unwrap();
+    for f in ["root.pem", "root.key"] {
+        std::fs::copy(s.pki_path(&format!("ca/{f}")), dir.join("ca").join(f)).unwrap();
+    }
+    visiodroits::pki::renew_server(&dir).unwrap();
+    let (cert, key) = (dir.join("server/server.pem"), dir.join("server/server.key"));
+    let (c, k) = (cert.display().to_string(), key.display().to_string());
+    let app = TestApp::spawn_with(|v| {
+        v.insert("VD_TLS_CERT".into(), c);
+        v.insert("VD_TLS_KEY".into(), k);
+    })
+    .await;
+    let mut old = app.connect(Some("valid")).await.unwrap();
+    let first_cert = old.server_certificate.clone().unwrap();
+    visiodroits::pki::renew_server(&dir).unwrap();
+    // The file watcher notices the new files within seconds.
+    let mut renewed = None;
+    for _ in 0..50 {
+        let mut config = rustls::ClientConfig::clone(&crate::helpers::tls_for(
+            Some("valid"),
+            visiodroits::client::Versions::Both,
+        ));
+        config.resumption = rustls::client::Resumption::disabled();
+        let c = visiodroits::client::SoapConnection::connect(
+            app.addr(),
+            "localhost",
+            std::sync::Arc::new(config),
+        )
+        .await
+        .unwrap();
+        if c.server_certificate.as_ref() != Some(&first_cert) {
+            renewed = Some(c);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let mut renewed = renewed.expect("new handshakes use the new certificate");
+    let reply = renewed
+        .soap(
+            SoapVersion::V12,
+            services_request(SoapVersion::V12, &new_id(), None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code(&reply), "0000");
+    // The connection opened before the rotation goes on.
+    let reply = old
+        .soap(
+            SoapVersion::V12,
+            services_request(SoapVersion::V12, &new_id(), None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code(&reply), "0000");
+}

@@ -183,7 +183,7 @@ async fn invalid_utf8_is_refused() {
 async fn one_connection_carries_many_exchanges() {
     let app = TestApp::spawn().await;
     let mut conn = app.connect(Some("valid")).await.unwrap();
-    for _ in 0..50 {
+    for _ in 0..300 {
         let reply = conn
             .soap(
                 SoapVersion::V12,
@@ -200,7 +200,7 @@ async fn one_connection_carries_many_exchanges() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("vd_exchanges_total{operation=\"ServicesOuverts\",code=\"0000\"} 50\n"),
+        metrics.contains("vd_exchanges_total{operation=\"ServicesOuverts\",code=\"0000\"} 300\n"),
         "{metrics}"
     );
 }
