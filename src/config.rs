@@ -73,8 +73,12 @@ pub struct CrlSettings {
     pub allow_missing: bool,
     /// Degraded mode: accept certificates whose issuer's CRL is past nextUpdate + grace.
     pub allow_stale: bool,
-    /// Fetch CRLs from the distribution points of the configured CAs.
+    /// Fetch CRLs from the distribution points of the configured CAs (and `urls`).
     pub fetch: bool,
+    /// More CRL URLs to fetch (e.g. the intermediate CAs' own CRLs).
+    pub urls: Vec<String>,
+    pub fetch_timeout: Duration,
+    pub fetch_max_bytes: usize,
 }
 
 /// Network limits and timeouts (spec/security.md "Input limits").
@@ -160,7 +164,26 @@ impl Config {
             allow_missing: v.bool("VD_CRL_ALLOW_MISSING", false)?,
             allow_stale: v.bool("VD_CRL_ALLOW_STALE", false)?,
             fetch: v.bool("VD_CRL_FETCH", false)?,
+            urls: v
+                .get("VD_CRL_URLS")
+                .map(|u| {
+                    u.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            fetch_timeout: v.secs("VD_CRL_FETCH_TIMEOUT_SECS", 10)?,
+            fetch_max_bytes: v.num(
+                "VD_CRL_FETCH_MAX_BYTES",
+                128 * 1024 * 1024,
+                1024,
+                1024 * 1024 * 1024,
+            )?,
         };
+        if let Some(bad) = crl.urls.iter().find(|u| !u.starts_with("http://")) {
+            return Err(v.bad("VD_CRL_URLS", bad, "http:// URLs separated by commas"));
+        }
         let policy = SubjectPolicy {
             cn: v.regex("VD_POLICY_CN", DEFAULT_CN_PATTERN)?,
             ou: v.regex("VD_POLICY_OU", DEFAULT_OU_PATTERN)?,

@@ -30,6 +30,8 @@ pub struct Metrics {
     handshakes_refused: Mutex<BTreeMap<String, u64>>,
     connections_refused: Mutex<BTreeMap<&'static str, u64>>,
     connections_open: AtomicI64,
+    crl_fetch_ok: AtomicU64,
+    crl_fetch_refused: AtomicU64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -93,6 +95,11 @@ impl Metrics {
             .expect("metrics lock")
             .entry(reason)
             .or_default() += 1;
+    }
+
+    pub fn crl_fetched(&self, ok: u64, refused: u64) {
+        self.crl_fetch_ok.fetch_add(ok, Ordering::Relaxed);
+        self.crl_fetch_refused.fetch_add(refused, Ordering::Relaxed);
     }
 
     pub fn connection_opened(&self) {
@@ -212,6 +219,17 @@ impl Metrics {
             out,
             "vd_crl_degraded{{mode=\"allow_stale\"}} {}",
             u8::from(s.crl_allow_stale)
+        );
+        let _ = writeln!(out, "# HELP vd_crl_fetch_total CRL downloads by result (refused: kept the previous CRL).\n# TYPE vd_crl_fetch_total counter");
+        let _ = writeln!(
+            out,
+            "vd_crl_fetch_total{{result=\"updated\"}} {}",
+            self.crl_fetch_ok.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "vd_crl_fetch_total{{result=\"refused\"}} {}",
+            self.crl_fetch_refused.load(Ordering::Relaxed)
         );
         let _ = writeln!(out, "# HELP vd_db_pool_connections Database pool connections.\n# TYPE vd_db_pool_connections gauge");
         let _ = writeln!(

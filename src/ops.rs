@@ -82,15 +82,13 @@ async fn readyz(State(s): State<OpsState>) -> Response {
 
 /// `crl refresh`: reload now (this listener is bound to localhost by default).
 async fn refresh(State(s): State<OpsState>) -> Response {
-    let r = s.reloader.clone();
-    match tokio::task::spawn_blocking(move || r.reload()).await {
-        Ok(Ok(summary)) => (StatusCode::OK, format!("{summary}\n")).into_response(),
-        Ok(Err(e)) => (
+    match s.reloader.refresh().await {
+        Ok(summary) => (StatusCode::OK, format!("{summary}\n")).into_response(),
+        Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("reload failed: {e:#}\n"),
         )
             .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 

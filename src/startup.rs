@@ -52,14 +52,21 @@ async fn watch_and_reload(reloader: Reloader, period: Duration) {
             continue;
         }
         last_full = tokio::time::Instant::now();
-        let r = reloader.clone();
-        match tokio::task::spawn_blocking(move || r.reload()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(
+        // The period also downloads (when configured); a file change only reloads.
+        let result = if due {
+            reloader.refresh().await
+        } else {
+            let r = reloader.clone();
+            tokio::task::spawn_blocking(move || r.reload())
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|r| r)
+        };
+        if let Err(e) = result {
+            tracing::error!(
                 error = format!("{e:#}"),
                 "reload failed; previous configuration kept"
-            ),
-            Err(e) => tracing::error!(error = %e, "reload task failed"),
+            );
         }
     }
 }
@@ -236,6 +243,7 @@ impl Server {
         let sealer = tokio::spawn(seal_audit(store.clone()));
         let mut reloader = Reloader::new(config.clone(), tls.clone(), rustls);
         reloader.audit = Some(handshake_audit);
+        reloader.metrics = Some(metrics.clone());
         let ops_app = ops::router(OpsState {
             store,
             tls: tls.clone(),

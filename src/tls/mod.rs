@@ -3,6 +3,7 @@
 
 pub mod acceptor;
 pub mod crl;
+pub mod fetch;
 pub mod identity;
 pub mod reload;
 pub mod tickets;

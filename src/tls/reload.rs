@@ -24,6 +24,8 @@ pub struct Reloader {
     loaded: Arc<Mutex<FilesState>>,
     /// Where refused CRLs are audited.
     pub audit: Option<Arc<super::acceptor::HandshakeAudit>>,
+    /// Where CRL downloads are counted.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Reloader {
@@ -35,6 +37,7 @@ impl Reloader {
             rustls,
             loaded: Arc::new(Mutex::new(Vec::new())),
             audit: None,
+            metrics: None,
         };
         r.loaded = Arc::new(Mutex::new(r.files_state()));
         r
@@ -82,6 +85,41 @@ impl Reloader {
             "reloaded: {issuers} CRL(s), {entries} revoked serial(s), {} file(s) refused",
             refused.len()
         ))
+    }
+
+    /// Downloads CRLs when `VD_CRL_FETCH` is on, then reloads: the periodic refresh and
+    /// `crl refresh`.
+    pub async fn refresh(&self) -> anyhow::Result<String> {
+        let mut fetched = String::new();
+        if self.config.crl.fetch {
+            let urls = super::fetch::urls(&self.tls.cas, &self.config.crl.urls);
+            let report = super::fetch::fetch_all(
+                &urls,
+                &self.config.crl.dir,
+                &self.tls.cas,
+                &self.tls.crls(),
+                self.config.crl.fetch_timeout,
+                self.config.crl.fetch_max_bytes,
+            )
+            .await;
+            for r in &report.refused {
+                tracing::warn!(download = %r, "CRL download refused; the CRL in force is kept");
+                if let Some(audit) = &self.audit {
+                    audit.crl_refused(r);
+                }
+            }
+            if let Some(m) = &self.metrics {
+                m.crl_fetched(report.updated.len() as u64, report.refused.len() as u64);
+            }
+            fetched = format!(
+                "fetched: {} updated, {} refused; ",
+                report.updated.len(),
+                report.refused.len()
+            );
+        }
+        let r = self.clone();
+        let reloaded = tokio::task::spawn_blocking(move || r.reload()).await??;
+        Ok(format!("{fetched}{reloaded}"))
     }
 
     /// What the watched files look like now: (path, modification time, length) of the server

@@ -375,3 +375,121 @@ async fn a_new_server_certificate_is_used_without_restart_and_open_connections_c
         .unwrap();
     assert_eq!(code(&reply), "0000");
 }
+
+/// A tiny HTTP server answering every GET with the current `body`.
+async fn crl_server(body: std::sync::Arc<std::sync::Mutex<Vec<u8>>>) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let body = body.lock().unwrap().clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(&body).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn crls_are_fetched_over_http_verified_and_a_bad_download_keeps_the_previous_one() {
+    let s = crate::helpers::shared();
+    let dir = s.base.join(format!("crl-fetch-{}", new_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(s.pki_path("crl/root.crl.pem"), dir.join("root.crl.pem")).unwrap();
+    let served = std::sync::Arc::new(std::sync::Mutex::new(
+        std::fs::read(s.pki_path("crl/intermediate.crl.pem")).unwrap(),
+    ));
+    let http = crl_server(served.clone()).await;
+    let crl_dir = dir.display().to_string();
+    let url = format!("http://{http}/intermediate.crl");
+    let app = TestApp::spawn_with(|v| {
+        v.insert("VD_CRL_DIR".into(), crl_dir.clone());
+        v.insert("VD_CRL_FETCH".into(), "true".into());
+        v.insert("VD_CRL_URLS".into(), url.clone());
+    })
+    .await;
+    assert!(
+        app.connect_and_ask().await.is_err(),
+        "no CRL for the intermediate yet"
+    );
+    let mut vars = s.config_vars("unused");
+    vars.insert("VD_METRICS_LISTEN".into(), app.server.ops_addr.to_string());
+    vars.insert("VD_CRL_DIR".into(), crl_dir);
+    let config = visiodroits::config::Config::from_map(&vars).unwrap();
+    let out = visiodroits::cli::crl::refresh(&config).await.unwrap();
+    assert!(out.contains("fetched: 1 updated, 0 refused"), "{out}");
+    assert_eq!(app.connect_and_ask().await.unwrap(), "0000");
+
+    // A newer CRL signed with another key: refused, the fetched one stays.
+    let read = |rel: &str| std::fs::read_to_string(s.pki_path(rel)).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let forged = visiodroits::pki::issue_crl(
+        &read("ca/intermediate.pem"),
+        &read("ca/unknown-root.key"),
+        &[],
+        now,
+        now + time::Duration::days(5),
+        9,
+    )
+    .unwrap();
+    *served.lock().unwrap() = forged.into_bytes();
+    let out = visiodroits::cli::crl::refresh(&config).await.unwrap();
+    assert!(out.contains("fetched: 0 updated, 1 refused"), "{out}");
+    assert_eq!(
+        app.connect_and_ask().await.unwrap(),
+        "0000",
+        "the CRL in force is kept"
+    );
+    // The same CRL again: not newer, refused.
+    *served.lock().unwrap() = std::fs::read(s.pki_path("crl/intermediate.crl.pem")).unwrap();
+    let out = visiodroits::cli::crl::refresh(&config).await.unwrap();
+    assert!(out.contains("fetched: 0 updated, 1 refused"), "{out}");
+
+    let (_, metrics) = app.ops_get("/metrics").await;
+    assert!(
+        metrics.contains("vd_crl_fetch_total{result=\"updated\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vd_crl_fetch_total{result=\"refused\"} 2"),
+        "{metrics}"
+    );
+    let mut motifs: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        motifs = sqlx::query_scalar(
+            "SELECT motif FROM audit.journal WHERE operation = 'crl' ORDER BY id",
+        )
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+        if motifs.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        motifs
+            .iter()
+            .any(|m| m.contains("signature does not verify")),
+        "{motifs:?}"
+    );
+    assert!(motifs.iter().any(|m| m.contains("not newer")), "{motifs:?}");
+}

@@ -1,0 +1,139 @@
+//! Optional CRL download (`VD_CRL_FETCH`): from the CRL distribution points named in the
+//! configured CA certificates and from `VD_CRL_URLS`, over HTTP, with a timeout and a size cap.
+//! A download is used only if it parses, its issuer is a configured CA, its signature verifies
+//! with that CA's key, and it is newer than the CRL in force; it is then written into the CRL
+//! directory (atomically) for the next reload. Anything else keeps the previous CRL and is
+//! logged, counted and reported to the caller (which audits it).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateRevocationListDer;
+use sha2::{Digest, Sha256};
+
+use super::crl::{verify_crl, CaSet, CrlSet};
+
+/// What one fetch round did, per URL.
+#[derive(Debug, Default)]
+pub struct FetchReport {
+    /// URLs whose CRL was newer and written into the directory.
+    pub updated: Vec<String>,
+    /// URLs that were refused or failed, with the reason.
+    pub refused: Vec<String>,
+}
+
+/// The URLs to fetch: distribution points of the configured CAs (HTTP only) and `extra`.
+pub fn urls(cas: &CaSet, extra: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for ca in cas.all() {
+        for dp in ca.x509.crl_distribution_points().into_iter().flatten() {
+            let names = dp.distpoint().and_then(|n| n.fullname());
+            for name in names.into_iter().flatten() {
+                if let Some(uri) = name.uri() {
+                    if uri.starts_with("http://") && !out.iter().any(|u| u == uri) {
+                        out.push(uri.to_string());
+                    }
+                }
+            }
+        }
+    }
+    for u in extra {
+        if !out.contains(u) {
+            out.push(u.clone());
+        }
+    }
+    out
+}
+
+/// Downloads `url` (plain HTTP), at most `max_bytes`, within `timeout`.
+pub async fn download(url: &str, timeout: Duration, max_bytes: usize) -> anyhow::Result<Vec<u8>> {
+    let uri: http::Uri = url.parse().context("not a URL")?;
+    anyhow::ensure!(
+        uri.scheme_str() == Some("http"),
+        "only http:// distribution points are fetched"
+    );
+    let host = uri.host().context("no host")?.to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let work = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = http::Request::get(path)
+            .header(http::header::HOST, host.as_str())
+            .body(Empty::<Bytes>::new())?;
+        let resp = sender.send_request(req).await?;
+        if !resp.status().is_success() {
+            bail!("HTTP {}", resp.status());
+        }
+        let body = Limited::new(resp.into_body(), max_bytes)
+            .collect()
+            .await
+            .map_err(|_| anyhow::anyhow!("larger than {max_bytes} bytes or interrupted"))?;
+        Ok(body.to_bytes().to_vec())
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out"))?
+}
+
+/// Checks a download against the configured CAs and the CRLs in force; returns the DER to keep.
+pub fn accept(bytes: &[u8], cas: &CaSet, in_force: &CrlSet) -> anyhow::Result<Vec<u8>> {
+    let der = if bytes.starts_with(b"-----") {
+        CertificateRevocationListDer::from_pem_slice(bytes).context("not a PEM CRL")?
+    } else {
+        CertificateRevocationListDer::from(bytes.to_vec())
+    };
+    let (info, _) = verify_crl(der.clone(), Path::new("download"), cas)?;
+    if let Some(current) = in_force.for_issuer(&info.issuer_der) {
+        if info.this_update <= current.this_update {
+            bail!("not newer than the CRL in force for {}", info.issuer);
+        }
+    }
+    Ok(der.to_vec())
+}
+
+/// The file a URL's CRL is kept in.
+pub fn file_for(dir: &Path, url: &str) -> PathBuf {
+    let h = Sha256::digest(url.as_bytes());
+    dir.join(format!("fetched-{}.crl", hex::encode(&h[..8])))
+}
+
+/// One round: downloads every URL and writes the accepted CRLs into `dir`.
+pub async fn fetch_all(
+    urls: &[String],
+    dir: &Path,
+    cas: &CaSet,
+    in_force: &CrlSet,
+    timeout: Duration,
+    max_bytes: usize,
+) -> FetchReport {
+    let mut report = FetchReport::default();
+    for url in urls {
+        let result = async {
+            let bytes = download(url, timeout, max_bytes).await?;
+            let der = accept(&bytes, cas, in_force)?;
+            let target = file_for(dir, url);
+            let tmp = target.with_extension("tmp");
+            std::fs::write(&tmp, &der)?;
+            std::fs::rename(&tmp, &target)?;
+            anyhow::Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => report.updated.push(url.clone()),
+            Err(e) => report.refused.push(format!("{url}: {e:#}")),
+        }
+    }
+    report
+}
