@@ -667,3 +667,45 @@ async fn encrypted_tarification_is_refused_without_the_key() {
         "7007"
     );
 }
+
+#[tokio::test]
+async fn internal_failures_answer_0999_with_the_fixed_label_and_nothing_internal() {
+    let app = TestApp::spawn().await;
+    let d = dossier(&app, "valid", &valid_ps(), DEV_FINESS).await;
+    // A dossier whose rules snapshot cannot be read (as after a botched manual edit).
+    sqlx::query("UPDATE dispensation.dossier SET regles = '{\"domaines\": 42}'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let reply = send(
+        &app,
+        Some("valid"),
+        tarification(&new_id(), &d, "DEVIS", &prescription(1, LINES, "")),
+    )
+    .await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(code(&reply), "0999");
+    assert_eq!(
+        first(&reply.body, "libelle").as_deref(),
+        Some("Erreur technique")
+    );
+    assert!(all(&reply.body, "detail").is_empty(), "{}", reply.body);
+    for internal in [
+        "serde",
+        "json",
+        "invalid type",
+        "domaines",
+        "sqlx",
+        "panicked",
+        "/src/",
+        "SELECT",
+    ] {
+        assert!(
+            !reply.body.contains(internal),
+            "{internal} leaked: {}",
+            reply.body
+        );
+    }
+    // The cause is in the logs, for the operator.
+    assert!(crate::helpers::captured_logs().contains("exchange failed"));
+}
