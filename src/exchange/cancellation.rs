@@ -26,6 +26,34 @@ fn accreditation_ok(v: &str) -> bool {
         })
 }
 
+/// Reads `numero_accreditation` and `id_prescription`; problems go to `p`.
+pub fn accreditation_and_prescription(
+    body: &crate::soap::Element,
+    p: &mut Problems,
+) -> (Option<String>, Option<i32>) {
+    let accreditation = p.text(body, "", "numero_accreditation", 16).and_then(|v| {
+        let ok = accreditation_ok(v);
+        if !ok {
+            p.add(
+                "numero_accreditation",
+                "16 caractères au format de l'accréditation attendus",
+            );
+        }
+        ok.then(|| v.to_string())
+    });
+    let prescription = p.text(body, "", "id_prescription", 9).and_then(|v| {
+        let n = v
+            .parse::<i32>()
+            .ok()
+            .filter(|n| (1..=999_999_999).contains(n) && v.bytes().all(|b| b.is_ascii_digit()));
+        if n.is_none() {
+            p.add("id_prescription", "entier de 1 à 999999999 attendu");
+        }
+        n
+    });
+    (accreditation, prescription)
+}
+
 /// Handles `demande_annulation`.
 pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
     let body = call.body;
@@ -54,31 +82,12 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
     if let Some(d) = dossier {
         call.audit.dossier = Some(d.uuid());
     }
-    let accreditation = p.text(body, "", "numero_accreditation", 16).and_then(|v| {
-        let ok = accreditation_ok(v);
-        if !ok {
-            p.add(
-                "numero_accreditation",
-                "16 caractères au format de l'accréditation attendus",
-            );
-        }
-        ok.then(|| v.to_string())
-    });
+    let (accreditation, prescription) = accreditation_and_prescription(body, &mut p);
     if let Some(a) = &accreditation {
         call.audit.accreditation = Some(a.clone());
         call.echo.push(("numero_accreditation", a.clone()));
         call.echo.push(("annulee", "false".into()));
     }
-    let prescription = p.text(body, "", "id_prescription", 9).and_then(|v| {
-        let n = v
-            .parse::<i32>()
-            .ok()
-            .filter(|n| (1..=999_999_999).contains(n) && v.bytes().all(|b| b.is_ascii_digit()));
-        if n.is_none() {
-            p.add("id_prescription", "entier de 1 à 999999999 attendu");
-        }
-        n
-    });
     if !p.is_empty() {
         return Err(ExchangeError::Invalid(p.0));
     }

@@ -7,6 +7,7 @@ pub mod encrypted;
 pub mod rights;
 pub mod services;
 pub mod tarification;
+pub mod wire;
 
 use std::time::{Duration, Instant};
 

@@ -201,6 +201,12 @@ fn parse(body: &Element, p: &mut Problems) -> Option<Request> {
     })
 }
 
+/// The wire checks of a `demande_droits` (no I/O), for [`super::wire::check`].
+pub fn check(body: &Element, p: &mut Problems) {
+    common::header(body, p);
+    let _ = parse(body, p);
+}
+
 /// The ceiling key: HMAC-SHA256(pseudonymisation key, numero_amc ":" beneficiary internal id).
 pub fn ceiling_key(key: &[u8], amc: &str, beneficiary: i64) -> Vec<u8> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");

@@ -302,6 +302,11 @@ fn parse_prescription(el: &Element, p: &mut Problems) -> Option<Prescription> {
     })
 }
 
+/// The wire checks of a prescription (no I/O), for [`super::wire`].
+pub fn check_prescription(el: &Element, p: &mut Problems) {
+    let _ = parse_prescription(el, p);
+}
+
 /// The rules snapshot of a dossier.
 fn domains_of(rules_json: &str) -> anyhow::Result<Vec<DomainRules>> {
     #[derive(serde::Deserialize)]

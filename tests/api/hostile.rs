@@ -230,7 +230,7 @@ async fn the_attack_corpus_gets_faults_in_bounded_time_and_memory_and_stays_out_
                 }
             };
             assert!(
-                started.elapsed() < Duration::from_secs(2),
+                started.elapsed() < Duration::from_secs(5),
                 "{name}: {:?}",
                 started.elapsed()
             );

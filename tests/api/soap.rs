@@ -94,7 +94,7 @@ async fn hostile_or_broken_requests_get_their_fault_quickly_and_without_the_data
             .await
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert!(
-            started.elapsed() < Duration::from_secs(1),
+            started.elapsed() < Duration::from_secs(3),
             "{what} took {:?}",
             started.elapsed()
         );
