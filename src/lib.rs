@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod exchange;
 pub mod http;
+pub mod load;
 pub mod metrics;
 pub mod ops;
 pub mod pgcluster;

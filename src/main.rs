@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use visiodroits::cli::{self, AuditCommand, Cli, ClientCommand, Command, CrlCommand, PkiCommand};
+use visiodroits::cli::{self, AuditCommand, Cli, Command, CrlCommand, PkiCommand};
 use visiodroits::config::Config;
 use visiodroits::{startup, telemetry};
 
@@ -84,9 +84,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Client {
-            command: ClientCommand::Send(args),
-        } => cli::client::send(args).await,
+        Command::Client { command } => {
+            if cli::client::run(command).await? {
+                Ok(())
+            } else {
+                anyhow::bail!("the response's code is not 0000")
+            }
+        }
+        Command::Bench { command } => cli::bench::run(command).await,
         Command::Crl { command } => {
             let config = Config::from_env()?;
             let out = match command {

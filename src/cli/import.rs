@@ -295,6 +295,14 @@ pub struct Summary {
     pub errors: Vec<String>,
 }
 
+/// The bad lines of `input` as (line number, reason), writing nothing.
+#[cfg(test)]
+pub(crate) fn bad_lines(input: &[u8], format: Format) -> Vec<(u64, String)> {
+    lines(Box::new(std::io::Cursor::new(input.to_vec())), format)
+        .filter_map(|(n, r)| r.and_then(|r| validate(&r)).err().map(|e| (n, e)))
+        .collect()
+}
+
 /// Reads lines from `input`, yielding (line number, raw line or parse error).
 fn lines(
     input: Box<dyn Read>,

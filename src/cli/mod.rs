@@ -1,6 +1,7 @@
 //! Admin command line: one module per command.
 
 pub mod audit;
+pub mod bench;
 pub mod client;
 pub mod crl;
 pub mod demo;
@@ -81,10 +82,16 @@ pub enum Command {
         #[arg(long, default_value_t = 1095)]
         tarification_days: u32,
     },
-    /// A client for trying the exchanges against a server.
+    /// A client for trying every exchange against a server (mTLS with PEM or PKCS#12).
     Client {
         #[command(subcommand)]
-        command: ClientCommand,
+        command: client::ClientCommand,
+    },
+    /// Benchmarks: synthetic data, load generator, idle connections, pgbench ceiling, report
+    /// (scripts/bench runs them all).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
     },
     /// The audit journal.
     Audit {
@@ -100,13 +107,6 @@ pub enum CrlCommand {
     Status,
     /// Ask the running server (on VD_METRICS_LISTEN) to reload its CRLs and certificate now.
     Refresh,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ClientCommand {
-    /// Post a SOAP envelope (file or -) with a client certificate; --repeat N measures latency on
-    /// one kept-alive connection.
-    Send(client::SendArgs),
 }
 
 #[derive(Debug, Subcommand)]

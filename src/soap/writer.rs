@@ -75,7 +75,7 @@ pub fn envelope(version: SoapVersion, body: impl FnOnce(&mut Xml)) -> String {
     xml.finish()
 }
 
-fn escape_into(buf: &mut String, text: &str) {
+pub(crate) fn escape_into(buf: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '<' => buf.push_str("&lt;"),

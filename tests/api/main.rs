@@ -2,6 +2,7 @@
 //! PostgreSQL (a private cluster unless VD_TEST_DATABASE_URL names one).
 
 mod audit;
+mod bench;
 mod certs;
 mod demo;
 mod durability;

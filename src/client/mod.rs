@@ -19,6 +19,9 @@ use tokio::net::TcpStream;
 
 use crate::soap::SoapVersion;
 
+pub mod encrypt;
+pub mod messages;
+
 /// The certificate chain and key a client presents.
 pub struct ClientIdentity {
     pub chain: Vec<CertificateDer<'static>>,
@@ -51,6 +54,24 @@ impl ClientIdentity {
         let key = PrivateKeyDer::try_from(key.private_key_to_pkcs8()?)
             .map_err(|e| anyhow::anyhow!("unusable key: {e}"))?;
         Ok(ClientIdentity { chain, key })
+    }
+
+    /// The PS and structure identifiers the certificate carries under the default CN/OU policy
+    /// of spec/security.md (what the server will expect in `ps`).
+    pub fn pharmacist(&self) -> anyhow::Result<messages::Pharmacist> {
+        let leaf = self.chain.first().context("empty certificate chain")?;
+        let leaf = openssl::x509::X509::from_der(leaf)?;
+        let policy = crate::config::SubjectPolicy {
+            cn: regex::Regex::new(crate::config::DEFAULT_CN_PATTERN)?,
+            ou: regex::Regex::new(crate::config::DEFAULT_OU_PATTERN)?,
+            rpps_luhn: false,
+        };
+        let (ps_id, structure) = crate::tls::identity::apply_policy(&leaf, &policy)
+            .map_err(|why| anyhow::anyhow!("the client certificate's subject: {why}"))?;
+        Ok(messages::Pharmacist {
+            ps_id,
+            structure: Some(structure),
+        })
     }
 }
 

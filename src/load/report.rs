@@ -1,0 +1,443 @@
+//! Benchmark records (one JSON line per measurement) and the report made from them: a Markdown
+//! table with the server/ceiling ratios and an SVG latency plot.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{IdleOutcome, Outcome, Pace};
+
+/// One measurement.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Record {
+    /// `load` (the server through the load generator), `ceiling` (pgbench), `idle`.
+    pub kind: String,
+    /// What was measured: `server`, `nginx`, `pgbench`.
+    pub system: String,
+    pub op: String,
+    pub connections: usize,
+    /// Conditions: TLS version, CRL size, pacing.
+    pub tls: String,
+    pub crl: String,
+    pub pace: String,
+    pub seconds: f64,
+    pub ok: u64,
+    pub errors: u64,
+    pub per_second: f64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    /// (percentile, ms) points of the latency distribution, for the plot.
+    pub curve: Vec<(f64, f64)>,
+    pub reconnects: u64,
+    pub notes: Vec<String>,
+    /// Idle connections: bytes of server memory per connection.
+    pub bytes_per_connection: Option<u64>,
+}
+
+const CURVE: &[f64] = &[
+    0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0,
+];
+
+/// One record per operation of `outcome`.
+pub fn records(outcome: &Outcome, system: &str, tls: &str, crl: &str) -> Vec<Record> {
+    let seconds = outcome.measured.as_secs_f64();
+    let pace = match outcome.plan.pace {
+        Pace::Closed => "closed".to_string(),
+        Pace::Open { rate } => format!("open {rate}/s"),
+    };
+    outcome
+        .per_op
+        .iter()
+        .map(|(op, s)| {
+            let h = &s.latency_us;
+            let ms = |us: u64| us as f64 / 1000.0;
+            let empty = h.is_empty();
+            Record {
+                kind: "load".into(),
+                system: system.into(),
+                op: op.name().into(),
+                connections: outcome.plan.connections,
+                tls: tls.into(),
+                crl: crl.into(),
+                pace: pace.clone(),
+                seconds,
+                ok: s.ok,
+                errors: s.errors,
+                per_second: s.ok as f64 / seconds.max(1e-9),
+                mean_ms: if empty { 0.0 } else { h.mean() / 1000.0 },
+                p50_ms: ms(h.value_at_quantile(0.50)),
+                p99_ms: ms(h.value_at_quantile(0.99)),
+                p999_ms: ms(h.value_at_quantile(0.999)),
+                max_ms: ms(h.max()),
+                curve: CURVE
+                    .iter()
+                    .map(|p| (*p, ms(h.value_at_percentile(*p))))
+                    .collect(),
+                reconnects: outcome.reconnects,
+                notes: outcome.errors.clone(),
+                bytes_per_connection: None,
+            }
+        })
+        .collect()
+}
+
+/// The record of an idle-connection measurement.
+pub fn idle_record(o: &IdleOutcome, tls: &str) -> Record {
+    Record {
+        kind: "idle".into(),
+        system: "server".into(),
+        op: "idle".into(),
+        connections: o.connections,
+        tls: tls.into(),
+        ok: o.alive_after_hold as u64,
+        bytes_per_connection: Some(o.per_connection_bytes),
+        notes: vec![format!(
+            "server RSS {} KiB before, {} KiB with the connections open",
+            o.rss_before_kib, o.rss_after_kib
+        )],
+        ..Record::default()
+    }
+}
+
+/// A pgbench run's record from its standard output (`-M prepared`, no `--progress`).
+pub fn pgbench_record(op: &str, clients: usize, stdout: &str) -> anyhow::Result<Record> {
+    let after = |prefix: &str| {
+        stdout.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix(prefix)?
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    let tps = after("tps = ").ok_or_else(|| anyhow::anyhow!("no tps in pgbench's output"))?;
+    let latency = after("latency average = ").unwrap_or(0.0);
+    let processed = after("number of transactions actually processed: ").unwrap_or(0.0);
+    let failed = after("number of failed transactions: ").unwrap_or(0.0);
+    let seconds = after("duration: ").unwrap_or(0.0);
+    Ok(Record {
+        kind: "ceiling".into(),
+        system: "pgbench".into(),
+        op: op.into(),
+        connections: clients,
+        pace: "closed".into(),
+        seconds,
+        ok: processed as u64,
+        errors: failed as u64,
+        per_second: tps,
+        mean_ms: latency,
+        ..Record::default()
+    })
+}
+
+/// The machine the report was made on.
+pub fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    format!(
+        "{cores} cores ({model}), {:.1} GiB of memory",
+        mem_kib as f64 / 1024.0 / 1024.0
+    )
+}
+
+/// Writes `report.md` and `latency.svg` into `dir` from `records`.
+pub fn write(dir: &Path, records: &[Record], commit: &str, context: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("report.md"), markdown(records, commit, context))?;
+    std::fs::write(dir.join("latency.svg"), svg(records))?;
+    Ok(())
+}
+
+fn markdown(records: &[Record], commit: &str, context: &str) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Visiodroits benchmark\n");
+    let _ = writeln!(md, "- commit: `{commit}`");
+    let _ = writeln!(
+        md,
+        "- machine: {} (server, PostgreSQL, load generator and pgbench share it)",
+        machine()
+    );
+    let _ = writeln!(md, "- {context}\n");
+
+    let loads: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.kind == "load" && r.system == "server" && !r.op.starts_with("handshake"))
+        .collect();
+    let ceiling = |op: &str, c: usize| {
+        records
+            .iter()
+            .find(|r| r.kind == "ceiling" && r.op == op && r.connections == c)
+    };
+    if !loads.is_empty() {
+        let _ = writeln!(md, "## Exchanges (warm mTLS keep-alive connections)\n");
+        let _ = writeln!(
+            md,
+            "Ceiling: the same SQL transactions driven by pgbench (`-M prepared`) at the same concurrency on the same database; same durability (fsync and synchronous commit on).\n"
+        );
+        let _ = writeln!(md, "| operation | pace | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | ceiling tx/s | ceiling avg ms | server/ceiling | p50/ceiling avg | p99/ceiling avg |");
+        let _ = writeln!(
+            md,
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for r in &loads {
+            let c = ceiling(&r.op, r.connections).filter(|_| r.pace == "closed");
+            let (ctps, cavg, ratio, p50r, p99r) = match c {
+                Some(c) if c.per_second > 0.0 && c.mean_ms > 0.0 => (
+                    format!("{:.0}", c.per_second),
+                    format!("{:.2}", c.mean_ms),
+                    format!("**{:.2}**", r.per_second / c.per_second),
+                    format!("{:.2}", r.p50_ms / c.mean_ms),
+                    format!("{:.2}", r.p99_ms / c.mean_ms),
+                ),
+                _ => ("–".into(), "–".into(), "–".into(), "–".into(), "–".into()),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {ctps} | {cavg} | {ratio} | {p50r} | {p99r} |",
+                r.op, r.pace, r.connections, r.per_second, r.p50_ms, r.p99_ms, r.p999_ms, r.errors
+            );
+        }
+        md.push('\n');
+    }
+
+    let handshakes: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.kind == "load" && r.op.starts_with("handshake"))
+        .collect();
+    if !handshakes.is_empty() {
+        let _ = writeln!(md, "## Handshakes (new TCP + TLS connection with the client certificate, one small request)\n");
+        let _ = writeln!(
+            md,
+            "| system | handshake | TLS | CRL | conns | per second | p50 ms | p99 ms | errors |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---:|---:|---:|---:|---:|");
+        for r in &handshakes {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} |",
+                r.system,
+                r.op.trim_start_matches("handshake-"),
+                r.tls,
+                r.crl,
+                r.connections,
+                r.per_second,
+                r.p50_ms,
+                r.p99_ms,
+                r.errors
+            );
+        }
+        md.push('\n');
+    }
+
+    for r in records.iter().filter(|r| r.kind == "idle") {
+        let _ = writeln!(md, "## Idle keep-alive connections\n");
+        let _ = writeln!(
+            md,
+            "{} connections held: **{:.1} KiB** of server memory each ({}); {} answered after the hold.\n",
+            r.connections,
+            r.bytes_per_connection.unwrap_or(0) as f64 / 1024.0,
+            r.notes.join("; "),
+            r.ok
+        );
+    }
+
+    let notes: Vec<String> = records
+        .iter()
+        .filter(|r| !r.notes.is_empty() && r.kind == "load")
+        .map(|r| {
+            format!(
+                "- {} {} × {}: {}",
+                r.system,
+                r.op,
+                r.connections,
+                r.notes.join("; ")
+            )
+        })
+        .collect();
+    if !notes.is_empty() {
+        let _ = writeln!(md, "## Errors seen\n\n{}\n", notes.join("\n"));
+    }
+    let _ = writeln!(md, "![latency](latency.svg)");
+    md
+}
+
+/// Latency by percentile (log scale of 1/(1-p)) for each exchange and concurrency, closed loop.
+fn svg(records: &[Record]) -> String {
+    const W: f64 = 900.0;
+    const H: f64 = 520.0;
+    const L: f64 = 70.0;
+    const R: f64 = 220.0;
+    const T: f64 = 40.0;
+    const B: f64 = 60.0;
+    let series: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.kind == "load" && r.system == "server" && !r.curve.is_empty())
+        .filter(|r| !r.op.starts_with("handshake") && r.pace == "closed" && r.ok > 0)
+        .collect();
+    let x_of = |p: f64| {
+        // 0 → 1, 90 → 10, 99 → 100, 99.99 → 10^4; 100 plotted at 10^5.
+        let inv = if p >= 100.0 { 1e5 } else { 100.0 / (100.0 - p) };
+        L + inv.log10() / 5.0 * (W - L - R)
+    };
+    let max_ms = series
+        .iter()
+        .flat_map(|r| r.curve.iter().map(|(_, v)| *v))
+        .fold(1.0_f64, f64::max);
+    let y_max = 10f64.powf(max_ms.log10().ceil());
+    let y_min = 0.1_f64;
+    let y_of = |ms: f64| {
+        let v = ms.max(y_min);
+        T + (1.0 - (v / y_min).log10() / (y_max / y_min).log10()) * (H - T - B)
+    };
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{L}" y="22" font-size="15">Latency by percentile, closed loop (ms, log scale)</text>"#
+    );
+    for (p, label) in [
+        (0.0, "0%"),
+        (90.0, "90%"),
+        (99.0, "99%"),
+        (99.9, "99.9%"),
+        (99.99, "99.99%"),
+        (100.0, "max"),
+    ] {
+        let x = x_of(p);
+        let _ = write!(
+            s,
+            r##"<line x1="{x:.1}" y1="{T}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"##,
+            H - B,
+            H - B + 18.0
+        );
+    }
+    let mut v = y_min;
+    while v <= y_max * 1.001 {
+        let y = y_of(v);
+        let _ = write!(
+            s,
+            r##"<line x1="{L}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{v}</text>"##,
+            W - R,
+            L - 6.0,
+            y + 4.0
+        );
+        v *= 10.0;
+    }
+    const COLORS: &[&str] = &[
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+        "#bcbd22", "#17becf",
+    ];
+    let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &series {
+        let n = ops.len();
+        ops.entry(r.op.as_str()).or_insert(n);
+    }
+    let conns: Vec<usize> = {
+        let mut c: Vec<usize> = series.iter().map(|r| r.connections).collect();
+        c.sort_unstable();
+        c.dedup();
+        c
+    };
+    const DASHES: &[&str] = &["", "6,3", "2,3", "10,4,2,4", "1,6"];
+    for (i, r) in series.iter().enumerate() {
+        let color = COLORS[ops[r.op.as_str()] % COLORS.len()];
+        let dash =
+            DASHES[conns.iter().position(|c| *c == r.connections).unwrap_or(0) % DASHES.len()];
+        let points: Vec<String> = r
+            .curve
+            .iter()
+            .map(|(p, ms)| format!("{:.1},{:.1}", x_of(*p), y_of(*ms)))
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="1.6" stroke-dasharray="{dash}" points="{}"/>"#,
+            points.join(" ")
+        );
+        let y = T + 14.0 * i as f64;
+        let x = W - R + 14.0;
+        let _ = write!(
+            s,
+            r#"<line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/><text x="{}" y="{}">{} × {}</text>"#,
+            x + 28.0,
+            x + 34.0,
+            y + 4.0,
+            r.op,
+            r.connections
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PGBENCH: &str = "pgbench (15.18 (Debian 15.18-0+deb12u1))
+transaction type: droits.sql
+scaling factor: 1
+query mode: prepared
+number of clients: 8
+number of threads: 2
+maximum number of tries: 1
+duration: 10 s
+number of transactions actually processed: 23456
+number of failed transactions: 0 (0.000%)
+latency average = 3.411 ms
+initial connection time = 12.345 ms
+tps = 2345.600000 (without initial connection time)
+";
+
+    #[test]
+    fn pgbench_output_is_read() {
+        let r = pgbench_record("droits", 8, PGBENCH).unwrap();
+        assert_eq!(r.ok, 23456);
+        assert_eq!(r.errors, 0);
+        assert!((r.per_second - 2345.6).abs() < 1e-9);
+        assert!((r.mean_ms - 3.411).abs() < 1e-9);
+        assert!((r.seconds - 10.0).abs() < 1e-9);
+        assert!(pgbench_record("droits", 8, "connection refused").is_err());
+    }
+
+    #[test]
+    fn the_report_puts_the_server_beside_its_ceiling() {
+        let server = Record {
+            kind: "load".into(),
+            system: "server".into(),
+            op: "droits".into(),
+            connections: 8,
+            pace: "closed".into(),
+            per_second: 2000.0,
+            p50_ms: 3.0,
+            p99_ms: 9.0,
+            curve: vec![(50.0, 3.0), (99.0, 9.0), (100.0, 20.0)],
+            ok: 100,
+            ..Record::default()
+        };
+        let ceiling = pgbench_record("droits", 8, PGBENCH).unwrap();
+        let md = markdown(&[server.clone(), ceiling], "abc", "test");
+        assert!(md.contains("| droits | closed | 8 | 2000 |"), "{md}");
+        assert!(md.contains("**0.85**"), "{md}");
+        let svg = svg(&[server]);
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<polyline"),
+            "{svg}"
+        );
+    }
+}

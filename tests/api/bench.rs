@@ -1,0 +1,238 @@
+//! The vendors' command-line client and the load generator against a real server: every
+//! exchange they drive must succeed, or the benchmark figures would measure errors.
+
+use std::io::Cursor;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use visiodroits::cli::import::{run_reader, Format};
+use visiodroits::client::messages::{field, Messages, Software};
+use visiodroits::client::{ClientIdentity, Versions};
+use visiodroits::load::{self, parse_mix, population, Op, Pace, Plan, Target};
+use visiodroits::soap::SoapVersion;
+
+use crate::helpers::{shared, tls_for, TestApp};
+
+async fn with_population(count: u64) -> TestApp {
+    let app = TestApp::spawn().await;
+    let mut csv = Vec::new();
+    population::write_csv(count, &mut csv).unwrap();
+    run_reader(
+        &app.db,
+        Box::new(Cursor::new(csv)),
+        Format::Csv,
+        true,
+        false,
+    )
+    .await
+    .expect("the synthetic population imports");
+    app
+}
+
+fn target(app: &TestApp, population: u64) -> Arc<Target> {
+    let s = shared();
+    let identity = ClientIdentity::from_pem_files(
+        &s.pki_path("clients/valid.pem"),
+        &s.pki_path("clients/valid.key"),
+    )
+    .unwrap();
+    Arc::new(Target {
+        addr: app.addr(),
+        server_name: "localhost".into(),
+        tls: tls_for(Some("valid"), Versions::Both),
+        messages: Messages {
+            version: SoapVersion::V12,
+            software: Software::default(),
+            pharmacist: identity.pharmacist().unwrap(),
+        },
+        population,
+    })
+}
+
+#[tokio::test]
+async fn the_load_generator_drives_every_exchange_without_errors() {
+    let app = with_population(30).await;
+    let target = target(&app, 30);
+    let mix = "droits,devis,pec,pec-chiffre,annulation,services";
+    let outcome = load::run(
+        target.clone(),
+        Plan {
+            mix: parse_mix(mix).unwrap(),
+            connections: 3,
+            warmup: Duration::from_millis(200),
+            duration: Duration::from_millis(1500),
+            pace: Pace::Closed,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    assert_eq!(outcome.per_op.len(), 6);
+    for (op, s) in &outcome.per_op {
+        assert!(
+            s.ok > 0 && s.errors == 0,
+            "{op:?}: {} ok, {} errors",
+            s.ok,
+            s.errors
+        );
+        assert_eq!(s.latency_us.len(), s.ok, "{op:?}: one latency per answer");
+    }
+    // What the generator counted as answered is in the database.
+    let ok = |op: Op| outcome.per_op.iter().find(|(o, _)| *o == op).unwrap().1.ok as i64;
+    let (pec, encrypted, cancelled): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE mode = 'PEC'), count(*) FILTER (WHERE mode = 'PEC' AND chiffree),
+                count(*) FILTER (WHERE annulee) FROM dispensation.tarification",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(encrypted >= ok(Op::PecEncrypted), "{encrypted}");
+    assert!(cancelled >= ok(Op::Cancellation), "{cancelled}");
+    assert!(pec >= ok(Op::Pec) + ok(Op::PecEncrypted), "{pec}");
+
+    // Open loop: the schedule is kept (about rate × duration requests), each one answered.
+    let open = load::run(
+        target.clone(),
+        Plan {
+            mix: parse_mix("droits").unwrap(),
+            connections: 2,
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(1),
+            pace: Pace::Open { rate: 40.0 },
+        },
+    )
+    .await
+    .unwrap();
+    let s = &open.per_op[0].1;
+    assert_eq!((s.ok, s.errors), (40, 0));
+
+    // Handshakes: full ones, then resumed ones (the generator refuses a session not resumed).
+    for mix in ["handshake-full", "handshake-resumed"] {
+        let o = load::run(
+            target.clone(),
+            Plan {
+                mix: parse_mix(mix).unwrap(),
+                connections: 2,
+                warmup: Duration::ZERO,
+                duration: Duration::from_millis(500),
+                pace: Pace::Closed,
+            },
+        )
+        .await
+        .unwrap();
+        let s = &o.per_op[0].1;
+        assert!(s.ok > 0 && s.errors == 0, "{mix}: {:?}", o.errors);
+    }
+}
+
+fn client(args: &[&str]) -> (bool, String) {
+    let s = shared();
+    let out = Command::new(env!("CARGO_BIN_EXE_visiodroits"))
+        .arg("client")
+        .arg(args[0])
+        .arg("--ca")
+        .arg(s.pki_path("ca/root.pem"))
+        .arg("--p12")
+        .arg(s.pki_path("clients/valid.p12"))
+        .arg("--password")
+        .arg(visiodroits::pki::P12_PASSWORD)
+        .args(&args[1..])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_runs_every_exchange_from_the_command_line() {
+    let app = with_population(1).await;
+    let url = format!("https://localhost:{}", app.addr().port());
+    let (nir, key, birth) = population::person(0);
+
+    let (ok, out) = tokio::task::block_in_place(|| client(&["services", "--url", &url]));
+    assert!(ok, "{out}");
+    assert!(field(&out, "certificat_chiffrement").is_some());
+
+    let (ok, out) = tokio::task::block_in_place(|| {
+        client(&[
+            "droits",
+            "--url",
+            &url,
+            "--nir",
+            &nir,
+            "--cle",
+            &key,
+            "--naissance",
+            &birth,
+            "--amc",
+            population::AMC,
+        ])
+    });
+    assert!(ok, "{out}");
+    let dossier = field(&out, "numero_dossier").unwrap();
+
+    let file = shared().base.join(format!("prescription-{dossier}.xml"));
+    std::fs::write(
+        &file,
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<vd:prescription xmlns:vd="urn:visiodroits:v1"><vd:id_prescription>1</vd:id_prescription><vd:date_prescription>{today}</vd:date_prescription><vd:prescripteur>123456789</vd:prescripteur><vd:date_facturation>{today}</vd:date_facturation><vd:ligne><vd:id_ligne>1</vd:id_ligne><vd:code_prestation>PH7</vd:code_prestation><vd:date_execution>{today}</vd:date_execution><vd:quantite>2</vd:quantite><vd:prix_unitaire>10.00</vd:prix_unitaire><vd:montant_facture>20.00</vd:montant_facture><vd:base_remboursement>20.00</vd:base_remboursement><vd:taux_ro>65</vd:taux_ro><vd:montant_ro>13.00</vd:montant_ro></vd:ligne></vd:prescription>"#,
+            today = chrono::Utc::now().date_naive()
+        ),
+    )
+    .unwrap();
+    let file = file.display().to_string();
+
+    let (ok, devis) = tokio::task::block_in_place(|| {
+        client(&["tarif", "--url", &url, "--dossier", &dossier, &file])
+    });
+    assert!(ok, "{devis}");
+    assert_eq!(field(&devis, "total_amc").as_deref(), Some("7.00"));
+
+    let (ok, pec) = tokio::task::block_in_place(|| {
+        client(&[
+            "tarif",
+            "--url",
+            &url,
+            "--dossier",
+            &dossier,
+            "--mode",
+            "PEC",
+            "--chiffre",
+            &file,
+        ])
+    });
+    assert!(ok, "{pec}");
+    assert_eq!(field(&pec, "total_amc").as_deref(), Some("7.00"));
+    let accreditation = field(&pec, "numero_accreditation").unwrap();
+    let encrypted: bool = sqlx::query_scalar(
+        "SELECT chiffree FROM dispensation.tarification WHERE numero_accreditation = $1",
+    )
+    .bind(&accreditation)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(encrypted);
+
+    let cancel = [
+        "annuler",
+        "--url",
+        &url,
+        "--dossier",
+        &dossier,
+        "--accreditation",
+        &accreditation,
+        "--prescription",
+        "1",
+    ];
+    let (ok, out) = tokio::task::block_in_place(|| client(&cancel));
+    assert!(ok, "{out}");
+    // Cancelling twice is refused (7010) and the command says so by its exit status.
+    let (ok, out) = tokio::task::block_in_place(|| client(&cancel));
+    assert!(!ok);
+    assert_eq!(field(&out, "code").as_deref(), Some("7010"), "{out}");
+    let _ = std::fs::remove_file(&file);
+}
