@@ -6,8 +6,10 @@ use std::io::Write;
 
 /// The AMC of the generated population (the demo's).
 pub const AMC: &str = "12345678";
-/// Its rules: every pharmacy rate, and LPP with an annual ceiling (the PEC path locks it).
-pub const RULES: &str = "PH7:PO:100;PH4:TA:100;PH2:TA:100;PH1:PO:100;DEF:PO:100;LPP:PO:100:300.00";
+/// Its rules: every pharmacy rate, and LPP with an annual ceiling high enough that a benchmark
+/// never exhausts it (so every PEC locks and consumes it).
+pub const RULES: &str =
+    "PH7:PO:100;PH4:TA:100;PH2:TA:100;PH1:PO:100;DEF:PO:100;LPP:PO:100:99999.99";
 
 /// Beneficiary `i`: (NIR, key, birth date). Sex 1/2, years 40–99, department 01–95; birth date
 /// 19YYMM15, rank 1.
