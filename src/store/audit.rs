@@ -162,8 +162,19 @@ pub fn chain_hash(prev: &[u8], row: &JournalRow) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
+/// Where the sealer looks for rows to chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// Rows above the highest sealed one: cheap, every round.
+    Recent,
+    /// Also the `LATE_WINDOW` rows below it, for transactions that committed after later ones
+    /// were sealed: an anti-join over that window (tens of milliseconds of database time with a
+    /// full window), so only every few seconds under load.
+    Late,
+}
+
 /// Seals the committed rows not yet in the chain (up to `batch`); returns how many.
-pub async fn seal_pending(store: &Store, batch: i64) -> sqlx::Result<usize> {
+pub async fn seal_pending(store: &Store, batch: i64, sweep: Sweep) -> sqlx::Result<usize> {
     let mut tx = store.begin_as(Role::AuditSealer).await?;
     // One sealer at a time, across instances; the others skip this round.
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
@@ -174,12 +185,16 @@ pub async fn seal_pending(store: &Store, batch: i64) -> sqlx::Result<usize> {
         return Ok(0);
     }
     let last: Option<(i64, i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT position, journal_id, hash FROM audit.sceau ORDER BY position DESC LIMIT 1",
+        "SELECT position, (SELECT max(journal_id) FROM audit.sceau), hash
+           FROM audit.sceau ORDER BY position DESC LIMIT 1",
     )
     .fetch_optional(&mut *tx)
     .await?;
     let (mut position, floor, mut prev) = match last {
-        Some((p, j, h)) => (p, j - LATE_WINDOW, h),
+        Some((p, highest, h)) => match sweep {
+            Sweep::Recent => (p, highest, h),
+            Sweep::Late => (p, highest - LATE_WINDOW, h),
+        },
         None => (0, 0, vec![0u8; 32]),
     };
     let rows: Vec<JournalRow> = sqlx::query_as(&format!(

@@ -21,7 +21,7 @@ use tower::Layer;
 
 use super::identity::{identify, Connection};
 use super::TlsContext;
-use crate::config::{Config, SubjectPolicy};
+use crate::config::Config;
 use crate::metrics::Metrics;
 
 /// Audits refused handshakes, rate-limited per peer and in total so that a flood cannot fill the
@@ -115,7 +115,6 @@ where
 pub struct CpsAcceptor {
     tls: RustlsAcceptor,
     ctx: Arc<TlsContext>,
-    policy: Arc<SubjectPolicy>,
     slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     deadlines: Deadlines,
@@ -144,7 +143,6 @@ impl CpsAcceptor {
         CpsAcceptor {
             tls: tls.handshake_timeout(config.limits.handshake_timeout),
             ctx,
-            policy: Arc::new(config.policy.clone()),
             slots: Arc::new(Semaphore::new(config.limits.max_connections)),
             metrics,
             deadlines: Deadlines {
@@ -215,7 +213,7 @@ where
                 _ => "?",
             };
             let identity = match conn.peer_certificates() {
-                Some(chain) => identify(chain, &this.ctx.cas, &this.policy),
+                Some(chain) => identify(chain, &this.ctx.chains),
                 None => super::identity::PeerIdentity::Anonymous,
             };
             this.metrics.handshake_done(resumed);

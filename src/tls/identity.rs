@@ -78,18 +78,85 @@ impl Connection {
     }
 }
 
-/// Builds the identity of a verified peer chain (leaf first) under `policy`.
+/// A presented chain as parsed once: its audit description, whether the walk by issuer name
+/// reached an anchor, and the CN/OU policy's verdict on the leaf.
+#[derive(Debug)]
+pub struct Described {
+    pub cert: Arc<ClientCertificate>,
+    pub complete: bool,
+    pub policy: Result<(String, String), &'static str>,
+}
+
+/// Parsed chains by SHA-256 of the presented chain. Pharmacies reconnect with the same card, and
+/// parsing X.509 with OpenSSL 3 takes process-wide locks: the profile of resumed handshakes
+/// showed a fifth of the server's time there. What is cached depends only on the chain's bytes,
+/// the configured CAs and the policy, all fixed for the process; revocation and CRL freshness
+/// are still decided on every handshake and request. Bounded: emptied when full.
+#[derive(Debug)]
+pub struct ChainCache {
+    cas: Arc<CaSet>,
+    policy: SubjectPolicy,
+    map: std::sync::Mutex<std::collections::HashMap<[u8; 32], Arc<Described>>>,
+}
+
+const CHAIN_CACHE_ENTRIES: usize = 16_384;
+
+impl ChainCache {
+    pub fn new(cas: Arc<CaSet>, policy: SubjectPolicy) -> Self {
+        ChainCache {
+            cas,
+            policy,
+            map: Default::default(),
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], Arc<Described>>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The chain (leaf first) described; `None` when the leaf cannot be parsed.
+    pub fn get(&self, chain: &[rustls_pki_types::CertificateDer<'_>]) -> Option<Arc<Described>> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for c in chain {
+            h.update((c.len() as u32).to_be_bytes());
+            h.update(c.as_ref());
+        }
+        let key: [u8; 32] = h.finalize().into();
+        if let Some(d) = self.lock().get(&key) {
+            return Some(d.clone());
+        }
+        let leaf = X509::from_der(chain.first()?).ok()?;
+        let (cert, complete) = describe(&leaf, &chain[1..], &self.cas);
+        let described = Arc::new(Described {
+            cert: Arc::new(cert),
+            complete,
+            policy: apply_policy(&leaf, &self.policy),
+        });
+        let mut m = self.lock();
+        if m.len() >= CHAIN_CACHE_ENTRIES {
+            m.clear();
+        }
+        m.insert(key, described.clone());
+        Some(described)
+    }
+}
+
+/// Builds the identity of a verified peer chain (leaf first).
 pub fn identify(
     chain: &[rustls_pki_types::CertificateDer<'_>],
-    cas: &CaSet,
-    policy: &SubjectPolicy,
+    chains: &ChainCache,
 ) -> PeerIdentity {
-    let Some(leaf_der) = chain.first() else {
+    if chain.is_empty() {
         return PeerIdentity::Anonymous;
-    };
+    }
     // The chain was verified by rustls before we get here; a parse failure cannot be a valid
     // identity, so it is refused rather than trusted.
-    let Ok(leaf) = X509::from_der(leaf_der) else {
+    let Some(d) = chains.get(chain) else {
         return PeerIdentity::Refused {
             reason: "certificat illisible",
             cert: Arc::new(ClientCertificate {
@@ -101,14 +168,16 @@ pub fn identify(
             }),
         };
     };
-    let cert = Arc::new(describe(&leaf, &chain[1..], cas));
-    match apply_policy(&leaf, policy) {
+    match &d.policy {
         Ok((ps_id, structure_id)) => PeerIdentity::Professional {
-            ps_id,
-            structure_id,
-            cert,
+            ps_id: ps_id.clone(),
+            structure_id: structure_id.clone(),
+            cert: d.cert.clone(),
         },
-        Err(reason) => PeerIdentity::Refused { reason, cert },
+        Err(reason) => PeerIdentity::Refused {
+            reason,
+            cert: d.cert.clone(),
+        },
     }
 }
 
@@ -118,14 +187,15 @@ pub fn describe_der(
     cas: &CaSet,
 ) -> Option<ClientCertificate> {
     let leaf = X509::from_der(chain.first()?).ok()?;
-    Some(describe(&leaf, &chain[1..], cas))
+    Some(describe(&leaf, &chain[1..], cas).0)
 }
 
+/// The description of a chain, and whether walking up by issuer name reached an anchor.
 fn describe(
     leaf: &X509,
     presented: &[rustls_pki_types::CertificateDer<'_>],
     cas: &CaSet,
-) -> ClientCertificate {
+) -> (ClientCertificate, bool) {
     let serial = leaf
         .serial_number()
         .to_bn()
@@ -141,6 +211,7 @@ fn describe(
         .filter_map(|d| X509::from_der(d).ok())
         .collect();
     let mut chain = Vec::new();
+    let mut complete = false;
     let mut current = leaf.clone();
     for _ in 0..8 {
         let issuer_der = current.issuer_name().to_der().unwrap_or_default();
@@ -152,6 +223,7 @@ fn describe(
         chain.push((issuer_der.clone(), serial));
         if let Some(ca) = cas.by_subject(&issuer_der) {
             if ca.is_self_issued() {
+                complete = true;
                 break;
             }
             current = ca.x509.clone();
@@ -164,13 +236,14 @@ fn describe(
             break;
         }
     }
-    ClientCertificate {
+    let cert = ClientCertificate {
         subject: name_to_string(leaf.subject_name()),
         issuer: name_to_string(leaf.issuer_name()),
         serial: hex::encode_upper(&serial),
         fingerprint,
         chain,
-    }
+    };
+    (cert, complete)
 }
 
 /// Applies the CN/OU policy; returns (PS id, structure id) or the reason of the refusal.

@@ -13,12 +13,14 @@ use rustls::{
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 use super::crl::{CaSet, CrlSet, Freshness};
+use super::identity::ChainCache;
 use crate::config::CrlSettings;
 
 #[derive(Debug)]
 pub struct CpsVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     cas: Arc<CaSet>,
+    chains: Arc<ChainCache>,
     crls: Arc<CrlSet>,
     grace: i64,
     allow_missing: bool,
@@ -28,6 +30,7 @@ pub struct CpsVerifier {
 impl CpsVerifier {
     pub fn new(
         cas: Arc<CaSet>,
+        chains: Arc<ChainCache>,
         crls: Arc<CrlSet>,
         settings: &CrlSettings,
         provider: Arc<rustls::crypto::CryptoProvider>,
@@ -47,6 +50,7 @@ impl CpsVerifier {
         Ok(CpsVerifier {
             inner: builder.build()?,
             cas,
+            chains,
             crls,
             grace: i64::try_from(settings.grace.as_secs()).unwrap_or(i64::MAX),
             allow_missing: settings.allow_missing,
@@ -140,23 +144,27 @@ impl CpsVerifier {
     }
 
     /// Every certificate below the anchor: its issuer's CRL must be present and fresh (unless a
-    /// degraded mode allows otherwise) and must not list it.
+    /// degraded mode allows otherwise) and must not list it. The chain's (issuer, serial) pairs
+    /// come from the chain cache: hash lookups only, no certificate parsing on a known chain.
     fn check_revocation(
         &self,
         end_entity: &CertificateDer<'_>,
         presented: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<(), Error> {
-        let bad = || Error::InvalidCertificate(CertificateError::BadEncoding);
         let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-        let mut cert = openssl::x509::X509::from_der(end_entity).map_err(|_| bad())?;
-        for _ in 0..8 {
-            let issuer = cert.issuer_name().to_der().map_err(|_| bad())?;
-            let subject = cert.subject_name().to_der().map_err(|_| bad())?;
-            if issuer == subject {
-                return Ok(()); // the anchor
-            }
-            match self.crls.freshness(&issuer, now, self.grace) {
+        let mut chain = Vec::with_capacity(1 + presented.len());
+        chain.push(end_entity.clone());
+        chain.extend(presented.iter().cloned());
+        let described = self
+            .chains
+            .get(&chain)
+            .ok_or(Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if !described.complete {
+            return Err(Error::InvalidCertificate(CertificateError::UnknownIssuer));
+        }
+        for (issuer, serial) in &described.cert.chain {
+            match self.crls.freshness(issuer, now, self.grace) {
                 Freshness::Fresh => {}
                 Freshness::Missing if self.allow_missing => {}
                 Freshness::Stale if self.allow_stale => {}
@@ -171,19 +179,9 @@ impl CpsVerifier {
                     ))
                 }
             }
-            let serial = cert.serial_number().to_bn().map_err(|_| bad())?.to_vec();
-            if self.crls.is_revoked(&issuer, &serial) {
+            if self.crls.is_revoked(issuer, serial) {
                 return Err(Error::InvalidCertificate(CertificateError::Revoked));
             }
-            let next = match self.cas.by_subject(&issuer) {
-                Some(ca) => ca.x509.clone(),
-                None => presented
-                    .iter()
-                    .filter_map(|d| openssl::x509::X509::from_der(d).ok())
-                    .find(|c| c.subject_name().to_der().ok().as_deref() == Some(&issuer[..]))
-                    .ok_or(Error::InvalidCertificate(CertificateError::UnknownIssuer))?,
-            };
-            cert = next;
         }
         Ok(())
     }

@@ -127,3 +127,52 @@ async fn envelope_refusals_and_policy_refusals_are_audited() {
         "{rows:?}"
     );
 }
+
+#[tokio::test]
+async fn a_row_that_commits_after_later_rows_were_sealed_is_sealed_too() {
+    let app = TestApp::spawn().await;
+    // A transaction takes an audit id, then stays open while later exchanges commit and are
+    // sealed above it.
+    let mut late = app.db.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO audit.journal (instance, operation, code, duree_ms) VALUES ('late', 'ServicesOuverts', '0000', 1)",
+    )
+    .execute(&mut *late)
+    .await
+    .unwrap();
+    let mut conn = app.connect(Some("valid")).await.unwrap();
+    for _ in 0..3 {
+        let body = services_request(SoapVersion::V12, &new_id(), None);
+        assert_eq!(
+            code(&conn.soap(SoapVersion::V12, body).await.unwrap()),
+            "0000"
+        );
+    }
+    for _ in 0..50 {
+        let sealed: i64 = sqlx::query_scalar("SELECT count(*) FROM audit.sceau")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        if sealed == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    late.commit().await.unwrap();
+    // The periodic sweep finds it below the highest sealed row.
+    wait_sealed(&app).await;
+    let last: String = sqlx::query_scalar(
+        "SELECT j.instance FROM audit.sceau s JOIN audit.journal j ON j.id = s.journal_id
+          ORDER BY s.position DESC LIMIT 1",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(last, "late");
+    let url = visiodroits::config::Secret::new(shared().admin_url(&app.db_name));
+    let report = visiodroits::cli::audit::verify(&url).await.unwrap();
+    assert!(
+        report.contains("4 sealed row(s), 0 row(s) not yet sealed"),
+        "{report}"
+    );
+}
