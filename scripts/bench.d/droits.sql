@@ -1,5 +1,5 @@
 -- The rights exchange's transaction as the server runs it (src/exchange/rights.rs, src/store/
--- rights.rs, amc.rs, audit.rs), statement for statement, for `pgbench -M prepared`: the ceiling
+-- rights.rs, audit.rs), statement for statement and round trip for round trip, for `pgbench -M prepared`: the ceiling
 -- of DemandeDroits. Beneficiary :i of the synthetic population (src/load/population.rs).
 -- Values the server computes in Rust (dossier number, ceiling key, rules snapshot, audit
 -- fields) are parameters here too. Keep in step with the server's SQL.
@@ -11,45 +11,51 @@
 \set d2 random(0, 4611686018427387903)
 \set q1 random(0, 4611686018427387903)
 \set q2 random(0, 4611686018427387903)
+\startpipeline
 BEGIN;
 SET LOCAL ROLE vd_droits;
-SELECT a.numero_amc, a.nom, a.contact_nom, a.contact_email, a.contact_telephone,
-       coalesce(array_agg(s.service ORDER BY s.service) FILTER (WHERE s.service IS NOT NULL), '{}') AS services,
-       coalesce(array_agg(s.actif ORDER BY s.service) FILTER (WHERE s.service IS NOT NULL), '{}') AS actifs
-  FROM identite.amc a
-  LEFT JOIN identite.amc_service s USING (numero_amc)
- WHERE :amc::text IS NULL OR a.numero_amc = :amc
- GROUP BY a.numero_amc
- ORDER BY a.numero_amc;
-SELECT id AS ben FROM (
-    SELECT b.id FROM identite.beneficiaire b
-     WHERE b.nir = :nir::text AND b.cle_nir = lpad(:key::text, 2, '0')
-       AND b.numero_amc = :amc AND b.date_naissance = :birth::text AND b.rang = 1
-    UNION
-    SELECT b.id FROM identite.ouvrant_droit o
-      JOIN identite.beneficiaire b ON b.id = o.beneficiaire_id
-     WHERE o.nir = :nir::text AND o.cle_nir = lpad(:key::text, 2, '0')
-       AND b.numero_amc = :amc AND b.date_naissance = :birth::text AND b.rang = 1
-) m ORDER BY id LIMIT 1 \gset
-SELECT g.contrat_id, c.numero_contrat, c.numero_adherent, c.responsable, g.domaine,
-       g.libelle, g.code_garantie, g.priorite, g.reseau, g.debut, g.fin,
-       coalesce(array_agg(p.code ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS codes,
-       coalesce(array_agg(p.unite ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS unites,
-       coalesce(array_agg(p.valeur ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS valeurs,
-       coalesce(array_agg(p.plafond_annuel ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS plafonds
-  FROM identite.garantie g
-  JOIN identite.contrat c ON c.id = g.contrat_id
-  LEFT JOIN identite.prestation p ON p.garantie_id = g.id
- WHERE g.beneficiaire_id = :ben
- GROUP BY g.id, c.id
- ORDER BY g.priorite, g.domaine, g.debut \gset g_
+\endpipeline
+WITH a AS (
+    SELECT a.numero_amc, a.nom,
+           coalesce(bool_or(s.actif) FILTER (WHERE s.service = 'DROITS'), false) AS droits_ouverts
+      FROM identite.amc a LEFT JOIN identite.amc_service s USING (numero_amc)
+     WHERE a.numero_amc = :amc
+     GROUP BY a.numero_amc),
+b AS (
+    SELECT id FROM (
+        SELECT b.id FROM identite.beneficiaire b
+         WHERE b.nir = :nir::text AND b.cle_nir = lpad(:key::text, 2, '0')
+           AND b.numero_amc = :amc AND b.date_naissance = :birth::text AND b.rang = 1
+        UNION
+        SELECT b.id FROM identite.ouvrant_droit o
+          JOIN identite.beneficiaire b ON b.id = o.beneficiaire_id
+         WHERE o.nir = :nir::text AND o.cle_nir = lpad(:key::text, 2, '0')
+           AND b.numero_amc = :amc AND b.date_naissance = :birth::text AND b.rang = 1
+    ) m ORDER BY id LIMIT 1)
+SELECT a.numero_amc, a.nom AS nom_amc, a.droits_ouverts, b.id AS beneficiaire, g.*
+  FROM a
+  LEFT JOIN b ON true
+  LEFT JOIN LATERAL (
+      SELECT g.contrat_id, c.numero_contrat, c.numero_adherent, c.responsable, g.domaine,
+             g.libelle, g.code_garantie, g.priorite, g.reseau, g.debut, g.fin,
+             coalesce(array_agg(p.code ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS codes,
+             coalesce(array_agg(p.unite ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS unites,
+             coalesce(array_agg(p.valeur ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS valeurs,
+             coalesce(array_agg(p.plafond_annuel ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS plafonds
+        FROM identite.garantie g
+        JOIN identite.contrat c ON c.id = g.contrat_id
+        LEFT JOIN identite.prestation p ON p.garantie_id = g.id
+       WHERE g.beneficiaire_id = b.id
+       GROUP BY g.id, c.id) g ON true
+ ORDER BY g.priorite, g.domaine, g.debut \gset
 WITH pairing AS (
     INSERT INTO identite.appariement (numero_dossier, beneficiaire_id, contrat_id)
-    VALUES ((lpad(to_hex(:d1::bigint), 16, '0') || lpad(to_hex(:d2::bigint), 16, '0'))::uuid, :ben, :g_contrat_id))
-INSERT INTO dispensation.dossier (numero_dossier, numero_amc, structure, expiration,
-                                  cle_plafond, regles)
-VALUES ((lpad(to_hex(:d1::bigint), 16, '0') || lpad(to_hex(:d2::bigint), 16, '0'))::uuid, :amc, :structure,
-        now() + interval '1 day', sha256(:ben::text::bytea), :rules::jsonb);
+    VALUES ((lpad(to_hex(:d1::bigint), 16, '0') || lpad(to_hex(:d2::bigint), 16, '0'))::uuid, :beneficiaire, :contrat_id)),
+dossier AS (
+    INSERT INTO dispensation.dossier (numero_dossier, numero_amc, structure, expiration,
+                                      cle_plafond, regles)
+    VALUES ((lpad(to_hex(:d1::bigint), 16, '0') || lpad(to_hex(:d2::bigint), 16, '0'))::uuid, :amc, :structure,
+            now() + interval '1 day', sha256(:beneficiaire::text::bytea), :rules::jsonb))
 INSERT INTO audit.journal (instance, operation, code, duree_ms, id_requete,
     id_reponse, horodatage_client, adresse_pair, cert_sujet, cert_emetteur, cert_serie,
     cert_empreinte, identifiant_ps, numero_structure, numero_amc, numero_dossier,

@@ -19,9 +19,8 @@ use crate::config::RightsClientCert;
 use crate::domain::{AmcNumber, BirthDate, BirthRank, DomainCode, DossierNumber, Nir};
 use crate::soap::writer::envelope;
 use crate::soap::Element;
-use crate::store::amc::{self, Service};
 use crate::store::rights::{self, Guarantee, NewDossier};
-use crate::store::{audit, Role};
+use crate::store::Role;
 use crate::tls::identity::PeerIdentity;
 
 /// Elements of dispensing data: never in a rights request.
@@ -340,56 +339,49 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
     };
 
     let mut tx = ex.store.begin_as(Role::Rights).await?;
-    let amc = amc::list(&mut tx, Some(req.amc.as_str()))
-        .await?
-        .pop()
-        .ok_or(ExchangeError::Business(Code::AmcUnknown))?;
-    if !amc.is_open(Service::Rights) {
+    let found = rights::lookup_by_nir(&mut tx, &req.amc, &req.nir, &req.birth, req.rank).await?;
+    let Some((amc_number, amc_name, open)) = found.amc else {
+        return Err(ExchangeError::Business(Code::AmcUnknown));
+    };
+    if !open {
         return Err(ExchangeError::Business(Code::ServiceClosed));
     }
-    let mut found = rights::find_by_nir(&mut tx, &req.amc, &req.nir, &req.birth, req.rank).await?;
-    if found.is_none() {
-        if let Some(adherent) = &req.adherent {
-            found =
-                rights::find_by_adherent(&mut tx, &req.amc, &req.birth, req.rank, adherent).await?;
+    let (beneficiary, guarantees) = match (found.beneficiary, &req.adherent) {
+        (Some(b), _) => (b, found.guarantees),
+        (None, Some(adherent)) => {
+            match rights::find_by_adherent(&mut tx, &req.amc, &req.birth, req.rank, adherent)
+                .await?
+            {
+                Some(b) => (b, rights::guarantees(&mut tx, b).await?),
+                None => return Err(ExchangeError::Business(Code::BeneficiaryUnknown)),
+            }
         }
-    }
-    let Some(beneficiary) = found else {
-        return Err(ExchangeError::Business(if req.adherent.is_none() {
-            Code::AdherentNeeded
-        } else {
-            Code::BeneficiaryUnknown
-        }));
+        (None, None) => return Err(ExchangeError::Business(Code::AdherentNeeded)),
     };
-    let chosen = select(rights::guarantees(&mut tx, beneficiary).await?, &req)
-        .map_err(ExchangeError::Business)?;
+    let chosen = select(guarantees, &req).map_err(ExchangeError::Business)?;
 
     let number = DossierNumber::new();
     let expiration = Utc::now()
         + chrono::Duration::from_std(ex.dossier_ttl)
             .map_err(|e| anyhow::anyhow!("dossier TTL: {e}"))?;
-    let key = ceiling_key(
-        ex.pseudonymisation_key.expose(),
-        amc.number.as_str(),
-        beneficiary,
-    );
+    let key = ceiling_key(ex.pseudonymisation_key.expose(), &amc_number, beneficiary);
     let rules = rules_snapshot(&chosen);
+    call.audit.dossier = Some(number.uuid());
     rights::issue_dossier(
         &mut tx,
         &NewDossier {
             number: number.uuid(),
             beneficiary,
             contract: chosen[0].contract_id,
-            amc: &amc.number,
+            amc: &amc_number,
             structure: &structure,
             expiration,
             ceiling_key: &key,
             rules: &rules,
         },
+        call.audit_as(Code::Ok),
     )
     .await?;
-    call.audit.dossier = Some(number.uuid());
-    audit::insert(&mut tx, call.audit_as(Code::Ok)).await?;
     tx.commit().await?;
 
     let contract = &chosen[0];
@@ -412,8 +404,8 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
             .close("dossier");
         x.open("droits");
         x.open("amc")
-            .leaf("numero_amc", &amc.number)
-            .leaf("nom", &amc.name)
+            .leaf("numero_amc", &amc_number)
+            .leaf("nom", &amc_name)
             .close("amc");
         x.open("contrat")
             .leaf("numero_contrat", &contract.contract_number)

@@ -50,8 +50,20 @@ const INSERT: &str = "INSERT INTO audit.journal (instance, operation, code, dure
 
 /// Writes `rec` in the caller's transaction (whose role may insert into the journal).
 pub async fn insert(tx: &mut Transaction<'_, Postgres>, rec: &AuditRecord) -> sqlx::Result<()> {
-    sqlx::query(INSERT)
-        .bind(&rec.instance)
+    bind(sqlx::query(INSERT), rec).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// The INSERT of an audit row ($1 to $18), for statements that write their data and the audit row
+/// together (one round trip): prefix it with a `WITH` of the data's inserts numbered from $19.
+pub const INSERT_SQL: &str = INSERT;
+
+/// Binds `rec` as $1 to $18 of [`INSERT_SQL`].
+pub fn bind<'q>(
+    q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    rec: &'q AuditRecord,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    q.bind(&rec.instance)
         .bind(rec.operation)
         .bind(rec.code)
         .bind(rec.duration_ms)
@@ -69,9 +81,6 @@ pub async fn insert(tx: &mut Transaction<'_, Postgres>, rec: &AuditRecord) -> sq
         .bind(rec.dossier)
         .bind(&rec.accreditation)
         .bind(&rec.reason)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 /// Writes `rec` in a transaction of its own, as `vd_audit_writer` (refusals, business errors).

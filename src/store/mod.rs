@@ -44,14 +44,15 @@ impl Role {
         }
     }
 
-    fn set_local(self) -> &'static str {
+    /// `BEGIN` and the role in one simple query: one round trip.
+    fn begin(self) -> &'static str {
         match self {
-            Role::Rights => "SET LOCAL ROLE vd_droits",
-            Role::Tarification => "SET LOCAL ROLE vd_tarif",
-            Role::AuditWriter => "SET LOCAL ROLE vd_audit_writer",
-            Role::Auditor => "SET LOCAL ROLE vd_auditeur",
-            Role::TrustedThirdParty => "SET LOCAL ROLE vd_tiers_confiance",
-            Role::AuditSealer => "SET LOCAL ROLE vd_audit_sealer",
+            Role::Rights => "BEGIN; SET LOCAL ROLE vd_droits",
+            Role::Tarification => "BEGIN; SET LOCAL ROLE vd_tarif",
+            Role::AuditWriter => "BEGIN; SET LOCAL ROLE vd_audit_writer",
+            Role::Auditor => "BEGIN; SET LOCAL ROLE vd_auditeur",
+            Role::TrustedThirdParty => "BEGIN; SET LOCAL ROLE vd_tiers_confiance",
+            Role::AuditSealer => "BEGIN; SET LOCAL ROLE vd_audit_sealer",
         }
     }
 }
@@ -97,11 +98,9 @@ impl Store {
         &self.pool
     }
 
-    /// Begins a transaction under `role`.
+    /// Begins a transaction under `role` (one round trip).
     pub async fn begin_as(&self, role: Role) -> sqlx::Result<Transaction<'static, Postgres>> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(role.set_local()).execute(&mut *tx).await?;
-        Ok(tx)
+        self.pool.begin_with(role.begin()).await
     }
 
     /// Whether the database answers.

@@ -6,6 +6,7 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::domain::{AmcNumber, BirthDate, BirthRank, Hundredths, Nir};
+use crate::store::audit::AuditRecord;
 
 pub use crate::domain::rules::{Rule, Unit};
 
@@ -26,34 +27,130 @@ pub struct Guarantee {
     pub rules: Vec<Rule>,
 }
 
-/// Finds the beneficiary by (AMC, birth date, rank) and a NIR that is the beneficiary's own or
-/// one of the insured persons' (ouvrant droit); `None` when nobody matches.
-pub async fn find_by_nir(
+/// What the rights exchange needs to decide, read in one round trip: the AMC (number, name,
+/// whether its rights service is open; `None` when unknown), the beneficiary (AMC, birth date,
+/// rank, and a NIR that is the beneficiary's own or an insured person's) and that beneficiary's
+/// guarantees (as [`guarantees`]).
+pub struct Lookup {
+    pub amc: Option<(String, String, bool)>,
+    pub beneficiary: Option<i64>,
+    pub guarantees: Vec<Guarantee>,
+}
+
+#[derive(sqlx::FromRow)]
+struct LookupRow {
+    numero_amc: String,
+    nom_amc: String,
+    droits_ouverts: bool,
+    beneficiaire: Option<i64>,
+    contrat_id: Option<i64>,
+    numero_contrat: Option<String>,
+    numero_adherent: Option<String>,
+    responsable: Option<bool>,
+    domaine: Option<String>,
+    libelle: Option<String>,
+    code_garantie: Option<String>,
+    priorite: Option<i16>,
+    reseau: Option<String>,
+    debut: Option<NaiveDate>,
+    fin: Option<NaiveDate>,
+    codes: Option<Vec<String>>,
+    unites: Option<Vec<String>>,
+    valeurs: Option<Vec<i64>>,
+    plafonds: Option<Vec<Option<i64>>>,
+}
+
+/// The AMC, the beneficiary by NIR and the guarantees, in one statement.
+pub async fn lookup_by_nir(
     tx: &mut Transaction<'_, Postgres>,
     amc: &AmcNumber,
     nir: &Nir,
     birth: &BirthDate,
     rank: BirthRank,
-) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(
-        "SELECT id FROM (
-             SELECT b.id FROM identite.beneficiaire b
-              WHERE b.nir = $1 AND b.cle_nir = $2
-                AND b.numero_amc = $3 AND b.date_naissance = $4 AND b.rang = $5
-             UNION
-             SELECT b.id FROM identite.ouvrant_droit o
-               JOIN identite.beneficiaire b ON b.id = o.beneficiaire_id
-              WHERE o.nir = $1 AND o.cle_nir = $2
-                AND b.numero_amc = $3 AND b.date_naissance = $4 AND b.rang = $5
-         ) m ORDER BY id LIMIT 1",
+) -> sqlx::Result<Lookup> {
+    let rows: Vec<LookupRow> = sqlx::query_as(
+        "WITH a AS (
+             SELECT a.numero_amc, a.nom,
+                    coalesce(bool_or(s.actif) FILTER (WHERE s.service = 'DROITS'), false) AS droits_ouverts
+               FROM identite.amc a LEFT JOIN identite.amc_service s USING (numero_amc)
+              WHERE a.numero_amc = $3
+              GROUP BY a.numero_amc),
+         b AS (
+             SELECT id FROM (
+                 SELECT b.id FROM identite.beneficiaire b
+                  WHERE b.nir = $1 AND b.cle_nir = $2
+                    AND b.numero_amc = $3 AND b.date_naissance = $4 AND b.rang = $5
+                 UNION
+                 SELECT b.id FROM identite.ouvrant_droit o
+                   JOIN identite.beneficiaire b ON b.id = o.beneficiaire_id
+                  WHERE o.nir = $1 AND o.cle_nir = $2
+                    AND b.numero_amc = $3 AND b.date_naissance = $4 AND b.rang = $5
+             ) m ORDER BY id LIMIT 1)
+         SELECT a.numero_amc, a.nom AS nom_amc, a.droits_ouverts, b.id AS beneficiaire, g.*
+           FROM a
+           LEFT JOIN b ON true
+           LEFT JOIN LATERAL (
+               SELECT g.contrat_id, c.numero_contrat, c.numero_adherent, c.responsable, g.domaine,
+                      g.libelle, g.code_garantie, g.priorite, g.reseau, g.debut, g.fin,
+                      coalesce(array_agg(p.code ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS codes,
+                      coalesce(array_agg(p.unite ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS unites,
+                      coalesce(array_agg(p.valeur ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS valeurs,
+                      coalesce(array_agg(p.plafond_annuel ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS plafonds
+                 FROM identite.garantie g
+                 JOIN identite.contrat c ON c.id = g.contrat_id
+                 LEFT JOIN identite.prestation p ON p.garantie_id = g.id
+                WHERE g.beneficiaire_id = b.id
+                GROUP BY g.id, c.id) g ON true
+          ORDER BY g.priorite, g.domaine, g.debut",
     )
     .bind(nir.as_str())
     .bind(nir.key())
     .bind(amc.as_str())
     .bind(birth.as_str())
     .bind(i16::from(rank.get()))
-    .fetch_optional(&mut **tx)
-    .await
+    .fetch_all(&mut **tx)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(Lookup {
+            amc: None,
+            beneficiary: None,
+            guarantees: Vec::new(),
+        });
+    };
+    let amc = Some((
+        first.numero_amc.clone(),
+        first.nom_amc.clone(),
+        first.droits_ouverts,
+    ));
+    let beneficiary = first.beneficiaire;
+    let guarantees = rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(GuaranteeRow {
+                contrat_id: r.contrat_id?,
+                numero_contrat: r.numero_contrat?,
+                numero_adherent: r.numero_adherent,
+                responsable: r.responsable?,
+                domaine: r.domaine?,
+                libelle: r.libelle?,
+                code_garantie: r.code_garantie?,
+                priorite: r.priorite?,
+                reseau: r.reseau,
+                debut: r.debut?,
+                fin: r.fin?,
+                codes: r.codes?,
+                unites: r.unites?,
+                valeurs: r.valeurs?,
+                plafonds: r.plafonds?,
+            })
+        })
+        .map(GuaranteeRow::into_guarantee)
+        .collect();
+    Ok(Lookup {
+        amc,
+        beneficiary,
+        guarantees,
+    })
 }
 
 /// The fallback search: (AMC, birth date, rank, adherent number of one of the person's contracts).
@@ -121,40 +218,42 @@ pub async fn guarantees(
     .bind(beneficiary)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let rules = r
-                .codes
-                .into_iter()
-                .zip(r.unites)
-                .zip(r.valeurs)
-                .zip(r.plafonds)
-                .filter_map(|(((code, unit), value), ceiling)| {
-                    Some(Rule {
-                        code,
-                        unit: Unit::parse(&unit)?,
-                        value: Hundredths::from_hundredths(value),
-                        annual_ceiling: ceiling.map(Hundredths::from_hundredths),
-                    })
+    Ok(rows.into_iter().map(GuaranteeRow::into_guarantee).collect())
+}
+
+impl GuaranteeRow {
+    fn into_guarantee(self) -> Guarantee {
+        let r = self;
+        let rules = r
+            .codes
+            .into_iter()
+            .zip(r.unites)
+            .zip(r.valeurs)
+            .zip(r.plafonds)
+            .filter_map(|(((code, unit), value), ceiling)| {
+                Some(Rule {
+                    code,
+                    unit: Unit::parse(&unit)?,
+                    value: Hundredths::from_hundredths(value),
+                    annual_ceiling: ceiling.map(Hundredths::from_hundredths),
                 })
-                .collect();
-            Guarantee {
-                contract_id: r.contrat_id,
-                contract_number: r.numero_contrat,
-                adherent_number: r.numero_adherent,
-                responsible: r.responsable,
-                domain: r.domaine,
-                label: r.libelle,
-                code: r.code_garantie,
-                priority: r.priorite,
-                network: r.reseau,
-                start: r.debut,
-                end: r.fin,
-                rules,
-            }
-        })
-        .collect())
+            })
+            .collect();
+        Guarantee {
+            contract_id: r.contrat_id,
+            contract_number: r.numero_contrat,
+            adherent_number: r.numero_adherent,
+            responsible: r.responsable,
+            domain: r.domaine,
+            label: r.libelle,
+            code: r.code_garantie,
+            priority: r.priorite,
+            network: r.reseau,
+            start: r.debut,
+            end: r.fin,
+            rules,
+        }
+    }
 }
 
 /// A dossier to issue: the pairing (identite) and the tarification view (dispensation).
@@ -170,28 +269,36 @@ pub struct NewDossier<'a> {
     pub rules: &'a str,
 }
 
-/// Writes both rows of a dossier in the caller's transaction.
+/// Writes both rows of a dossier and the exchange's audit row, in one statement of the caller's
+/// transaction.
 pub async fn issue_dossier(
     tx: &mut Transaction<'_, Postgres>,
     d: &NewDossier<'_>,
+    audit: &AuditRecord,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "WITH pairing AS (
-             INSERT INTO identite.appariement (numero_dossier, beneficiaire_id, contrat_id)
-             VALUES ($1, $2, $3))
-         INSERT INTO dispensation.dossier (numero_dossier, numero_amc, structure, expiration,
-                                           cle_plafond, regles)
-         VALUES ($1, $4, $5, $6, $7, $8::jsonb)",
-    )
-    .bind(d.number)
-    .bind(d.beneficiary)
-    .bind(d.contract)
-    .bind(d.amc)
-    .bind(d.structure)
-    .bind(d.expiration)
-    .bind(d.ceiling_key)
-    .bind(d.rules)
-    .execute(&mut **tx)
-    .await?;
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH pairing AS (
+                 INSERT INTO identite.appariement (numero_dossier, beneficiaire_id, contrat_id)
+                 VALUES ($19, $20, $21)),
+             dossier AS (
+                 INSERT INTO dispensation.dossier (numero_dossier, numero_amc, structure, expiration,
+                                                   cle_plafond, regles)
+                 VALUES ($19, $22, $23, $24, $25, $26::jsonb))
+             {}",
+            crate::store::audit::INSERT_SQL
+        )
+    });
+    crate::store::audit::bind(sqlx::query(&SQL), audit)
+        .bind(d.number)
+        .bind(d.beneficiary)
+        .bind(d.contract)
+        .bind(d.amc)
+        .bind(d.structure)
+        .bind(d.expiration)
+        .bind(d.ceiling_key)
+        .bind(d.rules)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
