@@ -460,8 +460,20 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
     }
 
     let content = fingerprint(call);
+    // Decryption (RSA, then the XML checks) runs before the transaction so that no database
+    // connection waits on it; its outcome is reported in the spec's order, after the dossier's.
+    let decrypted = ciphertext
+        .as_deref()
+        .map(|der| decrypt(ex, der, declared_fingerprint.as_deref()));
+    let prescription_id = match (&decrypted, &prescription) {
+        (Some(Ok(p)), _) | (None, Some(p)) => p.id,
+        _ => 0,
+    };
+
     let mut tx = ex.store.begin_as(Role::Tarification).await?;
-    if let Some((stored_fp, response)) = store::stored_response(&mut tx, header.request_id).await? {
+    let state =
+        store::request_state(&mut tx, header.request_id, dossier.uuid(), prescription_id).await?;
+    if let Some((stored_fp, response)) = state.stored {
         if stored_fp == content {
             // The same request again: the same answer, nothing consumed twice.
             audit::insert(&mut tx, call.audit_as(Code::Ok)).await?;
@@ -470,7 +482,7 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
         }
         return Err(ExchangeError::Business(Code::RequestIdReused));
     }
-    let Some(d) = store::dossier(&mut tx, dossier.uuid()).await? else {
+    let Some(d) = state.dossier else {
         return Err(ExchangeError::Business(Code::DossierUnknown));
     };
     call.audit.amc = Some(d.numero_amc.clone());
@@ -483,44 +495,15 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
     if d.expiration < chrono::Utc::now() {
         return Err(ExchangeError::Business(Code::DossierExpired));
     }
-
-    if let Some(der) = &ciphertext {
-        let Some(decryptor) = &ex.decryptor else {
-            return Err(ExchangeError::Business(Code::EncryptedNotAccepted));
-        };
-        if declared_fingerprint
-            .as_deref()
-            .is_some_and(|f| !decryptor.is_our_certificate(f))
-        {
-            return Err(ExchangeError::Business(Code::EncryptedUnreadable));
-        }
-        let clear = decryptor
-            .decrypt(der)
-            .ok_or(ExchangeError::Business(Code::EncryptedUnreadable))?;
-        // The clear content lives in memory only, and is checked like a clear prescription.
-        let text = std::str::from_utf8(&clear)
-            .map_err(|_| ExchangeError::Business(Code::EncryptedUnreadable))?;
-        let el = parse_fragment(text, &XmlLimits::default())
-            .map_err(|_| ExchangeError::Business(Code::EncryptedUnreadable))?;
-        if !el.in_vd || el.name != "prescription" {
-            return Err(ExchangeError::Business(Code::EncryptedUnreadable));
-        }
-        if el.contains_named(IDENTITY_ELEMENTS) {
-            return Err(ExchangeError::Business(Code::MixedData));
-        }
-        let mut inner = Problems::default();
-        let parsed = parse_prescription(&el, &mut inner);
-        if !inner.is_empty() {
-            return Err(ExchangeError::Business(Code::EncryptedUnreadable));
-        }
-        prescription = parsed;
+    if let Some(result) = decrypted {
+        prescription = Some(result?);
     }
     let Some(prescription) = prescription else {
         return Err(ExchangeError::Invalid(vec![
             "prescription: illisible".into()
         ]));
     };
-    if commitment && store::live_commitment(&mut tx, dossier.uuid(), prescription.id).await? {
+    if commitment && state.live_commitment {
         return Err(ExchangeError::Business(Code::CommitmentExists));
     }
 
@@ -545,33 +528,6 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
     let outcome = tarification::compute(&domains, &lines, &already);
     let accreditation = commitment.then(|| accreditation_number(&ex.owner_code, ex.instance_code));
     call.audit.accreditation = accreditation.clone();
-    let recorded = store::record(
-        &mut tx,
-        &NewTarification {
-            dossier: dossier.uuid(),
-            request_id: header.request_id,
-            structure: &cert_structure,
-            commitment,
-            prescription: prescription.id,
-            ciphertext: ciphertext.as_deref(),
-            clear_lines: if ciphertext.is_some() {
-                &[]
-            } else {
-                &prescription.lines
-            },
-            outcome: &outcome,
-            accreditation: accreditation.as_deref(),
-            ceiling_key: &d.cle_plafond,
-        },
-    )
-    .await;
-    if let Err(e) = &recorded {
-        // Two PECs of one prescription raced: the unique index names the outcome.
-        if e.as_database_error().and_then(|d| d.constraint()) == Some("tarification_pec_unique") {
-            return Err(ExchangeError::Business(Code::CommitmentExists));
-        }
-    }
-    recorded?;
 
     let response = envelope(call.version, |x| {
         x.open("fournit_tarification");
@@ -605,16 +561,82 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
         x.close("resultat");
         x.close("fournit_tarification");
     });
-    if let Err(e) = store::store_response(&mut tx, header.request_id, &content, &response).await {
-        if e.as_database_error().and_then(|d| d.constraint()) == Some("reponse_pkey") {
-            drop(tx);
-            return answer_stored(ex, call, header.request_id, &content).await;
+    // The tarification, its lines and consumption, the stored response and the audit row: one
+    // statement.
+    let recorded = store::record(
+        &mut tx,
+        &NewTarification {
+            dossier: dossier.uuid(),
+            request_id: header.request_id,
+            structure: &cert_structure,
+            commitment,
+            prescription: prescription.id,
+            ciphertext: ciphertext.as_deref(),
+            clear_lines: if ciphertext.is_some() {
+                &[]
+            } else {
+                &prescription.lines
+            },
+            outcome: &outcome,
+            accreditation: accreditation.as_deref(),
+            ceiling_key: &d.cle_plafond,
+            fingerprint: &content,
+            response: &response,
+        },
+        call.audit_as(Code::Ok),
+    )
+    .await;
+    if let Err(e) = &recorded {
+        match e.as_database_error().and_then(|d| d.constraint()) {
+            // Two PECs of one prescription raced: the unique index names the outcome.
+            Some("tarification_pec_unique") => {
+                return Err(ExchangeError::Business(Code::CommitmentExists))
+            }
+            // A concurrent retry of the same id_requete won the race.
+            Some("reponse_pkey") => {
+                drop(tx);
+                return answer_stored(ex, call, header.request_id, &content).await;
+            }
+            _ => {}
         }
-        return Err(e.into());
     }
-    audit::insert(&mut tx, call.audit_as(Code::Ok)).await?;
+    recorded?;
     tx.commit().await?;
     Ok(response)
+}
+
+/// Decrypts and checks an encrypted prescription, in memory only.
+fn decrypt(
+    ex: &Exchanges,
+    der: &[u8],
+    declared_fingerprint: Option<&str>,
+) -> Result<Prescription, ExchangeError> {
+    let Some(decryptor) = &ex.decryptor else {
+        return Err(ExchangeError::Business(Code::EncryptedNotAccepted));
+    };
+    if declared_fingerprint.is_some_and(|f| !decryptor.is_our_certificate(f)) {
+        return Err(ExchangeError::Business(Code::EncryptedUnreadable));
+    }
+    let clear = decryptor
+        .decrypt(der)
+        .ok_or(ExchangeError::Business(Code::EncryptedUnreadable))?;
+    // The clear content lives in memory only, and is checked like a clear prescription.
+    let text = std::str::from_utf8(&clear)
+        .map_err(|_| ExchangeError::Business(Code::EncryptedUnreadable))?;
+    let el = parse_fragment(text, &XmlLimits::default())
+        .map_err(|_| ExchangeError::Business(Code::EncryptedUnreadable))?;
+    if !el.in_vd || el.name != "prescription" {
+        return Err(ExchangeError::Business(Code::EncryptedUnreadable));
+    }
+    if el.contains_named(IDENTITY_ELEMENTS) {
+        return Err(ExchangeError::Business(Code::MixedData));
+    }
+    let mut inner = Problems::default();
+    let parsed = parse_prescription(&el, &mut inner);
+    match parsed {
+        Some(p) if inner.is_empty() => Ok(p),
+        _ => Err(ExchangeError::Business(Code::EncryptedUnreadable)),
+    }
 }
 
 /// After a concurrent retry of the same `id_requete` won the race: its stored response if the

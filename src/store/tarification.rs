@@ -8,6 +8,7 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::domain::tarification::{CeilingKey, Outcome};
+use crate::store::audit::AuditRecord;
 
 /// A dossier as tarification sees it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -20,17 +21,80 @@ pub struct Dossier {
     pub regles: String,
 }
 
-pub async fn dossier(
+/// What a tarification request finds, in one round trip: the response already given to its
+/// `id_requete` (fingerprint, response), its dossier, and whether a live PEC exists for its
+/// prescription in that dossier.
+pub struct RequestState {
+    pub stored: Option<(Vec<u8>, String)>,
+    pub dossier: Option<Dossier>,
+    pub live_commitment: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct StateRow {
+    empreinte: Option<Vec<u8>>,
+    reponse: Option<String>,
+    numero_amc: Option<String>,
+    structure: Option<String>,
+    expiration: Option<DateTime<Utc>>,
+    statut: Option<String>,
+    cle_plafond: Option<Vec<u8>>,
+    regles: Option<String>,
+    engagee: bool,
+}
+
+pub async fn request_state(
     tx: &mut Transaction<'_, Postgres>,
-    number: Uuid,
-) -> sqlx::Result<Option<Dossier>> {
-    sqlx::query_as(
-        "SELECT numero_amc, structure, expiration, statut, cle_plafond, regles::text AS regles
-           FROM dispensation.dossier WHERE numero_dossier = $1",
+    request_id: Uuid,
+    dossier: Uuid,
+    prescription: i32,
+) -> sqlx::Result<RequestState> {
+    let r: StateRow = sqlx::query_as(
+        "SELECT r.empreinte, r.reponse, d.numero_amc, d.structure, d.expiration, d.statut,
+                d.cle_plafond, d.regles::text AS regles,
+                EXISTS (SELECT 1 FROM dispensation.tarification t
+                         WHERE t.numero_dossier = $2 AND t.id_prescription = $3
+                           AND t.mode = 'PEC' AND NOT t.annulee) AS engagee
+           FROM (SELECT 1) AS one
+           LEFT JOIN dispensation.reponse r ON r.id_requete = $1
+           LEFT JOIN dispensation.dossier d ON d.numero_dossier = $2",
     )
-    .bind(number)
-    .fetch_optional(&mut **tx)
-    .await
+    .bind(request_id)
+    .bind(dossier)
+    .bind(prescription)
+    .fetch_one(&mut **tx)
+    .await?;
+    let stored = r.empreinte.zip(r.reponse);
+    let dossier = match (
+        r.numero_amc,
+        r.structure,
+        r.expiration,
+        r.statut,
+        r.cle_plafond,
+        r.regles,
+    ) {
+        (
+            Some(numero_amc),
+            Some(structure),
+            Some(expiration),
+            Some(statut),
+            Some(cle),
+            Some(regles),
+        ) => Some(Dossier {
+            numero_amc,
+            structure,
+            expiration,
+            statut,
+            cle_plafond: cle,
+            regles,
+        }),
+        _ => None,
+    };
+    Ok(RequestState {
+        stored,
+        dossier,
+        live_commitment: r.engagee,
+    })
 }
 
 /// The response stored for `id_requete`: (content fingerprint, response).
@@ -61,22 +125,6 @@ pub async fn store_response(
     Ok(())
 }
 
-/// Whether a live PEC exists for this prescription in this dossier.
-pub async fn live_commitment(
-    tx: &mut Transaction<'_, Postgres>,
-    dossier: Uuid,
-    prescription: i32,
-) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM dispensation.tarification
-                         WHERE numero_dossier = $1 AND id_prescription = $2 AND mode = 'PEC' AND NOT annulee)",
-    )
-    .bind(dossier)
-    .bind(prescription)
-    .fetch_one(&mut **tx)
-    .await
-}
-
 /// What the ceilings of `keys` have consumed for this beneficiary key. With `lock`, the rows are
 /// created if missing and locked (in key order, so that concurrent PECs never deadlock) until
 /// the transaction ends: that is what keeps concurrent PECs within a ceiling.
@@ -92,28 +140,15 @@ pub async fn consumption(
     let guarantees: Vec<&str> = keys.iter().map(|k| k.guarantee.as_str()).collect();
     let prestations: Vec<&str> = keys.iter().map(|k| k.prestation.as_str()).collect();
     let years: Vec<i16> = keys.iter().map(|k| k.year as i16).collect();
-    if lock {
-        sqlx::query(
-            "INSERT INTO dispensation.consommation (cle_plafond, code_garantie, code_prestation, annee)
-             SELECT $1, g, p, y FROM UNNEST($2::text[], $3::text[], $4::smallint[]) AS k(g, p, y)
-             ORDER BY g, p, y
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(ceiling_key)
-        .bind(&guarantees)
-        .bind(&prestations)
-        .bind(&years)
-        .execute(&mut **tx)
-        .await?;
-    }
+    // With the lock: insert the missing rows and lock them all, in key order, reading what they
+    // consumed — one statement (DO UPDATE locks an existing row and returns its latest version).
     let sql = if lock {
-        "SELECT c.code_garantie, c.code_prestation, c.annee, c.consomme
-           FROM dispensation.consommation c
-           JOIN UNNEST($2::text[], $3::text[], $4::smallint[]) AS k(g, p, y)
-             ON c.code_garantie = k.g AND c.code_prestation = k.p AND c.annee = k.y
-          WHERE c.cle_plafond = $1
-          ORDER BY c.code_garantie, c.code_prestation, c.annee
-            FOR UPDATE OF c"
+        "INSERT INTO dispensation.consommation AS c (cle_plafond, code_garantie, code_prestation, annee)
+         SELECT $1, g, p, y FROM UNNEST($2::text[], $3::text[], $4::smallint[]) AS k(g, p, y)
+          ORDER BY g, p, y
+             ON CONFLICT (cle_plafond, code_garantie, code_prestation, annee)
+             DO UPDATE SET consomme = c.consomme
+         RETURNING c.code_garantie, c.code_prestation, c.annee, c.consomme"
     } else {
         "SELECT c.code_garantie, c.code_prestation, c.annee, c.consomme
            FROM dispensation.consommation c
@@ -171,97 +206,169 @@ pub struct NewTarification<'a> {
     pub outcome: &'a Outcome,
     pub accreditation: Option<&'a str>,
     pub ceiling_key: &'a [u8],
+    /// The request's content fingerprint and the response, kept for idempotent retries.
+    pub fingerprint: &'a [u8],
+    pub response: &'a str,
 }
 
-/// Records a tarification, its lines and results, and (PEC) its consumption. Returns its id.
+/// Records a tarification, its lines and results, (PEC) its consumption, the response for
+/// retries and the exchange's audit row, in one statement.
 pub async fn record(
     tx: &mut Transaction<'_, Postgres>,
     t: &NewTarification<'_>,
-) -> sqlx::Result<i64> {
+    audit: &AuditRecord,
+) -> sqlx::Result<()> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH t AS (
+                 INSERT INTO dispensation.tarification (numero_dossier, id_requete, structure, mode,
+                     id_prescription, chiffree, donnees_chiffrees, total_facture, total_ro,
+                     total_amc, total_reste_a_charge, numero_accreditation)
+                 VALUES ($19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30) RETURNING id),
+             l AS (
+                 INSERT INTO dispensation.ligne (tarification_id, id_ligne, code_prestation,
+                     date_execution, quantite, prix_unitaire, montant_facture, base_remboursement,
+                     taux_ro, montant_ro, code_cip, code_lpp, montant_amc, reste_a_charge,
+                     code_garantie, code_ligne)
+                 SELECT (SELECT id FROM t), * FROM UNNEST($31::int[], $32::text[], $33::date[],
+                     $34::int[], $35::bigint[], $36::bigint[], $37::bigint[], $38::smallint[],
+                     $39::bigint[], $40::text[], $41::text[], $42::bigint[], $43::bigint[],
+                     $44::text[], $45::text[])),
+             u AS (
+                 UPDATE dispensation.consommation c SET consomme = c.consomme + k.a
+                   FROM UNNEST($46::text[], $47::text[], $48::smallint[], $49::bigint[]) AS k(g, p, y, a)
+                  WHERE c.cle_plafond = $50 AND c.code_garantie = k.g
+                    AND c.code_prestation = k.p AND c.annee = k.y),
+             cp AS (
+                 INSERT INTO dispensation.consommation_pec (tarification_id, cle_plafond,
+                     code_garantie, code_prestation, annee, montant)
+                 SELECT (SELECT id FROM t), $50, * FROM UNNEST($46::text[], $47::text[],
+                     $48::smallint[], $49::bigint[])),
+             r AS (
+                 INSERT INTO dispensation.reponse (id_requete, empreinte, reponse)
+                 VALUES ($20, $51, $52))
+             {}",
+            crate::store::audit::INSERT_SQL
+        )
+    });
     let o = t.outcome;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO dispensation.tarification (numero_dossier, id_requete, structure, mode,
-             id_prescription, chiffree, donnees_chiffrees, total_facture, total_ro, total_amc,
-             total_reste_a_charge, numero_accreditation)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
-    )
-    .bind(t.dossier)
-    .bind(t.request_id)
-    .bind(t.structure)
-    .bind(if t.commitment { "PEC" } else { "DEVIS" })
-    .bind(t.prescription)
-    .bind(t.ciphertext.is_some())
-    .bind(t.ciphertext)
-    .bind(o.total_billed)
-    .bind(o.total_amo)
-    .bind(o.total_amc)
-    .bind(o.total_patient)
-    .bind(t.accreditation)
-    .fetch_one(&mut **tx)
-    .await?;
-
     let clear: BTreeMap<i32, &StoredLine> = t.clear_lines.iter().map(|l| (l.id, l)).collect();
     let ids: Vec<i32> = o.lines.iter().map(|r| r.id as i32).collect();
     let get = |r: &crate::domain::tarification::LineResult| clear.get(&(r.id as i32)).copied();
-    sqlx::query(
-        "INSERT INTO dispensation.ligne (tarification_id, id_ligne, code_prestation, date_execution,
-             quantite, prix_unitaire, montant_facture, base_remboursement, taux_ro, montant_ro,
-             code_cip, code_lpp, montant_amc, reste_a_charge, code_garantie, code_ligne)
-         SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::date[], $5::int[], $6::bigint[],
-             $7::bigint[], $8::bigint[], $9::smallint[], $10::bigint[], $11::text[], $12::text[],
-             $13::bigint[], $14::bigint[], $15::text[], $16::text[])",
-    )
-    .bind(id)
-    .bind(&ids)
-    .bind(o.lines.iter().map(|r| get(r).map(|l| l.prestation.clone())).collect::<Vec<_>>())
-    .bind(o.lines.iter().map(|r| get(r).map(|l| l.execution)).collect::<Vec<_>>())
-    .bind(o.lines.iter().map(|r| get(r).map(|l| l.quantity)).collect::<Vec<_>>())
-    .bind(o.lines.iter().map(|r| get(r).map(|l| l.unit_price)).collect::<Vec<_>>())
-    .bind(o.lines.iter().map(|r| get(r).map(|l| l.billed)).collect::<Vec<_>>())
-    .bind(o.lines.iter().map(|r| get(r).map(|l| l.base)).collect::<Vec<_>>())
-    .bind(o.lines.iter().map(|r| get(r).map(|l| l.rate)).collect::<Vec<_>>())
-    .bind(o.lines.iter().map(|r| get(r).map(|l| l.amo)).collect::<Vec<_>>())
-    .bind(o.lines.iter().map(|r| get(r).and_then(|l| l.cip.clone())).collect::<Vec<_>>())
-    .bind(o.lines.iter().map(|r| get(r).and_then(|l| l.lpp.clone())).collect::<Vec<_>>())
-    .bind(o.lines.iter().map(|r| r.amc).collect::<Vec<_>>())
-    .bind(o.lines.iter().map(|r| r.patient).collect::<Vec<_>>())
-    .bind(o.lines.iter().map(|r| r.guarantee.clone()).collect::<Vec<_>>())
-    .bind(o.lines.iter().map(|r| r.code.as_str()).collect::<Vec<_>>())
-    .execute(&mut **tx)
-    .await?;
-
-    if t.commitment && !o.consumed.is_empty() {
-        let keys: Vec<&CeilingKey> = o.consumed.keys().collect();
-        let g: Vec<&str> = keys.iter().map(|k| k.guarantee.as_str()).collect();
-        let p: Vec<&str> = keys.iter().map(|k| k.prestation.as_str()).collect();
-        let y: Vec<i16> = keys.iter().map(|k| k.year as i16).collect();
-        let a: Vec<i64> = o.consumed.values().copied().collect();
-        sqlx::query(
-            "UPDATE dispensation.consommation c SET consomme = c.consomme + k.a
-               FROM UNNEST($2::text[], $3::text[], $4::smallint[], $5::bigint[]) AS k(g, p, y, a)
-              WHERE c.cle_plafond = $1 AND c.code_garantie = k.g AND c.code_prestation = k.p AND c.annee = k.y",
+    // What a PEC consumes; nothing for a quote.
+    let consumed: Vec<(&CeilingKey, i64)> = if t.commitment {
+        o.consumed.iter().map(|(k, a)| (k, *a)).collect()
+    } else {
+        Vec::new()
+    };
+    crate::store::audit::bind(sqlx::query(&SQL), audit)
+        .bind(t.dossier)
+        .bind(t.request_id)
+        .bind(t.structure)
+        .bind(if t.commitment { "PEC" } else { "DEVIS" })
+        .bind(t.prescription)
+        .bind(t.ciphertext.is_some())
+        .bind(t.ciphertext)
+        .bind(o.total_billed)
+        .bind(o.total_amo)
+        .bind(o.total_amc)
+        .bind(o.total_patient)
+        .bind(t.accreditation)
+        .bind(&ids)
+        .bind(
+            o.lines
+                .iter()
+                .map(|r| get(r).map(|l| l.prestation.clone()))
+                .collect::<Vec<_>>(),
         )
+        .bind(
+            o.lines
+                .iter()
+                .map(|r| get(r).map(|l| l.execution))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            o.lines
+                .iter()
+                .map(|r| get(r).map(|l| l.quantity))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            o.lines
+                .iter()
+                .map(|r| get(r).map(|l| l.unit_price))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            o.lines
+                .iter()
+                .map(|r| get(r).map(|l| l.billed))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            o.lines
+                .iter()
+                .map(|r| get(r).map(|l| l.base))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            o.lines
+                .iter()
+                .map(|r| get(r).map(|l| l.rate))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            o.lines
+                .iter()
+                .map(|r| get(r).map(|l| l.amo))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            o.lines
+                .iter()
+                .map(|r| get(r).and_then(|l| l.cip.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            o.lines
+                .iter()
+                .map(|r| get(r).and_then(|l| l.lpp.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(o.lines.iter().map(|r| r.amc).collect::<Vec<_>>())
+        .bind(o.lines.iter().map(|r| r.patient).collect::<Vec<_>>())
+        .bind(
+            o.lines
+                .iter()
+                .map(|r| r.guarantee.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(o.lines.iter().map(|r| r.code.as_str()).collect::<Vec<_>>())
+        .bind(
+            consumed
+                .iter()
+                .map(|(k, _)| k.guarantee.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            consumed
+                .iter()
+                .map(|(k, _)| k.prestation.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            consumed
+                .iter()
+                .map(|(k, _)| k.year as i16)
+                .collect::<Vec<_>>(),
+        )
+        .bind(consumed.iter().map(|(_, a)| *a).collect::<Vec<_>>())
         .bind(t.ceiling_key)
-        .bind(&g)
-        .bind(&p)
-        .bind(&y)
-        .bind(&a)
+        .bind(t.fingerprint)
+        .bind(t.response)
         .execute(&mut **tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO dispensation.consommation_pec (tarification_id, cle_plafond, code_garantie, code_prestation, annee, montant)
-             SELECT $1, $2, * FROM UNNEST($3::text[], $4::text[], $5::smallint[], $6::bigint[])",
-        )
-        .bind(id)
-        .bind(t.ceiling_key)
-        .bind(&g)
-        .bind(&p)
-        .bind(&y)
-        .bind(&a)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(id)
+    Ok(())
 }
 
 /// A PEC that may be cancelled.
