@@ -107,7 +107,15 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
 
     let content = fingerprint(call);
     let mut tx = ex.store.begin_as(Role::Tarification).await?;
-    if let Some((fp, response)) = store::stored_response(&mut tx, header.request_id).await? {
+    let state = store::cancellation_state(
+        &mut tx,
+        header.request_id,
+        dossier.uuid(),
+        &accreditation,
+        prescription,
+    )
+    .await?;
+    if let Some((fp, response)) = state.stored {
         if fp == content {
             audit::insert(&mut tx, call.audit_as(Code::Ok)).await?;
             tx.commit().await?;
@@ -115,15 +123,13 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
         }
         return Err(ExchangeError::Business(Code::RequestIdReused));
     }
-    let pec = store::commitment(&mut tx, dossier.uuid(), &accreditation, prescription).await?;
-    let pec = match pec {
+    let pec = match state.commitment {
         Some(c) if c.structure != cert_structure => {
             return Err(ExchangeError::Business(Code::OtherStructure))
         }
         Some(c) if !c.annulee => c,
         _ => return Err(ExchangeError::Business(Code::AccreditationUnknown)),
     };
-    store::cancel(&mut tx, pec.id).await?;
 
     let response = envelope(call.version, |x| {
         x.open("fournit_annulation");
@@ -139,14 +145,23 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
             .leaf("annulee", "true")
             .close("fournit_annulation");
     });
-    if let Err(e) = store::store_response(&mut tx, header.request_id, &content, &response).await {
+    // The reversal, the stored response and the audit row: one statement.
+    let done = store::cancel(
+        &mut tx,
+        pec.id,
+        header.request_id,
+        &content,
+        &response,
+        call.audit_as(Code::Ok),
+    )
+    .await;
+    if let Err(e) = &done {
         if e.as_database_error().and_then(|d| d.constraint()) == Some("reponse_pkey") {
             drop(tx);
             return answer_stored(ex, call, header.request_id, &content).await;
         }
-        return Err(e.into());
     }
-    audit::insert(&mut tx, call.audit_as(Code::Ok)).await?;
+    done?;
     tx.commit().await?;
     Ok(response)
 }

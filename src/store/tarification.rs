@@ -108,23 +108,6 @@ pub async fn stored_response(
         .await
 }
 
-pub async fn store_response(
-    tx: &mut Transaction<'_, Postgres>,
-    request_id: Uuid,
-    fingerprint: &[u8],
-    response: &str,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO dispensation.reponse (id_requete, empreinte, reponse) VALUES ($1, $2, $3)",
-    )
-    .bind(request_id)
-    .bind(fingerprint)
-    .bind(response)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// What the ceilings of `keys` have consumed for this beneficiary key. With `lock`, the rows are
 /// created if missing and locked (in key order, so that concurrent PECs never deadlock) until
 /// the transaction ends: that is what keeps concurrent PECs within a ceiling.
@@ -379,50 +362,101 @@ pub struct Commitment {
     pub annulee: bool,
 }
 
-/// The PEC of (dossier, accreditation, prescription), locked.
-pub async fn commitment(
+/// What a cancellation finds, in one round trip: the response already given to its
+/// `id_requete`, and the PEC of (dossier, accreditation, prescription), locked.
+pub struct CancellationState {
+    pub stored: Option<(Vec<u8>, String)>,
+    pub commitment: Option<Commitment>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CancellationRow {
+    empreinte: Option<Vec<u8>>,
+    reponse: Option<String>,
+    id: Option<i64>,
+    structure: Option<String>,
+    annulee: Option<bool>,
+}
+
+pub async fn cancellation_state(
     tx: &mut Transaction<'_, Postgres>,
+    request_id: Uuid,
     dossier: Uuid,
     accreditation: &str,
     prescription: i32,
-) -> sqlx::Result<Option<Commitment>> {
-    sqlx::query_as(
-        "SELECT id, structure, annulee FROM dispensation.tarification
-          WHERE numero_dossier = $1 AND numero_accreditation = $2 AND id_prescription = $3 AND mode = 'PEC'
-            FOR UPDATE",
+) -> sqlx::Result<CancellationState> {
+    let r: CancellationRow = sqlx::query_as(
+        "SELECT r.empreinte, r.reponse, t.id, t.structure, t.annulee
+           FROM (SELECT 1) AS one
+           LEFT JOIN dispensation.reponse r ON r.id_requete = $1
+           LEFT JOIN LATERAL (
+               SELECT id, structure, annulee FROM dispensation.tarification
+                WHERE numero_dossier = $2 AND numero_accreditation = $3
+                  AND id_prescription = $4 AND mode = 'PEC'
+                  FOR UPDATE) t ON true",
     )
+    .bind(request_id)
     .bind(dossier)
     .bind(accreditation)
     .bind(prescription)
-    .fetch_optional(&mut **tx)
-    .await
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(CancellationState {
+        stored: r.empreinte.zip(r.reponse),
+        commitment: match (r.id, r.structure, r.annulee) {
+            (Some(id), Some(structure), Some(annulee)) => Some(Commitment {
+                id,
+                structure,
+                annulee,
+            }),
+            _ => None,
+        },
+    })
 }
 
-/// Cancels a PEC and gives back exactly what it consumed (rows locked in key order).
-pub async fn cancel(tx: &mut Transaction<'_, Postgres>, tarification: i64) -> sqlx::Result<()> {
-    sqlx::query(
-        "WITH given AS (
-             SELECT cle_plafond, code_garantie, code_prestation, annee, montant
-               FROM dispensation.consommation_pec WHERE tarification_id = $1),
-         locked AS (
-             SELECT c.cle_plafond, c.code_garantie, c.code_prestation, c.annee
-               FROM dispensation.consommation c JOIN given g USING (cle_plafond, code_garantie, code_prestation, annee)
-              ORDER BY c.code_garantie, c.code_prestation, c.annee FOR UPDATE OF c)
-         UPDATE dispensation.consommation c SET consomme = c.consomme - g.montant
-           FROM given g, locked l
-          WHERE c.cle_plafond = g.cle_plafond AND c.code_garantie = g.code_garantie
-            AND c.code_prestation = g.code_prestation AND c.annee = g.annee
-            AND l.cle_plafond = g.cle_plafond AND l.code_garantie = g.code_garantie
-            AND l.code_prestation = g.code_prestation AND l.annee = g.annee",
-    )
-    .bind(tarification)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE dispensation.tarification SET annulee = true, annulee_le = now() WHERE id = $1",
-    )
-    .bind(tarification)
-    .execute(&mut **tx)
-    .await?;
+/// Cancels a PEC and gives back exactly what it consumed (rows locked in key order), stores the
+/// response for retries and writes the exchange's audit row: one statement.
+pub async fn cancel(
+    tx: &mut Transaction<'_, Postgres>,
+    tarification: i64,
+    request_id: Uuid,
+    fingerprint: &[u8],
+    response: &str,
+    audit: &AuditRecord,
+) -> sqlx::Result<()> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH given AS (
+                 SELECT cle_plafond, code_garantie, code_prestation, annee, montant
+                   FROM dispensation.consommation_pec WHERE tarification_id = $19),
+             locked AS (
+                 SELECT c.cle_plafond, c.code_garantie, c.code_prestation, c.annee
+                   FROM dispensation.consommation c
+                   JOIN given g USING (cle_plafond, code_garantie, code_prestation, annee)
+                  ORDER BY c.code_garantie, c.code_prestation, c.annee FOR UPDATE OF c),
+             back AS (
+                 UPDATE dispensation.consommation c SET consomme = c.consomme - g.montant
+                   FROM given g, locked l
+                  WHERE c.cle_plafond = g.cle_plafond AND c.code_garantie = g.code_garantie
+                    AND c.code_prestation = g.code_prestation AND c.annee = g.annee
+                    AND l.cle_plafond = g.cle_plafond AND l.code_garantie = g.code_garantie
+                    AND l.code_prestation = g.code_prestation AND l.annee = g.annee),
+             cancelled AS (
+                 UPDATE dispensation.tarification SET annulee = true, annulee_le = now()
+                  WHERE id = $19),
+             stored AS (
+                 INSERT INTO dispensation.reponse (id_requete, empreinte, reponse)
+                 VALUES ($20, $21, $22))
+             {}",
+            crate::store::audit::INSERT_SQL
+        )
+    });
+    crate::store::audit::bind(sqlx::query(&SQL), audit)
+        .bind(tarification)
+        .bind(request_id)
+        .bind(fingerprint)
+        .bind(response)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
