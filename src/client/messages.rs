@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use crate::soap::writer::escape_into;
+use crate::soap::writer::{envelope, fragment, Xml};
 use crate::soap::{SoapVersion, VD_NS};
 
 /// The software sending the requests (`entete`).
@@ -91,48 +91,12 @@ pub struct Messages {
     pub pharmacist: Pharmacist,
 }
 
-struct W(String);
-
-impl W {
-    fn open(&mut self, name: &str) -> &mut Self {
-        self.0.push_str("<vd:");
-        self.0.push_str(name);
-        self.0.push('>');
-        self
-    }
-    fn close(&mut self, name: &str) -> &mut Self {
-        self.0.push_str("</vd:");
-        self.0.push_str(name);
-        self.0.push('>');
-        self
-    }
-    fn leaf(&mut self, name: &str, text: &str) -> &mut Self {
-        self.open(name);
-        escape_into(&mut self.0, text);
-        self.close(name)
-    }
-    fn leaf_opt(&mut self, name: &str, text: Option<&str>) -> &mut Self {
-        if let Some(t) = text {
-            self.leaf(name, t);
-        }
-        self
-    }
-}
-
 impl Messages {
-    fn envelope(&self, body: impl FnOnce(&mut W)) -> String {
-        let mut w = W(String::with_capacity(2048));
-        w.0.push_str(r#"<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap=""#);
-        w.0.push_str(self.version.namespace());
-        w.0.push_str(r#"" xmlns:vd=""#);
-        w.0.push_str(VD_NS);
-        w.0.push_str(r#""><soap:Body>"#);
-        body(&mut w);
-        w.0.push_str("</soap:Body></soap:Envelope>");
-        w.0
+    fn envelope(&self, body: impl FnOnce(&mut Xml)) -> String {
+        envelope(self.version, body)
     }
 
-    fn head(&self, w: &mut W, request_id: Uuid) {
+    fn head(&self, w: &mut Xml, request_id: Uuid) {
         w.open("entete")
             .leaf("id_logiciel", &self.software.id)
             .leaf("version_logiciel", &self.software.version)
@@ -140,7 +104,7 @@ impl Messages {
             .close("entete");
     }
 
-    fn ps(&self, w: &mut W) {
+    fn ps(&self, w: &mut Xml) {
         w.open("ps")
             .leaf("identifiant_ps", &self.pharmacist.ps_id)
             .leaf_opt("numero_structure", self.pharmacist.structure.as_deref())
@@ -197,7 +161,9 @@ impl Messages {
                 .leaf("mode", if commitment { "PEC" } else { "DEVIS" });
             match payload {
                 Payload::Clear(p) => prescription_into(w, p),
-                Payload::Markup(m) => w.0.push_str(m),
+                Payload::Markup(m) => {
+                    w.raw(m);
+                }
                 Payload::Encrypted { der, fingerprint } => {
                     use base64::Engine;
                     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
@@ -231,7 +197,7 @@ impl Messages {
     }
 }
 
-fn prescription_into(w: &mut W, p: &Prescription) {
+fn prescription_into(w: &mut Xml, p: &Prescription) {
     w.open("prescription")
         .leaf("id_prescription", &p.id.to_string())
         .leaf("date_prescription", &p.date)
@@ -258,9 +224,7 @@ fn prescription_into(w: &mut W, p: &Prescription) {
 /// The standalone XML of a prescription (with its namespace declaration): the clear content of
 /// an encrypted payload.
 pub fn prescription_document(p: &Prescription) -> String {
-    let mut w = W(String::with_capacity(1024));
-    prescription_into(&mut w, p);
-    w.0.replacen(
+    fragment(|w| prescription_into(w, p)).replacen(
         "<vd:prescription>",
         &format!(r#"<vd:prescription xmlns:vd="{VD_NS}">"#),
         1,

@@ -216,19 +216,14 @@ impl Run {
 /// Runs `plan` against `target`.
 pub async fn run(target: Arc<Target>, plan: Plan) -> anyhow::Result<Outcome> {
     anyhow::ensure!(plan.connections > 0, "at least one connection");
+    // The mix's weights interleaved (a=2,b=1 → a,b,a) so that it never runs in long blocks of one
+    // operation.
+    let mut left: Vec<(Op, u32)> = plan.mix.clone();
     let mut wheel = Vec::new();
-    for (op, w) in &plan.mix {
-        wheel.extend(std::iter::repeat_n(*op, *w as usize));
-    }
-    // Interleave (a,a,b → a,b,a) so that a mix never runs in long blocks of one operation.
-    let mut spread = Vec::with_capacity(wheel.len());
-    let mut left = plan.mix.iter().map(|(o, w)| (*o, *w)).collect::<Vec<_>>();
-    while spread.len() < wheel.len() {
-        for (op, w) in left.iter_mut() {
-            if *w > 0 {
-                spread.push(*op);
-                *w -= 1;
-            }
+    while left.iter().any(|(_, w)| *w > 0) {
+        for (op, w) in left.iter_mut().filter(|(_, w)| *w > 0) {
+            wheel.push(*op);
+            *w -= 1;
         }
     }
 
@@ -258,7 +253,7 @@ pub async fn run(target: Arc<Target>, plan: Plan) -> anyhow::Result<Outcome> {
 
     let start = Instant::now();
     let run = Arc::new(Run {
-        wheel: spread,
+        wheel,
         start,
         measure_from: start + plan.warmup,
         end: start + plan.warmup + plan.duration,

@@ -1,9 +1,9 @@
-//! Writing responses: a small string builder for `vd:`-prefixed elements inside an envelope.
-//! Responses are small and their shape fixed by the WSDL, so direct writing beats a serializer.
+//! Writing messages (the server's responses, the client's requests): a small string builder for
+//! `vd:`-prefixed elements inside an envelope. Messages are small and their shape fixed by the WSDL, so direct writing beats a serializer.
 
 use super::{SoapVersion, VD_NS};
 
-/// Builds the XML of a response body.
+/// Builds the XML of a message body.
 pub struct Xml {
     buf: String,
 }
@@ -75,7 +75,17 @@ pub fn envelope(version: SoapVersion, body: impl FnOnce(&mut Xml)) -> String {
     xml.finish()
 }
 
-pub(crate) fn escape_into(buf: &mut String, text: &str) {
+/// Writes `vd:` elements without an envelope; the caller declares the namespace where the
+/// fragment ends up.
+pub fn fragment(body: impl FnOnce(&mut Xml)) -> String {
+    let mut xml = Xml {
+        buf: String::with_capacity(1024),
+    };
+    body(&mut xml);
+    xml.buf
+}
+
+fn escape_into(buf: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '<' => buf.push_str("&lt;"),

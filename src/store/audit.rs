@@ -42,7 +42,10 @@ pub struct AuditRecord {
     pub reason: Option<String>,
 }
 
-const INSERT: &str = "INSERT INTO audit.journal (instance, operation, code, duree_ms, id_requete,
+/// The INSERT of an audit row ($1 to $18). Statements that write their data and the audit row
+/// together (one round trip) prefix it with a `WITH` of the data's inserts numbered from $19.
+pub const INSERT: &str =
+    "INSERT INTO audit.journal (instance, operation, code, duree_ms, id_requete,
     id_reponse, horodatage_client, adresse_pair, cert_sujet, cert_emetteur, cert_serie,
     cert_empreinte, identifiant_ps, numero_structure, numero_amc, numero_dossier,
     numero_accreditation, motif)
@@ -54,11 +57,7 @@ pub async fn insert(tx: &mut Transaction<'_, Postgres>, rec: &AuditRecord) -> sq
     Ok(())
 }
 
-/// The INSERT of an audit row ($1 to $18), for statements that write their data and the audit row
-/// together (one round trip): prefix it with a `WITH` of the data's inserts numbered from $19.
-pub const INSERT_SQL: &str = INSERT;
-
-/// Binds `rec` as $1 to $18 of [`INSERT_SQL`].
+/// Binds `rec` as $1 to $18 of [`INSERT`].
 pub fn bind<'q>(
     q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
     rec: &'q AuditRecord,

@@ -68,8 +68,9 @@ pub async fn lookup_by_nir(
     birth: &BirthDate,
     rank: BirthRank,
 ) -> sqlx::Result<Lookup> {
-    let rows: Vec<LookupRow> = sqlx::query_as(
-        "WITH a AS (
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH a AS (
              SELECT a.numero_amc, a.nom,
                     coalesce(bool_or(s.actif) FILTER (WHERE s.service = 'DROITS'), false) AS droits_ouverts
                FROM identite.amc a LEFT JOIN identite.amc_service s USING (numero_amc)
@@ -90,26 +91,19 @@ pub async fn lookup_by_nir(
            FROM a
            LEFT JOIN b ON true
            LEFT JOIN LATERAL (
-               SELECT g.contrat_id, c.numero_contrat, c.numero_adherent, c.responsable, g.domaine,
-                      g.libelle, g.code_garantie, g.priorite, g.reseau, g.debut, g.fin,
-                      coalesce(array_agg(p.code ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS codes,
-                      coalesce(array_agg(p.unite ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS unites,
-                      coalesce(array_agg(p.valeur ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS valeurs,
-                      coalesce(array_agg(p.plafond_annuel ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS plafonds
-                 FROM identite.garantie g
-                 JOIN identite.contrat c ON c.id = g.contrat_id
-                 LEFT JOIN identite.prestation p ON p.garantie_id = g.id
-                WHERE g.beneficiaire_id = b.id
-                GROUP BY g.id, c.id) g ON true
+               {}) g ON true
           ORDER BY g.priorite, g.domaine, g.debut",
-    )
-    .bind(nir.as_str())
-    .bind(nir.key())
-    .bind(amc.as_str())
-    .bind(birth.as_str())
-    .bind(i16::from(rank.get()))
-    .fetch_all(&mut **tx)
-    .await?;
+            guarantees_of("b.id")
+        )
+    });
+    let rows: Vec<LookupRow> = sqlx::query_as(&SQL)
+        .bind(nir.as_str())
+        .bind(nir.key())
+        .bind(amc.as_str())
+        .bind(birth.as_str())
+        .bind(i16::from(rank.get()))
+        .fetch_all(&mut **tx)
+        .await?;
     let Some(first) = rows.first() else {
         return Ok(Lookup {
             amc: None,
@@ -196,28 +190,39 @@ struct GuaranteeRow {
     plafonds: Vec<Option<i64>>,
 }
 
+/// The guarantees of the beneficiary `beneficiary` (a parameter or a column), one row each with its
+/// contract and its prestation rules as parallel arrays (the columns of [`GuaranteeRow`]).
+fn guarantees_of(beneficiary: &str) -> String {
+    format!(
+        "SELECT g.contrat_id, c.numero_contrat, c.numero_adherent, c.responsable, g.domaine,
+                g.libelle, g.code_garantie, g.priorite, g.reseau, g.debut, g.fin,
+                coalesce(array_agg(p.code ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{{}}') AS codes,
+                coalesce(array_agg(p.unite ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{{}}') AS unites,
+                coalesce(array_agg(p.valeur ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{{}}') AS valeurs,
+                coalesce(array_agg(p.plafond_annuel ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{{}}') AS plafonds
+           FROM identite.garantie g
+           JOIN identite.contrat c ON c.id = g.contrat_id
+           LEFT JOIN identite.prestation p ON p.garantie_id = g.id
+          WHERE g.beneficiaire_id = {beneficiary}
+          GROUP BY g.id, c.id"
+    )
+}
+
 /// Every guarantee of a beneficiary, with its contract and prestation rules, in one round trip.
 pub async fn guarantees(
     tx: &mut Transaction<'_, Postgres>,
     beneficiary: i64,
 ) -> sqlx::Result<Vec<Guarantee>> {
-    let rows: Vec<GuaranteeRow> = sqlx::query_as(
-        "SELECT g.contrat_id, c.numero_contrat, c.numero_adherent, c.responsable, g.domaine,
-                g.libelle, g.code_garantie, g.priorite, g.reseau, g.debut, g.fin,
-                coalesce(array_agg(p.code ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS codes,
-                coalesce(array_agg(p.unite ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS unites,
-                coalesce(array_agg(p.valeur ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS valeurs,
-                coalesce(array_agg(p.plafond_annuel ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{}') AS plafonds
-           FROM identite.garantie g
-           JOIN identite.contrat c ON c.id = g.contrat_id
-           LEFT JOIN identite.prestation p ON p.garantie_id = g.id
-          WHERE g.beneficiaire_id = $1
-          GROUP BY g.id, c.id
-          ORDER BY g.priorite, g.domaine, g.debut",
-    )
-    .bind(beneficiary)
-    .fetch_all(&mut **tx)
-    .await?;
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "{} ORDER BY g.priorite, g.domaine, g.debut",
+            guarantees_of("$1")
+        )
+    });
+    let rows: Vec<GuaranteeRow> = sqlx::query_as(&SQL)
+        .bind(beneficiary)
+        .fetch_all(&mut **tx)
+        .await?;
     Ok(rows.into_iter().map(GuaranteeRow::into_guarantee).collect())
 }
 
@@ -286,7 +291,7 @@ pub async fn issue_dossier(
                                                    cle_plafond, regles)
                  VALUES ($19, $22, $23, $24, $25, $26::jsonb))
              {}",
-            crate::store::audit::INSERT_SQL
+            crate::store::audit::INSERT
         )
     });
     crate::store::audit::bind(sqlx::query(&SQL), audit)

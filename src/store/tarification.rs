@@ -231,7 +231,7 @@ pub async fn record(
                  INSERT INTO dispensation.reponse (id_requete, empreinte, reponse)
                  VALUES ($20, $51, $52))
              {}",
-            crate::store::audit::INSERT_SQL
+            crate::store::audit::INSERT
         )
     });
     let o = t.outcome;
@@ -448,7 +448,7 @@ pub async fn cancel(
                  INSERT INTO dispensation.reponse (id_requete, empreinte, reponse)
                  VALUES ($20, $21, $22))
              {}",
-            crate::store::audit::INSERT_SQL
+            crate::store::audit::INSERT
         )
     });
     crate::store::audit::bind(sqlx::query(&SQL), audit)
