@@ -98,8 +98,8 @@ async fn metrics(State(s): State<OpsState>) -> Response {
     let body = s.metrics.render(&Sampled {
         crls: &crls,
         now: now(),
-        pool_size: pool.size(),
-        pool_idle: pool.num_idle(),
+        pool_size: pool.open(),
+        pool_idle: pool.idle(),
         crl_allow_missing: s.crl.allow_missing,
         crl_allow_stale: s.crl.allow_stale,
     });

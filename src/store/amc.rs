@@ -1,6 +1,6 @@
 //! AMCs and their services (schema `identite`, role `vd_droits`).
 
-use sqlx::{Postgres, Transaction};
+use sqlx::PgConnection;
 
 /// A service an AMC opens or closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +63,7 @@ struct Row {
 }
 
 /// The AMCs hosted here (all, or the one numbered `only`), ordered by number, in one round trip.
-pub async fn list(
-    tx: &mut Transaction<'_, Postgres>,
-    only: Option<&str>,
-) -> sqlx::Result<Vec<Amc>> {
+pub async fn list(tx: &mut PgConnection, only: Option<&str>) -> sqlx::Result<Vec<Amc>> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT a.numero_amc, a.nom, a.contact_nom, a.contact_email, a.contact_telephone,
                 coalesce(array_agg(s.service ORDER BY s.service) FILTER (WHERE s.service IS NOT NULL), '{}') AS services,
@@ -78,7 +75,7 @@ pub async fn list(
           ORDER BY a.numero_amc",
     )
     .bind(only)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     Ok(rows
         .into_iter()
@@ -101,7 +98,7 @@ pub async fn list(
 }
 
 /// Creates or updates an AMC and its services (demo data, tests, import).
-pub async fn upsert(tx: &mut Transaction<'_, Postgres>, amc: &Amc) -> sqlx::Result<()> {
+pub async fn upsert(tx: &mut PgConnection, amc: &Amc) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO identite.amc (numero_amc, nom, contact_nom, contact_email, contact_telephone)
          VALUES ($1, $2, $3, $4, $5)
@@ -114,7 +111,7 @@ pub async fn upsert(tx: &mut Transaction<'_, Postgres>, amc: &Amc) -> sqlx::Resu
     .bind(&amc.contact.name)
     .bind(&amc.contact.email)
     .bind(&amc.contact.phone)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     for (service, on) in &amc.services {
         sqlx::query(
@@ -124,7 +121,7 @@ pub async fn upsert(tx: &mut Transaction<'_, Postgres>, amc: &Amc) -> sqlx::Resu
         .bind(&amc.number)
         .bind(service.wire())
         .bind(on)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     Ok(())

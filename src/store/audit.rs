@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use sha2::{Digest, Sha256};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
 use super::{Role, Store};
@@ -52,8 +52,8 @@ pub const INSERT: &str =
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
 
 /// Writes `rec` in the caller's transaction (whose role may insert into the journal).
-pub async fn insert(tx: &mut Transaction<'_, Postgres>, rec: &AuditRecord) -> sqlx::Result<()> {
-    bind(sqlx::query(INSERT), rec).execute(&mut **tx).await?;
+pub async fn insert(tx: &mut PgConnection, rec: &AuditRecord) -> sqlx::Result<()> {
+    bind(sqlx::query(INSERT), rec).execute(&mut *tx).await?;
     Ok(())
 }
 

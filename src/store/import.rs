@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
-use sqlx::{Postgres, Transaction};
+use sqlx::PgConnection;
 
 use crate::domain::{AmcNumber, BirthDate, BirthRank, DomainCode, Nir};
 use crate::store::rights::Rule;
@@ -36,10 +36,7 @@ pub struct RightsLine {
 /// Upserts a batch in the caller's transaction. Later lines win over earlier ones for the same
 /// beneficiary, contract or guarantee; the insured NIRs and the rules of the lines' beneficiaries
 /// and guarantees are replaced.
-pub async fn upsert_batch(
-    tx: &mut Transaction<'_, Postgres>,
-    lines: &[RightsLine],
-) -> sqlx::Result<()> {
+pub async fn upsert_batch(tx: &mut PgConnection, lines: &[RightsLine]) -> sqlx::Result<()> {
     if lines.is_empty() {
         return Ok(());
     }
@@ -57,7 +54,7 @@ pub async fn upsert_batch(
     )
     .bind(&numbers)
     .bind(&names)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     sqlx::query(
         "INSERT INTO identite.amc_service (numero_amc, service, actif)
@@ -66,7 +63,7 @@ pub async fn upsert_batch(
          ON CONFLICT DO NOTHING",
     )
     .bind(&numbers)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
 
     // Beneficiaries, by (AMC, reference).
@@ -91,7 +88,7 @@ pub async fn upsert_batch(
     .bind(b.iter().map(|l| i16::from(l.rank.get())).collect::<Vec<_>>())
     .bind(b.iter().map(|l| l.last_name.as_str()).collect::<Vec<_>>())
     .bind(b.iter().map(|l| l.first_name.as_str()).collect::<Vec<_>>())
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     let benef_id: HashMap<(String, String), i64> =
         rows.into_iter().map(|(id, a, r)| ((a, r), id)).collect();
@@ -101,7 +98,7 @@ pub async fn upsert_batch(
     let ids: Vec<i64> = b.iter().map(|l| id_of(l)).collect();
     sqlx::query("DELETE FROM identite.ouvrant_droit WHERE beneficiaire_id = ANY($1)")
         .bind(&ids)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     let (mut ob, mut op, mut on, mut ok) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for l in &b {
@@ -121,7 +118,7 @@ pub async fn upsert_batch(
         .bind(&op)
         .bind(&on)
         .bind(&ok)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
 
@@ -142,7 +139,7 @@ pub async fn upsert_batch(
     .bind(c.iter().map(|l| l.contract.as_str()).collect::<Vec<_>>())
     .bind(c.iter().map(|l| l.adherent.as_deref()).collect::<Vec<_>>())
     .bind(c.iter().map(|l| l.responsible).collect::<Vec<_>>())
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     let contract_id: HashMap<(String, String), i64> =
         rows.into_iter().map(|(id, a, n)| ((a, n), id)).collect();
@@ -174,7 +171,7 @@ pub async fn upsert_batch(
     .bind(g.iter().map(|l| l.network.as_deref()).collect::<Vec<_>>())
     .bind(keys.iter().map(|k| k.3).collect::<Vec<_>>())
     .bind(g.iter().map(|l| l.end).collect::<Vec<_>>())
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     let guarantee_id: HashMap<(i64, i64, String, NaiveDate), i64> = rows
         .into_iter()
@@ -185,7 +182,7 @@ pub async fn upsert_batch(
     let gids: Vec<i64> = guarantee_id.values().copied().collect();
     sqlx::query("DELETE FROM identite.prestation WHERE garantie_id = ANY($1)")
         .bind(&gids)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     let (mut pg, mut pc, mut pu, mut pv, mut pp) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -209,7 +206,7 @@ pub async fn upsert_batch(
         .bind(&pu)
         .bind(&pv)
         .bind(&pp)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     Ok(())

@@ -5,6 +5,7 @@
 pub mod amc;
 pub mod audit;
 pub mod import;
+pub mod pool;
 pub mod retention;
 pub mod rights;
 pub mod tarification;
@@ -12,10 +13,11 @@ pub mod tarification;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::PgPool;
 
 use crate::config::Secret;
+pub use pool::{Pool, Tx};
 
 /// Migrations embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -68,7 +70,7 @@ pub const SERVER_ROLES: &[Role] = &[
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: PgPool,
+    pool: Pool,
 }
 
 impl Store {
@@ -82,43 +84,23 @@ impl Store {
         let options = PgConnectOptions::from_str(url.expose())
             .map_err(|_| anyhow::anyhow!("DATABASE_URL: not a valid PostgreSQL URL"))?
             .application_name("visiodroits");
-        let pool = PgPoolOptions::new()
-            .max_connections(size)
-            .acquire_timeout(acquire)
-            .idle_timeout(Some(Duration::from_secs(600)))
-            // sqlx pings every connection it hands out (a round trip per exchange, on top of the
-            // ping it makes when a connection comes back). Under load a connection was in use a
-            // moment ago and that check proves nothing new: only one idle for a second or more
-            // (a database restart during a quiet spell) is pinged before use.
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= Duration::from_secs(1) {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .connect_lazy_with(options);
-        Ok(Store { pool })
+        Ok(Store {
+            pool: Pool::new(options, size, acquire),
+        })
     }
 
-    pub fn from_pool(pool: PgPool) -> Self {
-        Store { pool }
-    }
-
-    pub fn pool(&self) -> &PgPool {
+    pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
     /// Begins a transaction under `role` (one round trip).
-    pub async fn begin_as(&self, role: Role) -> sqlx::Result<Transaction<'static, Postgres>> {
+    pub async fn begin_as(&self, role: Role) -> sqlx::Result<Tx> {
         self.pool.begin_with(role.begin()).await
     }
 
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        self.pool.ping().await
     }
 }
 

@@ -2,7 +2,7 @@
 //! issuing a dossier.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::{Postgres, Transaction};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{AmcNumber, BirthDate, BirthRank, Hundredths, Nir};
@@ -62,7 +62,7 @@ struct LookupRow {
 
 /// The AMC, the beneficiary by NIR and the guarantees, in one statement.
 pub async fn lookup_by_nir(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     amc: &AmcNumber,
     nir: &Nir,
     birth: &BirthDate,
@@ -102,7 +102,7 @@ pub async fn lookup_by_nir(
         .bind(amc.as_str())
         .bind(birth.as_str())
         .bind(i16::from(rank.get()))
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
     let Some(first) = rows.first() else {
         return Ok(Lookup {
@@ -149,7 +149,7 @@ pub async fn lookup_by_nir(
 
 /// The fallback search: (AMC, birth date, rank, adherent number of one of the person's contracts).
 pub async fn find_by_adherent(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     amc: &AmcNumber,
     birth: &BirthDate,
     rank: BirthRank,
@@ -167,7 +167,7 @@ pub async fn find_by_adherent(
     .bind(adherent)
     .bind(birth.as_str())
     .bind(i16::from(rank.get()))
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await
 }
 
@@ -209,10 +209,7 @@ fn guarantees_of(beneficiary: &str) -> String {
 }
 
 /// Every guarantee of a beneficiary, with its contract and prestation rules, in one round trip.
-pub async fn guarantees(
-    tx: &mut Transaction<'_, Postgres>,
-    beneficiary: i64,
-) -> sqlx::Result<Vec<Guarantee>> {
+pub async fn guarantees(tx: &mut PgConnection, beneficiary: i64) -> sqlx::Result<Vec<Guarantee>> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
             "{} ORDER BY g.priorite, g.domaine, g.debut",
@@ -221,7 +218,7 @@ pub async fn guarantees(
     });
     let rows: Vec<GuaranteeRow> = sqlx::query_as(&SQL)
         .bind(beneficiary)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
     Ok(rows.into_iter().map(GuaranteeRow::into_guarantee).collect())
 }
@@ -277,7 +274,7 @@ pub struct NewDossier<'a> {
 /// Writes both rows of a dossier and the exchange's audit row, in one statement of the caller's
 /// transaction.
 pub async fn issue_dossier(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     d: &NewDossier<'_>,
     audit: &AuditRecord,
 ) -> sqlx::Result<()> {
@@ -303,7 +300,7 @@ pub async fn issue_dossier(
         .bind(d.expiration)
         .bind(d.ceiling_key)
         .bind(d.rules)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }

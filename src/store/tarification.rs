@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::{Postgres, Transaction};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::tarification::{CeilingKey, Outcome};
@@ -44,7 +44,7 @@ struct StateRow {
 }
 
 pub async fn request_state(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     request_id: Uuid,
     dossier: Uuid,
     prescription: i32,
@@ -62,7 +62,7 @@ pub async fn request_state(
     .bind(request_id)
     .bind(dossier)
     .bind(prescription)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?;
     let stored = r.empreinte.zip(r.reponse);
     let dossier = match (
@@ -99,12 +99,12 @@ pub async fn request_state(
 
 /// The response stored for `id_requete`: (content fingerprint, response).
 pub async fn stored_response(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     request_id: Uuid,
 ) -> sqlx::Result<Option<(Vec<u8>, String)>> {
     sqlx::query_as("SELECT empreinte, reponse FROM dispensation.reponse WHERE id_requete = $1")
         .bind(request_id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await
 }
 
@@ -112,7 +112,7 @@ pub async fn stored_response(
 /// created if missing and locked (in key order, so that concurrent PECs never deadlock) until
 /// the transaction ends: that is what keeps concurrent PECs within a ceiling.
 pub async fn consumption(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     ceiling_key: &[u8],
     keys: &[CeilingKey],
     lock: bool,
@@ -144,7 +144,7 @@ pub async fn consumption(
         .bind(&guarantees)
         .bind(&prestations)
         .bind(&years)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
     Ok(rows
         .into_iter()
@@ -197,7 +197,7 @@ pub struct NewTarification<'a> {
 /// Records a tarification, its lines and results, (PEC) its consumption, the response for
 /// retries and the exchange's audit row, in one statement.
 pub async fn record(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     t: &NewTarification<'_>,
     audit: &AuditRecord,
 ) -> sqlx::Result<()> {
@@ -349,7 +349,7 @@ pub async fn record(
         .bind(t.ceiling_key)
         .bind(t.fingerprint)
         .bind(t.response)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
@@ -379,7 +379,7 @@ struct CancellationRow {
 }
 
 pub async fn cancellation_state(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     request_id: Uuid,
     dossier: Uuid,
     accreditation: &str,
@@ -399,7 +399,7 @@ pub async fn cancellation_state(
     .bind(dossier)
     .bind(accreditation)
     .bind(prescription)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?;
     Ok(CancellationState {
         stored: r.empreinte.zip(r.reponse),
@@ -417,7 +417,7 @@ pub async fn cancellation_state(
 /// Cancels a PEC and gives back exactly what it consumed (rows locked in key order), stores the
 /// response for retries and writes the exchange's audit row: one statement.
 pub async fn cancel(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     tarification: i64,
     request_id: Uuid,
     fingerprint: &[u8],
@@ -456,7 +456,7 @@ pub async fn cancel(
         .bind(request_id)
         .bind(fingerprint)
         .bind(response)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }

@@ -113,3 +113,74 @@ async fn the_server_survives_a_database_restart() {
     server.shutdown().await.unwrap();
     cluster.stop().unwrap();
 }
+
+/// The pool gives a connection back as soon as its transaction ends: an exchange refused after its
+/// transaction began leaves it rolled back (no transaction left open, the connection kept), and a
+/// connection killed while idle is replaced without an exchange failing.
+#[tokio::test]
+async fn a_refused_exchange_keeps_its_connection_and_a_killed_one_is_replaced() {
+    let app = crate::helpers::TestApp::spawn_with(|v| {
+        v.insert("VD_DB_POOL_SIZE".into(), "1".into());
+    })
+    .await;
+    let mut conn = app.connect(Some("valid")).await.unwrap();
+    let backend = || async {
+        sqlx::query_as::<_, (i32, String)>(
+            "SELECT pid, state FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'visiodroits'",
+        )
+        .fetch_all(&app.db)
+        .await
+        .unwrap()
+    };
+    // Settled: the one connection idle, outside any transaction.
+    let settled = || async {
+        for _ in 0..100 {
+            let rows = backend().await;
+            if rows.len() == 1 && rows[0].1 == "idle" {
+                return rows[0].0;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "the pool's connection did not settle: {:?}",
+            backend().await
+        );
+    };
+
+    assert_eq!(ask(&mut conn, None).await, "0000");
+    let first = settled().await;
+    // Unknown AMC: refused after its transaction began.
+    assert_ne!(ask(&mut conn, Some("99999999")).await, "0000");
+    assert_eq!(
+        settled().await,
+        first,
+        "the refused exchange's connection is kept"
+    );
+    assert_eq!(ask(&mut conn, None).await, "0000");
+    assert_eq!(settled().await, first);
+
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(first)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if backend().await.iter().all(|(pid, _)| *pid != first) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        ask(&mut conn, None).await,
+        "0000",
+        "no exchange fails for a dead connection"
+    );
+    assert_ne!(settled().await, first);
+    app.server.shutdown().await.unwrap();
+}
+
+async fn ask(conn: &mut visiodroits::client::SoapConnection, amc: Option<&str>) -> String {
+    let request = services_request(SoapVersion::V12, &new_id(), amc);
+    code(&conn.soap(SoapVersion::V12, request).await.unwrap())
+}
