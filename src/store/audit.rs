@@ -205,15 +205,25 @@ pub async fn seal_pending(store: &Store, batch: i64, sweep: Sweep) -> sqlx::Resu
         },
         None => (0, 0, vec![0u8; 32]),
     };
-    let rows: Vec<JournalRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM audit.journal j
-          WHERE j.id > $1 AND NOT EXISTS (SELECT 1 FROM audit.sceau s WHERE s.journal_id = j.id)
-          ORDER BY j.id LIMIT $2"
-    ))
-    .bind(floor)
-    .bind(batch)
-    .fetch_all(&mut *tx)
-    .await?;
+    // Nothing above the highest sealed row is sealed: the recent sweep needs no anti-join. The
+    // late one is not a prepared statement: a generic plan does not know how narrow `j.id > $1`
+    // is and hash-joins both whole tables in parallel (seen under load, several times a second).
+    let sql = match sweep {
+        Sweep::Recent => {
+            format!("SELECT {COLUMNS} FROM audit.journal j WHERE j.id > $1 ORDER BY j.id LIMIT $2")
+        }
+        Sweep::Late => format!(
+            "SELECT {COLUMNS} FROM audit.journal j
+              WHERE j.id > $1 AND NOT EXISTS (SELECT 1 FROM audit.sceau s WHERE s.journal_id = j.id)
+              ORDER BY j.id LIMIT $2"
+        ),
+    };
+    let rows: Vec<JournalRow> = sqlx::query_as(&sql)
+        .persistent(sweep == Sweep::Recent)
+        .bind(floor)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
     if rows.is_empty() {
         return Ok(0);
     }
