@@ -74,27 +74,16 @@ async fn watch_and_reload(reloader: Reloader, period: Duration) {
 /// Chains committed audit rows shortly after commit, forever. Errors (database down) are logged
 /// once per streak and retried.
 async fn seal_audit(store: Store) {
-    use crate::store::audit::{seal_pending, Sweep};
-    // Rows that commit after later ones were sealed are found by a sweep every 2 s; every other
-    // round looks above the highest sealed row only (the full sweep was, at 1,000 exchanges/s,
-    // the largest single consumer of database time after the exchanges themselves).
-    const SWEEP_EVERY: Duration = Duration::from_secs(2);
+    use crate::store::audit::seal_pending;
     const BATCH: i64 = 2000;
     let mut failing = false;
-    let mut last_sweep = std::time::Instant::now();
     loop {
-        let sweep = if last_sweep.elapsed() >= SWEEP_EVERY {
-            last_sweep = std::time::Instant::now();
-            Sweep::Late
-        } else {
-            Sweep::Recent
-        };
-        match seal_pending(&store, BATCH, sweep).await {
+        match seal_pending(&store, BATCH).await {
             Ok(n) => {
                 failing = false;
                 // A full batch means a backlog: go on at once. Otherwise wait, so that under load
                 // a round seals a few hundred rows rather than the handful that arrived during the
-                // previous round (rounds are six round trips each).
+                // previous round (rounds are seven round trips each).
                 if n as i64 >= BATCH {
                     continue;
                 }

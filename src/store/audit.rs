@@ -15,8 +15,11 @@ use super::{Role, Store};
 
 /// Advisory lock key of the sealer ("vd-seal").
 const SEALER_LOCK: i64 = 0x0076_642d_7365_616c;
-/// How far below the last sealed row the sealer looks for rows that committed late.
-const LATE_WINDOW: i64 = 100_000;
+/// A hole in the journal's ids wider than this is not transactions in flight (there are never
+/// that many at once) but a jump of the sequence (a restore, a reset): not recorded as gaps.
+const MAX_GAP: i64 = 10_000;
+/// Gaps older than this are ids of rolled-back transactions: forgotten.
+const GAP_TTL: &str = "1 hour";
 
 /// One audit row, as an exchange builds it.
 #[derive(Debug, Clone, Default)]
@@ -170,19 +173,14 @@ pub fn chain_hash(prev: &[u8], row: &JournalRow) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-/// Where the sealer looks for rows to chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sweep {
-    /// Rows above the highest sealed one: cheap, every round.
-    Recent,
-    /// Also the `LATE_WINDOW` rows below it, for transactions that committed after later ones
-    /// were sealed: an anti-join over that window (tens of milliseconds of database time with a
-    /// full window), so only every few seconds under load.
-    Late,
-}
-
 /// Seals the committed rows not yet in the chain (up to `batch`); returns how many.
-pub async fn seal_pending(store: &Store, batch: i64, sweep: Sweep) -> sqlx::Result<usize> {
+///
+/// Rows come in id order, and ids are taken when a transaction writes its row, not when it
+/// commits: a row may commit after later ones were chained. Each round therefore chains the
+/// rows above the highest sealed id, records the ids missing below them as gaps
+/// (`audit.lacune`), and chains the gaps whose row has committed since. Every statement is an
+/// index range or key lookup, whatever the size of the journal.
+pub async fn seal_pending(store: &Store, batch: i64) -> sqlx::Result<usize> {
     let mut tx = store.begin_as(Role::AuditSealer).await?;
     // One sealer at a time, across instances; the others skip this round.
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
@@ -198,35 +196,32 @@ pub async fn seal_pending(store: &Store, batch: i64, sweep: Sweep) -> sqlx::Resu
     )
     .fetch_optional(&mut *tx)
     .await?;
-    let (mut position, floor, mut prev) = match last {
-        Some((p, highest, h)) => match sweep {
-            Sweep::Recent => (p, highest, h),
-            Sweep::Late => (p, highest - LATE_WINDOW, h),
-        },
+    let (mut position, highest, mut prev) = match last {
+        Some((p, highest, h)) => (p, highest, h),
         None => (0, 0, vec![0u8; 32]),
     };
-    // Nothing above the highest sealed row is sealed: the recent sweep needs no anti-join. The
-    // late one is not a prepared statement: a generic plan does not know how narrow `j.id > $1`
-    // is and hash-joins both whole tables in parallel (seen under load, several times a second).
-    let sql = match sweep {
-        Sweep::Recent => {
-            format!("SELECT {COLUMNS} FROM audit.journal j WHERE j.id > $1 ORDER BY j.id LIMIT $2")
-        }
-        Sweep::Late => format!(
-            "SELECT {COLUMNS} FROM audit.journal j
-              WHERE j.id > $1 AND NOT EXISTS (SELECT 1 FROM audit.sceau s WHERE s.journal_id = j.id)
-              ORDER BY j.id LIMIT $2"
-        ),
-    };
-    let rows: Vec<JournalRow> = sqlx::query_as(&sql)
-        .persistent(sweep == Sweep::Recent)
-        .bind(floor)
-        .bind(batch)
-        .fetch_all(&mut *tx)
-        .await?;
+    let mut rows: Vec<JournalRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM audit.lacune l JOIN audit.journal j ON j.id = l.journal_id
+          ORDER BY j.id LIMIT $1"
+    ))
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    let filled: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let recent: Vec<JournalRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM audit.journal j WHERE j.id > $1 ORDER BY j.id LIMIT $2"
+    ))
+    .bind(highest)
+    .bind(batch - rows.len() as i64)
+    .fetch_all(&mut *tx)
+    .await?;
+    let gaps = gaps_below(highest, recent.iter().map(|r| r.id));
+    rows.extend(recent);
     if rows.is_empty() {
+        tx.commit().await?;
         return Ok(0);
     }
+
     let mut positions = Vec::with_capacity(rows.len());
     let mut ids = Vec::with_capacity(rows.len());
     let mut prevs = Vec::with_capacity(rows.len());
@@ -240,18 +235,47 @@ pub async fn seal_pending(store: &Store, batch: i64, sweep: Sweep) -> sqlx::Resu
         prev = hash.clone();
         hashes.push(hash);
     }
-    sqlx::query(
-        "INSERT INTO audit.sceau (position, journal_id, prev_hash, hash)
-         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[])",
-    )
+    // Chain, record the new gaps, drop the filled and the expired ones: one statement.
+    sqlx::query(&format!(
+        "WITH sealed AS (
+              INSERT INTO audit.sceau (position, journal_id, prev_hash, hash)
+              SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[])),
+            opened AS (
+              INSERT INTO audit.lacune (journal_id) SELECT unnest($5::bigint[])
+              ON CONFLICT DO NOTHING)
+         DELETE FROM audit.lacune
+          WHERE journal_id = ANY($6::bigint[]) OR vue_le < now() - interval '{GAP_TTL}'"
+    ))
     .bind(&positions)
     .bind(&ids)
     .bind(&prevs)
     .bind(&hashes)
+    .bind(&gaps)
+    .bind(&filled)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(rows.len())
+}
+
+/// The ids missing between `highest` (the highest sealed id, 0 before the first seal; ids
+/// start at 1) and the ascending `ids` about to be sealed above it.
+fn gaps_below(highest: i64, ids: impl Iterator<Item = i64>) -> Vec<i64> {
+    let mut gaps = Vec::new();
+    let mut below = highest;
+    for id in ids {
+        if id - below - 1 > MAX_GAP {
+            tracing::warn!(
+                from = below + 1,
+                to = id - 1,
+                "audit ids jump: not waiting for rows in between"
+            );
+        } else {
+            gaps.extend(below + 1..id);
+        }
+        below = id;
+    }
+    gaps
 }
 
 /// What `audit verify` found.
@@ -316,4 +340,20 @@ pub async fn verify(pool: &PgPool) -> sqlx::Result<Verification> {
         unsealed: unsealed as u64,
         broken,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_are_the_ids_missing_below_rows_about_to_be_sealed() {
+        assert_eq!(gaps_below(0, [2, 3].into_iter()), vec![1]);
+        assert_eq!(gaps_below(10, [11, 12].into_iter()), Vec::<i64>::new());
+        assert_eq!(gaps_below(10, [13, 15].into_iter()), vec![11, 12, 14]);
+        // A jump of the sequence (a restore, a truncated bench journal) is not transactions in
+        // flight.
+        let far = 10 + MAX_GAP + 2;
+        assert_eq!(gaps_below(10, [far, far + 2].into_iter()), vec![far + 1]);
+    }
 }

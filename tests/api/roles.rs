@@ -75,8 +75,12 @@ async fn each_role_may_do_only_what_the_role_table_says() {
         ("vd_tiers_confiance", "SELECT a.*, d.* FROM identite.appariement a JOIN dispensation.dossier d USING (numero_dossier)", true),
         ("vd_tiers_confiance", DOSSIER, false),
         ("vd_tiers_confiance", "SELECT * FROM audit.journal", false),
-        // The sealer: reads the journal, inserts seals, nothing else.
+        // The sealer: reads the journal, inserts seals, keeps its gap worklist, nothing else.
         ("vd_audit_sealer", "SELECT * FROM audit.journal", true),
+        ("vd_audit_sealer", "DELETE FROM audit.lacune WHERE journal_id = 0", true),
+        ("vd_audit_sealer", "DELETE FROM audit.sceau WHERE position = 0", false),
+        ("vd_audit_writer", "INSERT INTO audit.lacune (journal_id) VALUES (0)", false),
+        ("vd_auditeur", "DELETE FROM audit.lacune", false),
         ("vd_audit_sealer", AUDIT, false),
         ("vd_audit_sealer", "SELECT * FROM identite.beneficiaire", false),
     ];
