@@ -184,3 +184,52 @@ async fn ask(conn: &mut visiodroits::client::SoapConnection, amc: Option<&str>) 
     let request = services_request(SoapVersion::V12, &new_id(), amc);
     code(&conn.soap(SoapVersion::V12, request).await.unwrap())
 }
+
+/// With every pooled connection busy, a request waits at most VD_DB_ACQUIRE_TIMEOUT_MS and gets
+/// 0999; the busy one completes, and the pool serves again.
+#[tokio::test]
+async fn a_request_finding_the_pool_busy_gets_0999_in_bounded_time() {
+    let app = crate::helpers::TestApp::spawn_with(|v| {
+        v.insert("VD_DB_POOL_SIZE".into(), "1".into());
+        v.insert("VD_DB_ACQUIRE_TIMEOUT_MS".into(), "1000".into());
+    })
+    .await;
+    // The pool's one connection, once it is taken by `first`, waits on this lock.
+    let mut lock = app.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE identite.amc IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let mut first_conn = app.connect(Some("valid")).await.unwrap();
+    let first = tokio::spawn(async move { ask(&mut first_conn, None).await });
+    // `first` holds the connection once its query waits on the lock.
+    for _ in 0..100 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'visiodroits'
+                AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        if waiting == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut second_conn = app.connect(Some("valid")).await.unwrap();
+    let started = Instant::now();
+    let second = tokio::time::timeout(Duration::from_secs(10), ask(&mut second_conn, None))
+        .await
+        .expect("the waiting request is answered, not held until the lock goes");
+    assert_eq!(second, "0999");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "bounded by the acquire timeout: {waited:?}"
+    );
+    lock.commit().await.unwrap();
+    assert_eq!(first.await.unwrap(), "0000");
+    assert_eq!(ask(&mut second_conn, None).await, "0000");
+    app.server.shutdown().await.unwrap();
+}
