@@ -104,9 +104,7 @@ impl Pool {
                 .await
                 .expect("the pool's semaphore is never closed");
             let Some(idle) = self.take_idle() else {
-                let mut fresh = self.connect(permit).await?;
-                first.run(&mut fresh).await?;
-                return Ok(fresh);
+                return self.connect(permit, &first).await;
             };
             let mut lease = Lease {
                 conn: Some(idle.conn),
@@ -118,10 +116,7 @@ impl Pool {
                 return Ok(lease);
             }
             // The connection died while idle (or was left unusable): drop it, run on a fresh one.
-            let permit = lease.discard();
-            let mut fresh = self.connect(permit).await?;
-            first.run(&mut fresh).await?;
-            Ok(fresh)
+            self.connect(lease.discard(), &first).await
         })
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)?
@@ -140,15 +135,18 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, permit: OwnedSemaphorePermit) -> sqlx::Result<Lease> {
+    /// A lease on a new connection, `first` run on it.
+    async fn connect(&self, permit: OwnedSemaphorePermit, first: &First) -> sqlx::Result<Lease> {
         let conn = self.inner.options.connect().await?;
         self.inner.open.fetch_add(1, Ordering::Relaxed);
-        Ok(Lease {
+        let mut lease = Lease {
             conn: Some(conn),
             created: Instant::now(),
             permit: Some(permit),
             inner: Arc::clone(&self.inner),
-        })
+        };
+        first.run(&mut lease).await?;
+        Ok(lease)
     }
 }
 

@@ -65,31 +65,17 @@ pub async fn request_state(
     .fetch_one(&mut *tx)
     .await?;
     let stored = r.empreinte.zip(r.reponse);
-    let dossier = match (
-        r.numero_amc,
-        r.structure,
-        r.expiration,
-        r.statut,
-        r.cle_plafond,
-        r.regles,
-    ) {
-        (
-            Some(numero_amc),
-            Some(structure),
-            Some(expiration),
-            Some(statut),
-            Some(cle),
-            Some(regles),
-        ) => Some(Dossier {
-            numero_amc,
-            structure,
-            expiration,
-            statut,
-            cle_plafond: cle,
-            regles,
-        }),
-        _ => None,
-    };
+    // The dossier's columns are all there, or none is (no such dossier).
+    let dossier = (|| {
+        Some(Dossier {
+            numero_amc: r.numero_amc?,
+            structure: r.structure?,
+            expiration: r.expiration?,
+            statut: r.statut?,
+            cle_plafond: r.cle_plafond?,
+            regles: r.regles?,
+        })
+    })();
     Ok(RequestState {
         stored,
         dossier,
