@@ -42,26 +42,23 @@ impl Problems {
         name: &str,
         max: usize,
     ) -> Option<&'a str> {
-        let full = join(path, name);
-        match el.child(name) {
-            None => {
-                self.add(&full, "élément obligatoire absent");
-                None
-            }
+        // The path is only spelled out for a problem: valid requests are the hot path.
+        let problem = match el.child(name) {
+            None => "élément obligatoire absent".to_string(),
             Some(c) => {
                 let v = c.value();
                 let n = v.chars().count();
                 if n == 0 {
-                    self.add(&full, "valeur vide");
-                    None
+                    "valeur vide".to_string()
                 } else if n > max {
-                    self.add(&full, &format!("{max} caractères au plus"));
-                    None
+                    format!("{max} caractères au plus")
                 } else {
-                    Some(v)
+                    return Some(v);
                 }
             }
-        }
+        };
+        self.add(&join(path, name), &problem);
+        None
     }
 
     /// An optional text child of at most `max` characters.

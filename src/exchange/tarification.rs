@@ -308,7 +308,7 @@ pub fn check_prescription(el: &Element, p: &mut Problems) {
 }
 
 /// The rules snapshot of a dossier.
-fn domains_of(rules_json: &str) -> anyhow::Result<Vec<DomainRules>> {
+pub(crate) fn domains_of(rules_json: &str) -> anyhow::Result<Vec<DomainRules>> {
     #[derive(serde::Deserialize)]
     struct Snapshot {
         domaines: Vec<D>,

@@ -8,7 +8,10 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
-use super::{SoapVersion, VD_NS};
+use super::{SoapVersion, SOAP11_NS, SOAP12_NS, VD_NS};
+
+/// Any namespace but the three the parser tells apart.
+const OTHER_NS: &str = "";
 
 /// Bounds a hostile document runs into long before it costs anything.
 #[derive(Debug, Clone, Copy)]
@@ -170,8 +173,14 @@ pub fn parse(
         let (ns, event) = reader
             .read_resolved_event()
             .map_err(|_| EnvelopeError::Malformed)?;
-        let ns_uri: Option<String> = match ns {
-            ResolveResult::Bound(n) => Some(String::from_utf8_lossy(n.as_ref()).into_owned()),
+        // Only three namespaces matter; naming them here spares a String per event.
+        let ns_uri: Option<&'static str> = match ns {
+            ResolveResult::Bound(n) => Some(match n.as_ref() {
+                b if b == SOAP12_NS.as_bytes() => SOAP12_NS,
+                b if b == SOAP11_NS.as_bytes() => SOAP11_NS,
+                b if b == VD_NS.as_bytes() => VD_NS,
+                _ => OTHER_NS,
+            }),
             ResolveResult::Unbound => None,
             ResolveResult::Unknown(_) => return Err(EnvelopeError::UnboundPrefix),
         };
@@ -197,7 +206,8 @@ pub fn parse(
                     return Err(EnvelopeError::TooManyElements);
                 }
                 check_attributes(&start, limits)?;
-                let local = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
+                let local_name = start.local_name();
+                let local = String::from_utf8_lossy(local_name.as_ref());
                 match depth {
                     1 => {
                         if root_done {
@@ -206,7 +216,7 @@ pub fn parse(
                         if local != "Envelope" {
                             return Err(EnvelopeError::NotAnEnvelope);
                         }
-                        let v = match ns_uri.as_deref() {
+                        let v = match ns_uri {
                             Some(super::SOAP12_NS) => SoapVersion::V12,
                             Some(super::SOAP11_NS) => SoapVersion::V11,
                             _ => return Err(EnvelopeError::VersionMismatch),
@@ -218,10 +228,10 @@ pub fn parse(
                     }
                     2 => {
                         let env_ns = version.map(SoapVersion::namespace);
-                        if ns_uri.as_deref() != env_ns {
+                        if ns_uri != env_ns {
                             return Err(EnvelopeError::UnexpectedContent);
                         }
-                        match local.as_str() {
+                        match local.as_ref() {
                             "Header" if !seen_header && !seen_body => {
                                 seen_header = true;
                                 in_header = true;
@@ -243,8 +253,8 @@ pub fn parse(
                             return Err(EnvelopeError::SeveralBodyElements);
                         }
                         stack.push(Element {
-                            in_vd: ns_uri.as_deref() == Some(VD_NS),
-                            name: local,
+                            in_vd: ns_uri == Some(VD_NS),
+                            name: local.into_owned(),
                             children: Vec::new(),
                             text: String::new(),
                         });
