@@ -350,9 +350,12 @@ fn pkcs12(cert_pem: &str, key_pem: &str, chain_pem: &str, name: &str) -> anyhow:
     Ok(p12.to_der()?)
 }
 
+/// Through a hidden file renamed into place: a running server reloading its CRL directory while
+/// `pki big-crl` writes (the bench does) never reads half a file.
 fn write(dir: &Path, rel: &str, text: &str) -> anyhow::Result<()> {
     let path = dir.join(rel);
-    fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    crate::tls::crl::write_atomically(&path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn write_key(dir: &Path, rel: &str, text: &str) -> anyhow::Result<()> {

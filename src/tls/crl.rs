@@ -117,15 +117,36 @@ pub struct CrlSet {
     refused_issuers: HashSet<Vec<u8>>,
 }
 
+/// A file whose name starts with a dot.
+pub(crate) fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
+}
+
+/// Writes `bytes` to `path` through a hidden file of the same directory renamed into place, so
+/// that a reload never reads a CRL half written.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "a file path is needed")
+    })?;
+    let mut hidden = std::ffi::OsString::from(".");
+    hidden.push(name);
+    hidden.push(".tmp");
+    let tmp = path.with_file_name(hidden);
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, path)
+}
+
 impl CrlSet {
     /// Loads every CRL (PEM or DER) in `dir`; CRLs of unknown issuers or with a bad signature are
-    /// refused and reported in `refused`.
+    /// refused and reported in `refused`. Hidden files (`.name`) are skipped: a CRL being written
+    /// is written under one (see [`write_atomically`]) and renamed into place when complete.
     pub fn load_dir(dir: &Path, cas: &CaSet) -> anyhow::Result<Self> {
         let mut set = CrlSet::default();
         let mut entries: Vec<PathBuf> = fs::read_dir(dir)
             .with_context(|| format!("cannot read the CRL directory {}", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
+            .filter(|p| p.is_file() && !is_hidden(p))
             .collect();
         entries.sort();
         let mut by_issuer: HashMap<Vec<u8>, (CrlInfo, X509Crl)> = HashMap::new();

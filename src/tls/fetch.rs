@@ -124,9 +124,7 @@ pub async fn fetch_all(
             let bytes = download(url, timeout, max_bytes).await?;
             let der = accept(&bytes, cas, in_force)?;
             let target = file_for(dir, url);
-            let tmp = target.with_extension("tmp");
-            std::fs::write(&tmp, &der)?;
-            std::fs::rename(&tmp, &target)?;
+            super::crl::write_atomically(&target, &der)?;
             anyhow::Ok(())
         }
         .await;

@@ -97,6 +97,53 @@ async fn crl_status_names_each_issuer_and_fails_when_one_would_be_refused() {
     );
 }
 
+/// A CRL directory of its own holding copies of the dev PKI's two CRLs.
+fn dev_crl_dir(s: &crate::helpers::Shared, label: &str) -> std::path::PathBuf {
+    let dir = s.base.join(format!("crl-{label}-{}", new_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["root.crl.pem", "intermediate.crl.pem"] {
+        std::fs::copy(s.pki_path(&format!("crl/{name}")), dir.join(name)).unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn a_crl_being_written_under_a_hidden_name_is_not_read() {
+    let s = crate::helpers::shared();
+    let dir = dev_crl_dir(s, "hidden");
+    // What a reload would find while `pki big-crl` or the CRL fetcher writes: half a PEM file.
+    let whole = std::fs::read(s.pki_path("crl/intermediate.crl.pem")).unwrap();
+    std::fs::write(
+        dir.join(".intermediate.crl.pem.tmp"),
+        &whole[..whole.len() / 2],
+    )
+    .unwrap();
+    let mut vars = s.config_vars("unused");
+    vars.insert("VD_CRL_DIR".into(), dir.display().to_string());
+    let config = visiodroits::config::Config::from_map(&vars).unwrap();
+    let report = visiodroits::cli::crl::status(&config).unwrap();
+    assert!(
+        report.contains("CN=AC IGC-SANTE DEV PERSONNES: fresh"),
+        "{report}"
+    );
+    assert!(!report.contains("refused"), "{report}");
+
+    // The writer's own path: the file lands whole under its name and nothing hidden is left.
+    std::fs::remove_file(dir.join(".intermediate.crl.pem.tmp")).unwrap();
+    std::fs::write(dir.join("intermediate.crl.pem"), b"previous").unwrap();
+    visiodroits::tls::crl::write_atomically(&dir.join("intermediate.crl.pem"), &whole).unwrap();
+    assert_eq!(
+        std::fs::read(dir.join("intermediate.crl.pem")).unwrap(),
+        whole
+    );
+    let hidden: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
+}
+
 #[tokio::test]
 async fn crl_refresh_and_file_changes_reload_the_running_server() {
     let s = crate::helpers::shared();
@@ -239,11 +286,7 @@ async fn purge_removes_old_pairings_and_tarification_data_and_is_audited() {
 #[tokio::test]
 async fn a_refused_or_older_crl_keeps_the_previous_one_and_is_audited() {
     let s = crate::helpers::shared();
-    let dir = s.base.join(format!("crl-keep-{}", new_id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in ["root.crl.pem", "intermediate.crl.pem"] {
-        std::fs::copy(s.pki_path(&format!("crl/{f}")), dir.join(f)).unwrap();
-    }
+    let dir = dev_crl_dir(s, "keep");
     let crl_dir = dir.display().to_string();
     let app = TestApp::spawn_with(|v| {
         v.insert("VD_CRL_DIR".into(), crl_dir);
