@@ -33,7 +33,9 @@ impl ClientIdentity {
     pub fn from_pem_files(cert: &Path, key: &Path) -> anyhow::Result<Self> {
         let chain = CertificateDer::pem_file_iter(cert)
             .with_context(|| format!("cannot read {}", cert.display()))?
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(crate::tls::pem::readable)
+            .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?;
         let key = PrivateKeyDer::from_pem_file(key)
             .with_context(|| format!("cannot read a key from {}", key.display()))?;
         Ok(ClientIdentity { chain, key })

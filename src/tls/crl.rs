@@ -53,6 +53,7 @@ impl CaSet {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
             .with_context(|| format!("cannot read {}", path.display()))?
             .collect::<Result<_, _>>()
+            .map_err(super::pem::readable)
             .with_context(|| format!("{} is not a PEM certificate bundle", path.display()))?;
         let (mut anchors, mut intermediates) = (Vec::new(), Vec::new());
         for der in certs {
@@ -275,6 +276,7 @@ fn load_file(path: &Path, cas: &CaSet) -> anyhow::Result<Vec<(CrlInfo, X509Crl)>
     let ders: Vec<CertificateRevocationListDer<'static>> = if bytes.starts_with(b"-----") {
         CertificateRevocationListDer::pem_slice_iter(&bytes)
             .collect::<Result<_, _>>()
+            .map_err(super::pem::readable)
             .context("not a PEM CRL")?
     } else {
         vec![CertificateRevocationListDer::from(bytes)]

@@ -90,7 +90,9 @@ pub async fn download(url: &str, timeout: Duration, max_bytes: usize) -> anyhow:
 /// Checks a download against the configured CAs and the CRLs in force; returns the DER to keep.
 pub fn accept(bytes: &[u8], cas: &CaSet, in_force: &CrlSet) -> anyhow::Result<Vec<u8>> {
     let der = if bytes.starts_with(b"-----") {
-        CertificateRevocationListDer::from_pem_slice(bytes).context("not a PEM CRL")?
+        CertificateRevocationListDer::from_pem_slice(bytes)
+            .map_err(super::pem::readable)
+            .context("not a PEM CRL")?
     } else {
         CertificateRevocationListDer::from(bytes.to_vec())
     };

@@ -5,6 +5,7 @@ pub mod acceptor;
 pub mod crl;
 pub mod fetch;
 pub mod identity;
+pub mod pem;
 pub mod reload;
 pub mod tickets;
 pub mod verifier;
@@ -106,6 +107,7 @@ impl TlsContext {
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&config.tls_cert)
             .with_context(|| format!("VD_TLS_CERT: cannot read {}", config.tls_cert.display()))?
             .collect::<Result<_, _>>()
+            .map_err(pem::readable)
             .with_context(|| format!("VD_TLS_CERT: {} is not PEM", config.tls_cert.display()))?;
         if chain.is_empty() {
             anyhow::bail!(
