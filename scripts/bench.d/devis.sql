@@ -5,7 +5,11 @@
 -- (made by scripts/bench), as each connection of the load generator does. Values the server
 -- computes in Rust (amounts, accreditation, response) are constants or parameters here.
 -- Keep in step with the server's SQL.
-\set p random(1, 999999999)
+-- Prescription numbers unique per dossier over the whole run, as a PEC's must be (random ones
+-- collided after some 10,000 PECs on a dossier): scripts/bench gives each ceiling run its own
+-- :prescription_base, and pgbench keeps :n per client from one transaction to the next.
+\set n :n + 1
+\set p :prescription_base + :n
 \set q1 random(0, 4611686018427387903)
 \set q2 random(0, 4611686018427387903)
 \startpipeline
