@@ -294,20 +294,14 @@ fn svg(records: &[Record]) -> String {
     const R: f64 = 220.0;
     const T: f64 = 40.0;
     const B: f64 = 60.0;
+    let mut plotted = std::collections::HashSet::new();
     let series: Vec<&Record> = records
         .iter()
         .filter(|r| r.kind == "load" && r.system == "server" && !r.curve.is_empty())
         .filter(|r| !r.op.starts_with("handshake") && r.pace == "closed" && r.ok > 0)
-        .fold(Vec::<&Record>::new(), |mut firsts, r| {
-            // One curve per operation and concurrency: the first round's.
-            if !firsts
-                .iter()
-                .any(|f| f.op == r.op && f.connections == r.connections)
-            {
-                firsts.push(r);
-            }
-            firsts
-        });
+        // One curve per operation and concurrency: the first round's.
+        .filter(|r| plotted.insert((r.op.as_str(), r.connections)))
+        .collect();
     let x_of = |p: f64| {
         // 0 → 1, 90 → 10, 99 → 100, 99.99 → 10^4; 100 plotted at 10^5.
         let inv = if p >= 100.0 { 1e5 } else { 100.0 / (100.0 - p) };

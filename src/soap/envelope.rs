@@ -217,8 +217,8 @@ pub fn parse(
                             return Err(EnvelopeError::NotAnEnvelope);
                         }
                         let v = match ns_uri {
-                            Some(super::SOAP12_NS) => SoapVersion::V12,
-                            Some(super::SOAP11_NS) => SoapVersion::V11,
+                            Some(SOAP12_NS) => SoapVersion::V12,
+                            Some(SOAP11_NS) => SoapVersion::V11,
                             _ => return Err(EnvelopeError::VersionMismatch),
                         };
                         if v != expected {

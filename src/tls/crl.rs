@@ -118,10 +118,21 @@ pub struct CrlSet {
     refused_issuers: HashSet<Vec<u8>>,
 }
 
-/// A file whose name starts with a dot.
-pub(crate) fn is_hidden(path: &Path) -> bool {
-    path.file_name()
-        .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
+/// The CRL files of `dir`, sorted: regular files whose name does not start with a dot (a CRL
+/// being written is written under such a name, see [`write_atomically`], and renamed into place
+/// when complete).
+pub fn crl_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// Writes `bytes` to `path` through a hidden file of the same directory renamed into place, so
@@ -140,16 +151,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 impl CrlSet {
     /// Loads every CRL (PEM or DER) in `dir`; CRLs of unknown issuers or with a bad signature are
-    /// refused and reported in `refused`. Hidden files (`.name`) are skipped: a CRL being written
-    /// is written under one (see [`write_atomically`]) and renamed into place when complete.
+    /// refused and reported in `refused`. Reads the files of [`crl_files`].
     pub fn load_dir(dir: &Path, cas: &CaSet) -> anyhow::Result<Self> {
         let mut set = CrlSet::default();
-        let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-            .with_context(|| format!("cannot read the CRL directory {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && !is_hidden(p))
-            .collect();
-        entries.sort();
+        let entries = crl_files(dir)
+            .with_context(|| format!("cannot read the CRL directory {}", dir.display()))?;
         let mut by_issuer: HashMap<Vec<u8>, (CrlInfo, X509Crl)> = HashMap::new();
         for path in entries {
             match load_file(&path, cas) {

@@ -123,8 +123,8 @@ impl Reloader {
     }
 
     /// What the watched files look like now: (path, modification time, length) of the server
-    /// certificate, its key, the trust anchors and every file of the CRL directory
-    /// but hidden ones.
+    /// certificate, its key, the trust anchors and the CRL files (`crl::crl_files`: a CRL being
+    /// written is not one until renamed into place).
     pub fn files_state(&self) -> FilesState {
         let mut paths = vec![
             self.config.tls_cert.clone(),
@@ -132,14 +132,7 @@ impl Reloader {
             self.config.client_ca.clone(),
         ];
         paths.extend(self.config.ticket_key_file.clone());
-        if let Ok(dir) = std::fs::read_dir(&self.config.crl.dir) {
-            // Not the hidden files of CRLs being written: their rename into place is the change.
-            let mut crls: Vec<PathBuf> = dir
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| !super::crl::is_hidden(p))
-                .collect();
-            crls.sort();
+        if let Ok(crls) = super::crl::crl_files(&self.config.crl.dir) {
             paths.extend(crls);
         }
         paths
