@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use super::client::ConnArgs;
+use crate::load::cpu::{CpuPerExchange, Driver, Sample};
 use crate::load::report::{self, Record};
 use crate::load::{self, population, Pace, Plan, Target};
 
@@ -47,6 +48,10 @@ pub enum BenchCommand {
         /// Label of the CRL in use, for the report.
         #[arg(long, default_value = "")]
         crl: String,
+        /// A process of the system measured (repeat for several, e.g. nginx's workers): its CPU
+        /// per request is reported beside the generator's and the rest of the machine's.
+        #[arg(long = "system-pid")]
+        system_pids: Vec<u32>,
         /// Append the records to this JSON Lines file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -121,6 +126,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             population,
             system,
             crl,
+            system_pids,
             json,
         } => {
             let tls = conn.tls.clone();
@@ -131,6 +137,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 warmup: Duration::from_secs_f64(warmup),
                 duration: Duration::from_secs_f64(duration),
                 pace: rate.map_or(Pace::Closed, |rate| Pace::Open { rate }),
+                system_pids,
             };
             let outcome = load::run(target, plan).await?;
             let records = report::records(&outcome, &system, &tls, &crl);
@@ -139,6 +146,9 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                     "{:<18} {:>5} conns {:>9.1}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  max {:>7.2} ms  ok {} errors {}",
                     r.op, r.connections, r.per_second, r.p50_ms, r.p99_ms, r.p999_ms, r.max_ms, r.ok, r.errors
                 );
+                if let Some(c) = &r.cpu {
+                    println!("{:<18} {}", "", cpu_line(c, &system, "generator"));
+                }
             }
             for e in &outcome.errors {
                 eprintln!("error: {e}");
@@ -190,21 +200,30 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             for d in &defines {
                 cmd.arg("-D").arg(d);
             }
+            let before = Sample::now(&[], Driver::WaitedChildren);
             let out = cmd
                 .arg(&database)
                 .output()
                 .context("pgbench does not run (apt-get install postgresql-client)")?;
+            let after = Sample::now(&[], Driver::WaitedChildren);
             let stdout = String::from_utf8_lossy(&out.stdout);
             anyhow::ensure!(
                 out.status.success(),
                 "pgbench failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            let r = report::pgbench_record(&op, clients, &stdout)?;
+            let mut r = report::pgbench_record(&op, clients, &stdout)?;
+            r.cpu = before
+                .ok()
+                .zip(after.ok())
+                .and_then(|(b, a)| b.per_exchange(&a, r.ok + r.errors));
             println!(
                 "ceiling {:<12} {:>5} clients {:>9.1} tx/s  avg {:>7.2} ms  failed {}",
                 r.op, r.connections, r.per_second, r.mean_ms, r.errors
             );
+            if let Some(c) = &r.cpu {
+                println!("{:<20} {}", "", cpu_line(c, "", "pgbench"));
+            }
             append(json.as_ref(), &[r])?;
         }
         BenchCommand::Report {
@@ -226,6 +245,20 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `CPU ms per request: server 0.25, generator 0.08, rest 0.80 (total 1.13)`.
+fn cpu_line(c: &CpuPerExchange, system: &str, driver: &str) -> String {
+    let system = c
+        .system_ms
+        .map(|ms| format!("{system} {ms:.3}, "))
+        .unwrap_or_default();
+    format!(
+        "CPU ms per request: {system}{driver} {:.3}, rest of the machine {:.3} (total {:.3})",
+        c.driver_ms,
+        c.rest_ms,
+        c.total_ms()
+    )
 }
 
 fn target(conn: &ConnArgs, population: u64) -> anyhow::Result<Arc<Target>> {

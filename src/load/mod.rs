@@ -4,6 +4,7 @@
 //! server cannot hide its queue: no coordinated omission). Also full and resumed handshakes, and
 //! the memory of idle connections. Latencies go to HDR histograms (µs, 3 significant digits).
 
+pub mod cpu;
 pub mod population;
 pub mod report;
 mod worker;
@@ -155,6 +156,9 @@ pub struct Plan {
     pub warmup: Duration,
     pub duration: Duration,
     pub pace: Pace,
+    /// Processes of the system measured (the server's, or nginx's master and workers), whose
+    /// CPU is reported per request; none: only the generator's and the machine's.
+    pub system_pids: Vec<u32>,
 }
 
 /// Latencies and counts of one operation.
@@ -192,6 +196,8 @@ pub struct Outcome {
     pub reconnects: u64,
     /// The first few distinct error descriptions (codes and transport errors, never content).
     pub errors: Vec<String>,
+    /// CPU per request over the measured window (`None` when /proc could not be read).
+    pub cpu: Option<cpu::CpuPerExchange>,
 }
 
 /// Shared by the workers of one run.
@@ -262,6 +268,18 @@ pub async fn run(target: Arc<Target>, plan: Plan) -> anyhow::Result<Outcome> {
         prescription_ids: AtomicU64::new(1),
         plan: plan.clone(),
     });
+    // CPU samples at the start and the end of the measured window.
+    let sampler = {
+        let pids = plan.system_pids.clone();
+        let (from, end) = (run.measure_from, run.end);
+        tokio::spawn(async move {
+            let sample = || cpu::Sample::now(&pids, cpu::Driver::OwnProcess).ok();
+            tokio::time::sleep_until(from.into()).await;
+            let first = sample();
+            tokio::time::sleep_until(end.into()).await;
+            first.zip(sample())
+        })
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for w in workers {
         let run = run.clone();
@@ -286,12 +304,18 @@ pub async fn run(target: Arc<Target>, plan: Plan) -> anyhow::Result<Outcome> {
         }
     }
     per_op.sort_by_key(|(o, _)| *o);
+    let requests = per_op.iter().map(|(_, s)| s.ok + s.errors).sum();
+    let cpu = sampler
+        .await
+        .context("CPU sampler panicked")?
+        .and_then(|(first, last)| first.per_exchange(&last, requests));
     Ok(Outcome {
         plan,
         measured: run.end.saturating_duration_since(run.measure_from),
         per_op,
         reconnects,
         errors,
+        cpu,
     })
 }
 

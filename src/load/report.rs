@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::cpu::CpuPerExchange;
 use super::{IdleOutcome, Outcome, Pace};
 
 /// One measurement.
@@ -37,6 +38,8 @@ pub struct Record {
     pub notes: Vec<String>,
     /// Idle connections: bytes of server memory per connection.
     pub bytes_per_connection: Option<u64>,
+    /// CPU per exchange over the measured window (a run of one operation only).
+    pub cpu: Option<CpuPerExchange>,
 }
 
 const CURVE: &[f64] = &[
@@ -81,6 +84,8 @@ pub fn records(outcome: &Outcome, system: &str, tls: &str, crl: &str) -> Vec<Rec
                 reconnects: outcome.reconnects,
                 notes: outcome.errors.clone(),
                 bytes_per_connection: None,
+                // Measured for the whole run: an operation's own share is known when it ran alone.
+                cpu: outcome.cpu.filter(|_| outcome.per_op.len() == 1),
             }
         })
         .collect()
@@ -189,6 +194,7 @@ fn markdown(records: &[Record], commit: &str, context: &str) -> String {
             .nth(round)
     };
     let mut rounds: BTreeMap<(&str, usize, &str), usize> = BTreeMap::new();
+    let mut cpu = String::new();
     if !loads.is_empty() {
         let _ = writeln!(md, "## Exchanges (warm mTLS keep-alive connections)\n");
         let _ = writeln!(
@@ -221,8 +227,42 @@ fn markdown(records: &[Record], commit: &str, context: &str) -> String {
                 "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {ctps} | {cavg} | {ratio} | {p50r} | {p99r} |",
                 r.op, r.pace, r.connections, *round, r.per_second, r.p50_ms, r.p99_ms, r.p999_ms, r.errors
             );
+            if let (Some(s), Some(c)) = (r.cpu, c.and_then(|c| c.cpu)) {
+                let _ = writeln!(
+                    cpu,
+                    "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} |",
+                    r.op,
+                    r.connections,
+                    *round,
+                    s.system_ms.unwrap_or(0.0),
+                    s.driver_ms,
+                    s.rest_ms,
+                    s.total_ms(),
+                    c.driver_ms,
+                    c.rest_ms,
+                    c.total_ms(),
+                    c.total_ms() / s.total_ms().max(1e-9)
+                );
+            }
         }
         md.push('\n');
+        if !cpu.is_empty() {
+            let _ = writeln!(
+                md,
+                "### Where the CPU went (ms per exchange, from /proc over each measured window)\n"
+            );
+            let _ = writeln!(
+                md,
+                "With both cores busy, a rate is the cores' time divided by the CPU one exchange costs, so server/ceiling tends to the last column: the ceiling's CPU per exchange over the server's. \"rest\" is PostgreSQL, the kernel's own work (loopback TCP, scheduling) and anything else running.\n"
+            );
+            let _ = writeln!(md, "| operation | conns | round | server | load generator | rest | total | pgbench | rest | total | ceiling CPU / server CPU |");
+            let _ = writeln!(
+                md,
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            );
+            md.push_str(&cpu);
+            md.push('\n');
+        }
     }
 
     let handshakes: Vec<&Record> = records
@@ -233,13 +273,21 @@ fn markdown(records: &[Record], commit: &str, context: &str) -> String {
         let _ = writeln!(md, "## Handshakes (new TCP + TLS connection with the client certificate, one small request)\n");
         let _ = writeln!(
             md,
-            "| system | handshake | TLS | CRL | conns | per second | p50 ms | p99 ms | errors |"
+            "| system | handshake | TLS | CRL | conns | per second | p50 ms | p99 ms | errors | CPU ms: system · generator · rest |"
         );
-        let _ = writeln!(md, "|---|---|---|---|---:|---:|---:|---:|---:|");
+        let _ = writeln!(md, "|---|---|---|---|---:|---:|---:|---:|---:|---|");
         for r in &handshakes {
+            let cpu = r.cpu.map_or("–".into(), |c| {
+                format!(
+                    "{} · {:.3} · {:.3}",
+                    c.system_ms.map_or("–".into(), |ms| format!("{ms:.3}")),
+                    c.driver_ms,
+                    c.rest_ms
+                )
+            });
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} |",
+                "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {cpu} |",
                 r.system,
                 r.op.trim_start_matches("handshake-"),
                 r.tls,
@@ -439,9 +487,21 @@ tps = 2345.600000 (without initial connection time)
             p99_ms: 9.0,
             curve: vec![(50.0, 3.0), (99.0, 9.0), (100.0, 20.0)],
             ok: 100,
+            cpu: Some(CpuPerExchange {
+                system_ms: Some(0.25),
+                driver_ms: 0.1,
+                rest_ms: 0.85,
+            }),
             ..Record::default()
         };
-        let ceiling = pgbench_record("droits", 8, PGBENCH).unwrap();
+        let ceiling = Record {
+            cpu: Some(CpuPerExchange {
+                system_ms: None,
+                driver_ms: 0.1,
+                rest_ms: 0.8,
+            }),
+            ..pgbench_record("droits", 8, PGBENCH).unwrap()
+        };
         // A second round: its server point is paired with its own ceiling, not the first one.
         let server2 = Record {
             per_second: 1000.0,
@@ -460,6 +520,13 @@ tps = 2345.600000 (without initial connection time)
         assert!(md.contains("**0.85**"), "{md}");
         assert!(md.contains("| droits | closed | 8 | 2 | 1000 |"), "{md}");
         assert!(md.contains("**0.50**"), "{md}");
+        // Where the CPU went, each round beside its own ceiling: 0.9 ms against 1.2 ms.
+        assert!(
+            md.contains(
+                "| droits | 8 | 1 | 0.250 | 0.100 | 0.850 | 1.200 | 0.100 | 0.800 | 0.900 | 0.75 |"
+            ),
+            "{md}"
+        );
         let svg = svg(&[server, server2]);
         assert_eq!(svg.matches("<polyline").count(), 1, "{svg}");
         assert!(

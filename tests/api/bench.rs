@@ -63,11 +63,15 @@ async fn the_load_generator_drives_every_exchange_without_errors() {
             warmup: Duration::from_millis(200),
             duration: Duration::from_millis(1500),
             pace: Pace::Closed,
+            // The server runs in this process: its CPU is the test's.
+            system_pids: vec![std::process::id()],
         },
     )
     .await
     .unwrap();
     assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    let cpu = outcome.cpu.expect("CPU per request read from /proc");
+    assert!(cpu.system_ms.is_some() && cpu.total_ms() > 0.0, "{cpu:?}");
     assert_eq!(outcome.per_op.len(), 6);
     for (op, s) in &outcome.per_op {
         assert!(
@@ -100,6 +104,7 @@ async fn the_load_generator_drives_every_exchange_without_errors() {
             warmup: Duration::ZERO,
             duration: Duration::from_secs(1),
             pace: Pace::Open { rate: 40.0 },
+            system_pids: vec![],
         },
     )
     .await
@@ -117,6 +122,7 @@ async fn the_load_generator_drives_every_exchange_without_errors() {
                 warmup: Duration::ZERO,
                 duration: Duration::from_millis(500),
                 pace: Pace::Closed,
+                system_pids: vec![],
             },
         )
         .await
