@@ -4,7 +4,7 @@
 -- and an LPP line whose rule has an annual ceiling). Client :client_id works on its own dossier
 -- (made by scripts/bench), as each connection of the load generator does. Values the server
 -- computes in Rust (amounts, accreditation, response) are constants or parameters here.
--- Keep in step with the server's SQL.
+-- Keep in step with the server's SQL (the unit tests of src/store/ceiling_scripts.rs fail otherwise).
 -- Prescription numbers unique per dossier over the whole run, as a PEC's must be (random ones
 -- collided after some 10,000 PECs on a dossier): scripts/bench gives each ceiling run its own
 -- :prescription_base, and pgbench keeps :n per client from one transaction to the next.

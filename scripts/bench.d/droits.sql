@@ -2,7 +2,7 @@
 -- rights.rs, audit.rs), statement for statement and round trip for round trip, for `pgbench -M prepared`: the ceiling
 -- of DemandeDroits. Beneficiary :i of the synthetic population (src/load/population.rs).
 -- Values the server computes in Rust (dossier number, ceiling key, rules snapshot, audit
--- fields) are parameters here too. Keep in step with the server's SQL.
+-- fields) are parameters here too. Keep in step with the server's SQL (the unit tests of src/store/ceiling_scripts.rs fail otherwise).
 \set i random(0, :population - 1)
 \set nir (1 + :i % 2) * 1000000000000 + (40 + (:i / 2) % 60) * 10000000000 + (1 + (:i / 120) % 12) * 100000000 + (1 + (:i / 1440) % 95) * 1000000 + :i % 1000000
 \set key 97 - :nir % 97

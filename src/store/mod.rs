@@ -4,6 +4,8 @@
 
 pub mod amc;
 pub mod audit;
+#[cfg(test)]
+mod ceiling_scripts;
 pub mod import;
 pub mod pool;
 pub mod retention;

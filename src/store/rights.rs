@@ -60,6 +60,36 @@ struct LookupRow {
     plafonds: Option<Vec<Option<i64>>>,
 }
 
+/// The statement of [`lookup_by_nir`].
+pub(super) static LOOKUP_BY_NIR: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH a AS (
+         SELECT a.numero_amc, a.nom,
+                coalesce(bool_or(s.actif) FILTER (WHERE s.service = 'DROITS'), false) AS droits_ouverts
+           FROM identite.amc a LEFT JOIN identite.amc_service s USING (numero_amc)
+          WHERE a.numero_amc = $3
+          GROUP BY a.numero_amc),
+     b AS (
+         SELECT id FROM (
+             SELECT b.id FROM identite.beneficiaire b
+              WHERE b.nir = $1 AND b.cle_nir = $2
+                AND b.numero_amc = $3 AND b.date_naissance = $4 AND b.rang = $5
+             UNION
+             SELECT b.id FROM identite.ouvrant_droit o
+               JOIN identite.beneficiaire b ON b.id = o.beneficiaire_id
+              WHERE o.nir = $1 AND o.cle_nir = $2
+                AND b.numero_amc = $3 AND b.date_naissance = $4 AND b.rang = $5
+         ) m ORDER BY id LIMIT 1)
+     SELECT a.numero_amc, a.nom AS nom_amc, a.droits_ouverts, b.id AS beneficiaire, g.*
+       FROM a
+       LEFT JOIN b ON true
+       LEFT JOIN LATERAL (
+           {}) g ON true
+      ORDER BY g.priorite, g.domaine, g.debut",
+        guarantees_of("b.id")
+    )
+});
+
 /// The AMC, the beneficiary by NIR and the guarantees, in one statement.
 pub async fn lookup_by_nir(
     tx: &mut PgConnection,
@@ -68,35 +98,7 @@ pub async fn lookup_by_nir(
     birth: &BirthDate,
     rank: BirthRank,
 ) -> sqlx::Result<Lookup> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "WITH a AS (
-             SELECT a.numero_amc, a.nom,
-                    coalesce(bool_or(s.actif) FILTER (WHERE s.service = 'DROITS'), false) AS droits_ouverts
-               FROM identite.amc a LEFT JOIN identite.amc_service s USING (numero_amc)
-              WHERE a.numero_amc = $3
-              GROUP BY a.numero_amc),
-         b AS (
-             SELECT id FROM (
-                 SELECT b.id FROM identite.beneficiaire b
-                  WHERE b.nir = $1 AND b.cle_nir = $2
-                    AND b.numero_amc = $3 AND b.date_naissance = $4 AND b.rang = $5
-                 UNION
-                 SELECT b.id FROM identite.ouvrant_droit o
-                   JOIN identite.beneficiaire b ON b.id = o.beneficiaire_id
-                  WHERE o.nir = $1 AND o.cle_nir = $2
-                    AND b.numero_amc = $3 AND b.date_naissance = $4 AND b.rang = $5
-             ) m ORDER BY id LIMIT 1)
-         SELECT a.numero_amc, a.nom AS nom_amc, a.droits_ouverts, b.id AS beneficiaire, g.*
-           FROM a
-           LEFT JOIN b ON true
-           LEFT JOIN LATERAL (
-               {}) g ON true
-          ORDER BY g.priorite, g.domaine, g.debut",
-            guarantees_of("b.id")
-        )
-    });
-    let rows: Vec<LookupRow> = sqlx::query_as(&SQL)
+    let rows: Vec<LookupRow> = sqlx::query_as(&LOOKUP_BY_NIR)
         .bind(nir.as_str())
         .bind(nir.key())
         .bind(amc.as_str())
@@ -271,6 +273,21 @@ pub struct NewDossier<'a> {
     pub rules: &'a str,
 }
 
+/// The statement of [`issue_dossier`].
+pub(super) static ISSUE_DOSSIER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH pairing AS (
+             INSERT INTO identite.appariement (numero_dossier, beneficiaire_id, contrat_id)
+             VALUES ($19, $20, $21)),
+         dossier AS (
+             INSERT INTO dispensation.dossier (numero_dossier, numero_amc, structure, expiration,
+                                               cle_plafond, regles)
+             VALUES ($19, $22, $23, $24, $25, $26::jsonb))
+         {}",
+        crate::store::audit::INSERT
+    )
+});
+
 /// Writes both rows of a dossier and the exchange's audit row, in one statement of the caller's
 /// transaction.
 pub async fn issue_dossier(
@@ -278,20 +295,7 @@ pub async fn issue_dossier(
     d: &NewDossier<'_>,
     audit: &AuditRecord,
 ) -> sqlx::Result<()> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "WITH pairing AS (
-                 INSERT INTO identite.appariement (numero_dossier, beneficiaire_id, contrat_id)
-                 VALUES ($19, $20, $21)),
-             dossier AS (
-                 INSERT INTO dispensation.dossier (numero_dossier, numero_amc, structure, expiration,
-                                                   cle_plafond, regles)
-                 VALUES ($19, $22, $23, $24, $25, $26::jsonb))
-             {}",
-            crate::store::audit::INSERT
-        )
-    });
-    crate::store::audit::bind(sqlx::query(&SQL), audit)
+    crate::store::audit::bind(sqlx::query(&ISSUE_DOSSIER), audit)
         .bind(d.number)
         .bind(d.beneficiary)
         .bind(d.contract)

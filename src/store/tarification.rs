@@ -43,27 +43,29 @@ struct StateRow {
     engagee: bool,
 }
 
-pub async fn request_state(
-    tx: &mut PgConnection,
-    request_id: Uuid,
-    dossier: Uuid,
-    prescription: i32,
-) -> sqlx::Result<RequestState> {
-    let r: StateRow = sqlx::query_as(
-        "SELECT r.empreinte, r.reponse, d.numero_amc, d.structure, d.expiration, d.statut,
+/// The statement of [`request_state`].
+pub(super) const REQUEST_STATE: &str =
+    "SELECT r.empreinte, r.reponse, d.numero_amc, d.structure, d.expiration, d.statut,
                 d.cle_plafond, d.regles::text AS regles,
                 EXISTS (SELECT 1 FROM dispensation.tarification t
                          WHERE t.numero_dossier = $2 AND t.id_prescription = $3
                            AND t.mode = 'PEC' AND NOT t.annulee) AS engagee
            FROM (SELECT 1) AS one
            LEFT JOIN dispensation.reponse r ON r.id_requete = $1
-           LEFT JOIN dispensation.dossier d ON d.numero_dossier = $2",
-    )
-    .bind(request_id)
-    .bind(dossier)
-    .bind(prescription)
-    .fetch_one(&mut *tx)
-    .await?;
+           LEFT JOIN dispensation.dossier d ON d.numero_dossier = $2";
+
+pub async fn request_state(
+    tx: &mut PgConnection,
+    request_id: Uuid,
+    dossier: Uuid,
+    prescription: i32,
+) -> sqlx::Result<RequestState> {
+    let r: StateRow = sqlx::query_as(REQUEST_STATE)
+        .bind(request_id)
+        .bind(dossier)
+        .bind(prescription)
+        .fetch_one(&mut *tx)
+        .await?;
     let stored = r.empreinte.zip(r.reponse);
     // The dossier's columns are all there, or none is (no such dossier).
     let dossier = (|| {
@@ -94,6 +96,23 @@ pub async fn stored_response(
         .await
 }
 
+/// The statement of [`consumption`] without the lock (a quote).
+pub(super) const CONSUMPTION: &str =
+    "SELECT c.code_garantie, c.code_prestation, c.annee, c.consomme
+           FROM dispensation.consommation c
+           JOIN UNNEST($2::text[], $3::text[], $4::smallint[]) AS k(g, p, y)
+             ON c.code_garantie = k.g AND c.code_prestation = k.p AND c.annee = k.y
+          WHERE c.cle_plafond = $1";
+
+/// The statement of [`consumption`] with the lock (a PEC).
+pub(super) const CONSUMPTION_LOCKED: &str =
+    "INSERT INTO dispensation.consommation AS c (cle_plafond, code_garantie, code_prestation, annee)
+         SELECT $1, g, p, y FROM UNNEST($2::text[], $3::text[], $4::smallint[]) AS k(g, p, y)
+          ORDER BY g, p, y
+             ON CONFLICT (cle_plafond, code_garantie, code_prestation, annee)
+             DO UPDATE SET consomme = c.consomme
+         RETURNING c.code_garantie, c.code_prestation, c.annee, c.consomme";
+
 /// What the ceilings of `keys` have consumed for this beneficiary key. With `lock`, the rows are
 /// created if missing and locked (in key order, so that concurrent PECs never deadlock) until
 /// the transaction ends: that is what keeps concurrent PECs within a ceiling.
@@ -112,18 +131,9 @@ pub async fn consumption(
     // With the lock: insert the missing rows and lock them all, in key order, reading what they
     // consumed — one statement (DO UPDATE locks an existing row and returns its latest version).
     let sql = if lock {
-        "INSERT INTO dispensation.consommation AS c (cle_plafond, code_garantie, code_prestation, annee)
-         SELECT $1, g, p, y FROM UNNEST($2::text[], $3::text[], $4::smallint[]) AS k(g, p, y)
-          ORDER BY g, p, y
-             ON CONFLICT (cle_plafond, code_garantie, code_prestation, annee)
-             DO UPDATE SET consomme = c.consomme
-         RETURNING c.code_garantie, c.code_prestation, c.annee, c.consomme"
+        CONSUMPTION_LOCKED
     } else {
-        "SELECT c.code_garantie, c.code_prestation, c.annee, c.consomme
-           FROM dispensation.consommation c
-           JOIN UNNEST($2::text[], $3::text[], $4::smallint[]) AS k(g, p, y)
-             ON c.code_garantie = k.g AND c.code_prestation = k.p AND c.annee = k.y
-          WHERE c.cle_plafond = $1"
+        CONSUMPTION
     };
     let rows: Vec<(String, String, i16, i64)> = sqlx::query_as(sql)
         .bind(ceiling_key)
@@ -180,6 +190,41 @@ pub struct NewTarification<'a> {
     pub response: &'a str,
 }
 
+/// The statement of [`record`].
+pub(super) static RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH t AS (
+             INSERT INTO dispensation.tarification (numero_dossier, id_requete, structure, mode,
+                 id_prescription, chiffree, donnees_chiffrees, total_facture, total_ro,
+                 total_amc, total_reste_a_charge, numero_accreditation)
+             VALUES ($19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30) RETURNING id),
+         l AS (
+             INSERT INTO dispensation.ligne (tarification_id, id_ligne, code_prestation,
+                 date_execution, quantite, prix_unitaire, montant_facture, base_remboursement,
+                 taux_ro, montant_ro, code_cip, code_lpp, montant_amc, reste_a_charge,
+                 code_garantie, code_ligne)
+             SELECT (SELECT id FROM t), * FROM UNNEST($31::int[], $32::text[], $33::date[],
+                 $34::int[], $35::bigint[], $36::bigint[], $37::bigint[], $38::smallint[],
+                 $39::bigint[], $40::text[], $41::text[], $42::bigint[], $43::bigint[],
+                 $44::text[], $45::text[])),
+         u AS (
+             UPDATE dispensation.consommation c SET consomme = c.consomme + k.a
+               FROM UNNEST($46::text[], $47::text[], $48::smallint[], $49::bigint[]) AS k(g, p, y, a)
+              WHERE c.cle_plafond = $50 AND c.code_garantie = k.g
+                AND c.code_prestation = k.p AND c.annee = k.y),
+         cp AS (
+             INSERT INTO dispensation.consommation_pec (tarification_id, cle_plafond,
+                 code_garantie, code_prestation, annee, montant)
+             SELECT (SELECT id FROM t), $50, * FROM UNNEST($46::text[], $47::text[],
+                 $48::smallint[], $49::bigint[])),
+         r AS (
+             INSERT INTO dispensation.reponse (id_requete, empreinte, reponse)
+             VALUES ($20, $51, $52))
+         {}",
+        crate::store::audit::INSERT
+    )
+});
+
 /// Records a tarification, its lines and results, (PEC) its consumption, the response for
 /// retries and the exchange's audit row, in one statement.
 pub async fn record(
@@ -187,39 +232,6 @@ pub async fn record(
     t: &NewTarification<'_>,
     audit: &AuditRecord,
 ) -> sqlx::Result<()> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "WITH t AS (
-                 INSERT INTO dispensation.tarification (numero_dossier, id_requete, structure, mode,
-                     id_prescription, chiffree, donnees_chiffrees, total_facture, total_ro,
-                     total_amc, total_reste_a_charge, numero_accreditation)
-                 VALUES ($19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30) RETURNING id),
-             l AS (
-                 INSERT INTO dispensation.ligne (tarification_id, id_ligne, code_prestation,
-                     date_execution, quantite, prix_unitaire, montant_facture, base_remboursement,
-                     taux_ro, montant_ro, code_cip, code_lpp, montant_amc, reste_a_charge,
-                     code_garantie, code_ligne)
-                 SELECT (SELECT id FROM t), * FROM UNNEST($31::int[], $32::text[], $33::date[],
-                     $34::int[], $35::bigint[], $36::bigint[], $37::bigint[], $38::smallint[],
-                     $39::bigint[], $40::text[], $41::text[], $42::bigint[], $43::bigint[],
-                     $44::text[], $45::text[])),
-             u AS (
-                 UPDATE dispensation.consommation c SET consomme = c.consomme + k.a
-                   FROM UNNEST($46::text[], $47::text[], $48::smallint[], $49::bigint[]) AS k(g, p, y, a)
-                  WHERE c.cle_plafond = $50 AND c.code_garantie = k.g
-                    AND c.code_prestation = k.p AND c.annee = k.y),
-             cp AS (
-                 INSERT INTO dispensation.consommation_pec (tarification_id, cle_plafond,
-                     code_garantie, code_prestation, annee, montant)
-                 SELECT (SELECT id FROM t), $50, * FROM UNNEST($46::text[], $47::text[],
-                     $48::smallint[], $49::bigint[])),
-             r AS (
-                 INSERT INTO dispensation.reponse (id_requete, empreinte, reponse)
-                 VALUES ($20, $51, $52))
-             {}",
-            crate::store::audit::INSERT
-        )
-    });
     let o = t.outcome;
     let clear: BTreeMap<i32, &StoredLine> = t.clear_lines.iter().map(|l| (l.id, l)).collect();
     let ids: Vec<i32> = o.lines.iter().map(|r| r.id as i32).collect();
@@ -230,7 +242,7 @@ pub async fn record(
     } else {
         Vec::new()
     };
-    crate::store::audit::bind(sqlx::query(&SQL), audit)
+    crate::store::audit::bind(sqlx::query(&RECORD), audit)
         .bind(t.dossier)
         .bind(t.request_id)
         .bind(t.structure)
