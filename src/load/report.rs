@@ -170,6 +170,183 @@ pub fn write(dir: &Path, records: &[Record], commit: &str, context: &str) -> any
     Ok(())
 }
 
+/// A server point of the exchanges table, with its ceiling (closed loop) and its round (from 1).
+struct Point<'a> {
+    r: &'a Record,
+    ceiling: Option<&'a Record>,
+    round: usize,
+}
+
+/// With several rounds (VD_BENCH_ROUNDS), the n-th server point of an operation and concurrency
+/// is measured just before the n-th ceiling of the same: they are paired so.
+fn paired<'a>(records: &'a [Record], loads: &[&'a Record]) -> Vec<Point<'a>> {
+    let mut rounds: BTreeMap<(&str, usize, &str), usize> = BTreeMap::new();
+    loads
+        .iter()
+        .map(|&r| {
+            let round = rounds
+                .entry((r.op.as_str(), r.connections, r.pace.as_str()))
+                .or_default();
+            let ceiling = records
+                .iter()
+                .filter(|c| c.kind == "ceiling" && c.op == r.op && c.connections == r.connections)
+                .nth(*round)
+                .filter(|c| r.pace == "closed" && c.per_second > 0.0 && c.mean_ms > 0.0);
+            *round += 1;
+            Point {
+                r,
+                ceiling,
+                round: *round,
+            }
+        })
+        .collect()
+}
+
+/// A target of an exchange point against its ceiling.
+struct Check {
+    what: &'static str,
+    /// Server point, ceiling → the measured ratio.
+    ratio: fn(&Record, &Record) -> f64,
+    bound: Bound,
+}
+
+enum Bound {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Bound {
+    fn holds(&self, v: f64) -> bool {
+        match *self {
+            Bound::AtLeast(b) => v >= b,
+            Bound::AtMost(b) => v <= b,
+        }
+    }
+}
+
+const EXCHANGE_TARGETS: &[Check] = &[
+    Check {
+        what: "req/s ≥ 0.85 × ceiling",
+        ratio: |r, c| r.per_second / c.per_second,
+        bound: Bound::AtLeast(0.85),
+    },
+    Check {
+        what: "p50 ≤ 1.3 × ceiling avg",
+        ratio: |r, c| r.p50_ms / c.mean_ms,
+        bound: Bound::AtMost(1.3),
+    },
+    Check {
+        what: "p99 ≤ 3 × ceiling avg",
+        ratio: |r, c| r.p99_ms / c.mean_ms,
+        bound: Bound::AtMost(3.0),
+    },
+];
+
+/// The targets of this machine (issue 7 of the project), each with what the run measured.
+fn targets(records: &[Record], points: &[Point]) -> String {
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    // Exchanges: one value per round, each against its own ceiling.
+    for (op, name) in [("droits", "DemandeDroits"), ("pec", "DldTar PEC")] {
+        for conns in [8, 32] {
+            let pts: Vec<(&Record, &Record)> = points
+                .iter()
+                .filter(|p| p.r.op == op && p.r.connections == conns)
+                .filter_map(|p| Some((p.r, p.ceiling?)))
+                .collect();
+            if pts.is_empty() {
+                continue;
+            }
+            for check in EXCHANGE_TARGETS {
+                let values: Vec<f64> = pts.iter().map(|(r, c)| (check.ratio)(r, c)).collect();
+                let met = values.iter().filter(|v| check.bound.holds(**v)).count();
+                rows.push((
+                    format!("{name}, {conns} connections: {}", check.what),
+                    values
+                        .iter()
+                        .map(|v| format!("{v:.2}"))
+                        .collect::<Vec<_>>()
+                        .join(" / "),
+                    format!("{met} of {} rounds", values.len()),
+                ));
+            }
+        }
+    }
+    // Handshakes, per TLS version and CRL.
+    let rate = |system: &str, op: &str, tls: &str, crl: &str| {
+        records
+            .iter()
+            .find(|r| {
+                r.kind == "load"
+                    && r.system == system
+                    && r.op == op
+                    && r.tls == tls
+                    && r.crl == crl
+                    && r.per_second > 0.0
+            })
+            .map(|r| r.per_second)
+    };
+    let mut cases: Vec<(&str, &str)> = Vec::new();
+    for r in records
+        .iter()
+        .filter(|r| r.kind == "load" && r.op == "handshake-full")
+    {
+        if !cases.contains(&(r.tls.as_str(), r.crl.as_str())) {
+            cases.push((r.tls.as_str(), r.crl.as_str()));
+        }
+    }
+    let yes = |ok: bool| if ok { "yes" } else { "no" }.to_string();
+    for &(tls, crl) in &cases {
+        let full = rate("server", "handshake-full", tls, crl);
+        if let (Some(s), Some(n)) = (full, rate("nginx", "handshake-full", tls, crl)) {
+            rows.push((
+                format!("full handshakes, TLS {tls}, {crl}: ≥ nginx"),
+                format!("{s:.0} vs {n:.0}/s ({:.2} ×)", s / n),
+                yes(s >= n),
+            ));
+        }
+        // The first CRL measured is the small one the others are compared with.
+        let (_, base_crl) = cases
+            .iter()
+            .find(|(t, _)| *t == tls)
+            .expect("tls is a case");
+        if *base_crl != crl {
+            if let (Some(s), Some(b)) = (full, rate("server", "handshake-full", tls, base_crl)) {
+                rows.push((
+                    format!("full handshakes, TLS {tls}, {crl}: ≥ 0.9 × with {base_crl}"),
+                    format!("{s:.0} vs {b:.0}/s ({:.2} ×)", s / b),
+                    yes(s >= 0.9 * b),
+                ));
+            }
+        }
+        if let (Some(f), Some(r)) = (full, rate("server", "handshake-resumed", tls, crl)) {
+            rows.push((
+                format!("resumed handshakes, TLS {tls}, {crl}: ≥ 5 × full"),
+                format!("{r:.0} vs {f:.0}/s ({:.1} ×)", r / f),
+                yes(r >= 5.0 * f),
+            ));
+        }
+    }
+    for r in records.iter().filter(|r| r.kind == "idle") {
+        let kib = r.bytes_per_connection.unwrap_or(0) as f64 / 1024.0;
+        rows.push((
+            format!("{} idle connections: < 64 KiB each", r.connections),
+            format!("{kib:.1} KiB"),
+            yes(kib < 64.0),
+        ));
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "## Targets of this machine\n\nServer and ceiling in the same round; handshakes beside nginx in the same run.\n\n| target | measured | reached |\n|---|---|---|\n",
+    );
+    for (target, measured, reached) in rows {
+        let _ = writeln!(md, "| {target} | {measured} | {reached} |");
+    }
+    md.push('\n');
+    md
+}
+
 fn markdown(records: &[Record], commit: &str, context: &str) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Visiodroits benchmark\n");
@@ -185,15 +362,8 @@ fn markdown(records: &[Record], commit: &str, context: &str) -> String {
         .iter()
         .filter(|r| r.kind == "load" && r.system == "server" && !r.op.starts_with("handshake"))
         .collect();
-    // With several rounds (VD_BENCH_ROUNDS), the n-th server point of an operation and
-    // concurrency is measured just before the n-th ceiling of the same: they are paired so.
-    let ceiling = |op: &str, c: usize, round: usize| {
-        records
-            .iter()
-            .filter(|r| r.kind == "ceiling" && r.op == op && r.connections == c)
-            .nth(round)
-    };
-    let mut rounds: BTreeMap<(&str, usize, &str), usize> = BTreeMap::new();
+    let points = paired(records, &loads);
+    md.push_str(&targets(records, &points));
     let mut cpu = String::new();
     if !loads.is_empty() {
         let _ = writeln!(md, "## Exchanges (warm mTLS keep-alive connections)\n");
@@ -206,12 +376,12 @@ fn markdown(records: &[Record], commit: &str, context: &str) -> String {
             md,
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
-        for r in &loads {
-            let round = rounds
-                .entry((r.op.as_str(), r.connections, r.pace.as_str()))
-                .or_default();
-            let c = ceiling(&r.op, r.connections, *round).filter(|_| r.pace == "closed");
-            *round += 1;
+        for &Point {
+            r,
+            ceiling: c,
+            round,
+        } in &points
+        {
             let (ctps, cavg, ratio, p50r, p99r) = match c {
                 Some(c) if c.per_second > 0.0 && c.mean_ms > 0.0 => (
                     format!("{:.0}", c.per_second),
@@ -225,7 +395,7 @@ fn markdown(records: &[Record], commit: &str, context: &str) -> String {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {ctps} | {cavg} | {ratio} | {p50r} | {p99r} |",
-                r.op, r.pace, r.connections, *round, r.per_second, r.p50_ms, r.p99_ms, r.p999_ms, r.errors
+                r.op, r.pace, r.connections, round, r.per_second, r.p50_ms, r.p99_ms, r.p999_ms, r.errors
             );
             if let (Some(s), Some(c)) = (r.cpu, c.and_then(|c| c.cpu)) {
                 let _ = writeln!(
@@ -233,7 +403,7 @@ fn markdown(records: &[Record], commit: &str, context: &str) -> String {
                     "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} |",
                     r.op,
                     r.connections,
-                    *round,
+                    round,
                     s.system_ms.unwrap_or(0.0),
                     s.driver_ms,
                     s.rest_ms,
@@ -475,6 +645,46 @@ tps = 2345.600000 (without initial connection time)
     }
 
     #[test]
+    fn the_report_says_which_handshake_and_memory_targets_are_reached() {
+        let hs = |system: &str, op: &str, crl: &str, per_second: f64| Record {
+            kind: "load".into(),
+            system: system.into(),
+            op: op.into(),
+            tls: "1.3".into(),
+            crl: crl.into(),
+            connections: 8,
+            per_second,
+            ..Record::default()
+        };
+        let idle = Record {
+            kind: "idle".into(),
+            connections: 10_000,
+            bytes_per_connection: Some(70 * 1024),
+            ..Record::default()
+        };
+        let md = markdown(
+            &[
+                hs("server", "handshake-full", "dev", 1000.0),
+                hs("server", "handshake-resumed", "dev", 4000.0),
+                hs("nginx", "handshake-full", "dev", 800.0),
+                hs("server", "handshake-full", "big", 950.0),
+                hs("nginx", "handshake-full", "big", 30.0),
+                idle,
+            ],
+            "abc",
+            "test",
+        );
+        for row in [
+            "| full handshakes, TLS 1.3, dev: ≥ nginx | 1000 vs 800/s (1.25 ×) | yes |",
+            "| resumed handshakes, TLS 1.3, dev: ≥ 5 × full | 4000 vs 1000/s (4.0 ×) | no |",
+            "| full handshakes, TLS 1.3, big: ≥ 0.9 × with dev | 950 vs 1000/s (0.95 ×) | yes |",
+            "| 10000 idle connections: < 64 KiB each | 70.0 KiB | no |",
+        ] {
+            assert!(md.contains(row), "{row}\n{md}");
+        }
+    }
+
+    #[test]
     fn the_report_puts_the_server_beside_its_ceiling() {
         let server = Record {
             kind: "load".into(),
@@ -520,6 +730,11 @@ tps = 2345.600000 (without initial connection time)
         assert!(md.contains("**0.85**"), "{md}");
         assert!(md.contains("| droits | closed | 8 | 2 | 1000 |"), "{md}");
         assert!(md.contains("**0.50**"), "{md}");
+        // The targets, from the same pairs: 2,000 / 2,345.6 = 0.85 is reached, 0.50 is not.
+        assert!(
+            md.contains("| DemandeDroits, 8 connections: req/s ≥ 0.85 × ceiling | 0.85 / 0.50 | 1 of 2 rounds |"),
+            "{md}"
+        );
         // Where the CPU went, each round beside its own ceiling: 0.9 ms against 1.2 ms.
         assert!(
             md.contains(
