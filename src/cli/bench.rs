@@ -247,7 +247,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `CPU ms per request: server 0.25, generator 0.08, rest 0.80 (total 1.13)`.
+/// `CPU ms per request: server 0.250, generator 0.080, rest of the machine 0.800 (total 1.130)`.
 fn cpu_line(c: &CpuPerExchange, system: &str, driver: &str) -> String {
     let system = c
         .system_ms

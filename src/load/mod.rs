@@ -2,7 +2,9 @@
 //! time, closed loop (each connection sends as soon as it has its answer) or open loop (requests
 //! scheduled at a fixed total rate, latency measured from the scheduled time so that a slow
 //! server cannot hide its queue: no coordinated omission). Also full and resumed handshakes, and
-//! the memory of idle connections. Latencies go to HDR histograms (µs, 3 significant digits).
+//! the memory of idle connections. Latencies go to HDR histograms (µs, 3 significant digits);
+//! the CPU a request cost the server, the generator and the rest of the machine comes from /proc
+//! (`cpu`).
 
 pub mod cpu;
 pub mod population;

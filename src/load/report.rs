@@ -383,7 +383,7 @@ fn markdown(records: &[Record], commit: &str, context: &str) -> String {
         } in &points
         {
             let (ctps, cavg, ratio, p50r, p99r) = match c {
-                Some(c) if c.per_second > 0.0 && c.mean_ms > 0.0 => (
+                Some(c) => (
                     format!("{:.0}", c.per_second),
                     format!("{:.2}", c.mean_ms),
                     format!("**{:.2}**", r.per_second / c.per_second),
