@@ -25,6 +25,7 @@ pub enum Code {
     PsMismatch,
     CertificateRequired,
     CertificatePolicy,
+    StructureNotEstablished,
 }
 
 /// How a refusal travels when it is not a normal response.
@@ -63,6 +64,7 @@ impl Code {
             Code::PsMismatch => "8001",
             Code::CertificateRequired => "8002",
             Code::CertificatePolicy => "8003",
+            Code::StructureNotEstablished => "8004",
         }
     }
 
@@ -90,7 +92,12 @@ impl Code {
             Code::AccreditationUnknown => "Accréditation inconnue ou déjà annulée",
             Code::PsMismatch => "Le professionnel du message n'est pas celui du certificat",
             Code::CertificateRequired => "Cet échange nécessite un certificat client (CPS)",
-            Code::CertificatePolicy => "Certificat refusé par la politique CN/OU",
+            Code::CertificatePolicy => {
+                "Certificat refusé : aucun profil accepté ne le reconnaît, ou il n'est plus valable"
+            }
+            Code::StructureNotEstablished => {
+                "Le professionnel n'exerce pas dans la structure déclarée (annuaire), ou elle ne peut être établie"
+            }
         }
     }
 
@@ -98,9 +105,10 @@ impl Code {
     pub fn fault(self) -> Option<FaultKind> {
         match self {
             Code::Technical => Some(FaultKind::Receiver),
-            Code::PsMismatch | Code::CertificateRequired | Code::CertificatePolicy => {
-                Some(FaultKind::Access)
-            }
+            Code::PsMismatch
+            | Code::CertificateRequired
+            | Code::CertificatePolicy
+            | Code::StructureNotEstablished => Some(FaultKind::Access),
             _ => None,
         }
     }
@@ -145,6 +153,7 @@ mod tests {
             Code::PsMismatch,
             Code::CertificateRequired,
             Code::CertificatePolicy,
+            Code::StructureNotEstablished,
         ] {
             assert!(code.label().chars().count() <= 150, "{code:?}");
             assert_eq!(code.as_str().len(), 4);

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use crate::tls::profile::{defaults, CertProfile, ProfileRule, Profiles};
+
 /// A value that must never be printed (database password, private key, pseudonymisation key).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret<T>(T);
@@ -52,15 +54,15 @@ pub enum LogFormat {
     Text,
 }
 
-/// CN/OU policy: which subjects are accepted and how the identifiers are extracted.
-#[derive(Debug, Clone)]
-pub struct SubjectPolicy {
-    /// Must match the CN; the named group `ps` (or the whole match) is the PS identifier.
-    pub cn: Regex,
-    /// Must match one OU; the named group `structure` (or the whole match) is the structure id.
-    pub ou: Regex,
-    /// Check the Luhn digit of an RPPS number (`8` + 11 digits) extracted from the CN.
-    pub rpps_luhn: bool,
+/// How the structure a CPS card's holder declares is checked (spec/security.md "Structure
+/// binding").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StructureCheck {
+    /// Against the professional directory (`annuaire import`): 8004 when the PS does not
+    /// exercise there, or when no directory is loaded.
+    Directory,
+    /// The declaration is trusted, and the audit says so.
+    Declared,
 }
 
 /// CRL handling (spec/security.md "Client certificates").
@@ -108,7 +110,8 @@ pub struct Config {
     pub tls_key: PathBuf,
     pub client_ca: PathBuf,
     pub crl: CrlSettings,
-    pub policy: SubjectPolicy,
+    pub profiles: Profiles,
+    pub structure_check: StructureCheck,
     pub rights_client_cert: RightsClientCert,
     pub trusted_third_party: TrustedThirdParty,
     pub pseudonymisation_key_file: PathBuf,
@@ -125,11 +128,6 @@ pub struct Config {
     /// `tracing` filter directives, e.g. `info` or `visiodroits=debug,info`.
     pub log_filter: String,
 }
-
-/// Default CN pattern: `8` + RPPS (11 digits); the whole CN is the PS identifier.
-pub const DEFAULT_CN_PATTERN: &str = "^(?P<ps>8[0-9]{11})$";
-/// Default OU pattern: `1` + FINESS (9 digits); the 9 digits are the structure identifier.
-pub const DEFAULT_OU_PATTERN: &str = "^1(?P<structure>[0-9]{9})$";
 
 impl Config {
     /// Reads `.env` (if present) then the process environment.
@@ -184,10 +182,11 @@ impl Config {
         if let Some(bad) = crl.urls.iter().find(|u| !u.starts_with("http://")) {
             return Err(v.bad("VD_CRL_URLS", bad, "http:// URLs separated by commas"));
         }
-        let policy = SubjectPolicy {
-            cn: v.regex("VD_POLICY_CN", DEFAULT_CN_PATTERN)?,
-            ou: v.regex("VD_POLICY_OU", DEFAULT_OU_PATTERN)?,
-            rpps_luhn: v.bool("VD_POLICY_RPPS_LUHN", true)?,
+        let profiles = profiles(&v)?;
+        let structure_check = match v.get("VD_STRUCTURE_CHECK").unwrap_or("directory") {
+            "directory" => StructureCheck::Directory,
+            "declared" => StructureCheck::Declared,
+            other => return Err(v.bad("VD_STRUCTURE_CHECK", other, "directory or declared")),
         };
         let rights_client_cert = match v.get("VD_RIGHTS_CLIENT_CERT").unwrap_or("required") {
             "required" => RightsClientCert::Required,
@@ -244,7 +243,8 @@ impl Config {
             tls_key,
             client_ca,
             crl,
-            policy,
+            profiles,
+            structure_check,
             rights_client_cert,
             trusted_third_party,
             pseudonymisation_key_file: v.path("VD_PSEUDONYMISATION_KEY_FILE")?,
@@ -266,6 +266,102 @@ impl Config {
             log_filter: v.get("VD_LOG").unwrap_or("info").to_string(),
         })
     }
+}
+
+/// The certificate profiles: `VD_PROFILES` (accepted, in the order tried) and, per profile,
+/// `VD_PROFILE_<NAME>_CN`, `_OU` and `_POLICIES`.
+fn profiles(v: &Vars<'_>) -> Result<Profiles, ConfigError> {
+    for (retired, now) in [
+        ("VD_POLICY_CN", "VD_PROFILE_CPS_CN and VD_PROFILE_CPE_CN"),
+        ("VD_POLICY_OU", "VD_PROFILE_CPE_OU"),
+        ("VD_POLICY_RPPS_LUHN", "VD_PROFILE_RPPS_LUHN"),
+    ] {
+        if v.get(retired).is_some() {
+            return Err(ConfigError {
+                name: retired,
+                message: format!(
+                    "replaced by the certificate profiles ({now}, see .env.example); remove it"
+                ),
+            });
+        }
+    }
+    let list = v.get("VD_PROFILES").unwrap_or("CPE,CPS2TER,CPS,ORG");
+    let mut rules = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let Some(profile) = CertProfile::parse(name) else {
+            return Err(v.bad("VD_PROFILES", list, "a list of CPE, CPS2TER, CPS, ORG"));
+        };
+        if rules.iter().any(|r: &ProfileRule| r.profile == profile) {
+            return Err(v.bad("VD_PROFILES", list, "each profile once"));
+        }
+        let (cn_var, ou_var, policies_var, cn, ou): (_, _, _, _, Option<&str>) = match profile {
+            CertProfile::Cps => (
+                "VD_PROFILE_CPS_CN",
+                "VD_PROFILE_CPS_OU",
+                "VD_PROFILE_CPS_POLICIES",
+                defaults::CPS_CN,
+                None,
+            ),
+            CertProfile::Cps2ter => (
+                "VD_PROFILE_CPS2TER_CN",
+                "VD_PROFILE_CPS2TER_OU",
+                "VD_PROFILE_CPS2TER_POLICIES",
+                defaults::CPS2TER_CN,
+                Some(defaults::CPS2TER_OU),
+            ),
+            CertProfile::Cpe => (
+                "VD_PROFILE_CPE_CN",
+                "VD_PROFILE_CPE_OU",
+                "VD_PROFILE_CPE_POLICIES",
+                defaults::CPE_CN,
+                Some(defaults::CPE_OU),
+            ),
+            CertProfile::Org => (
+                "VD_PROFILE_ORG_CN",
+                "VD_PROFILE_ORG_OU",
+                "VD_PROFILE_ORG_POLICIES",
+                defaults::ORG_CN,
+                Some(defaults::ORG_OU),
+            ),
+        };
+        let ou = match v.get(ou_var).or(ou) {
+            None => None,
+            Some(pattern) => Some(v.regex(ou_var, pattern)?),
+        };
+        let policies: Vec<String> = v
+            .get(policies_var)
+            .map(|p| {
+                p.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(bad) = policies
+            .iter()
+            .find(|p| crate::tls::der::oid_value(p).is_none())
+        {
+            return Err(v.bad(policies_var, bad, "dotted OIDs separated by commas"));
+        }
+        let rule = ProfileRule {
+            profile,
+            cn: v.regex(cn_var, v.get(cn_var).unwrap_or(cn))?,
+            ou,
+            policies,
+        };
+        Profiles::check_rule(&rule).map_err(|message| ConfigError {
+            name: ou_var,
+            message,
+        })?;
+        rules.push(rule);
+    }
+    if rules.is_empty() {
+        return Err(v.bad("VD_PROFILES", list, "at least one profile"));
+    }
+    Ok(Profiles {
+        rules,
+        rpps_luhn: v.bool("VD_PROFILE_RPPS_LUHN", true)?,
+    })
 }
 
 /// `DATABASE_URL` alone, for the admin commands that need nothing else (`migrate`, `import`…).
@@ -405,6 +501,9 @@ mod tests {
         assert_eq!(c.crl.grace, Duration::ZERO);
         assert!(!c.crl.allow_missing && !c.crl.allow_stale);
         assert_eq!(c.rights_client_cert, RightsClientCert::Required);
+        assert_eq!(c.structure_check, StructureCheck::Directory);
+        let order: Vec<CertProfile> = c.profiles.rules.iter().map(|r| r.profile).collect();
+        assert_eq!(order, CertProfile::ALL.to_vec());
     }
 
     #[test]
@@ -413,7 +512,12 @@ mod tests {
             ("VD_LISTEN", "nowhere"),
             ("VD_BODY_LIMIT_BYTES", "lots"),
             ("VD_CRL_ALLOW_STALE", "perhaps"),
-            ("VD_POLICY_CN", "(unclosed"),
+            ("VD_PROFILE_CPS_CN", "(unclosed"),
+            ("VD_PROFILE_CPE_OU", "^1[0-9]{9}$"),
+            ("VD_PROFILES", "CPS,CARTE"),
+            ("VD_PROFILE_ORG_POLICIES", "1.2.x"),
+            ("VD_POLICY_CN", "^8[0-9]{11}$"),
+            ("VD_STRUCTURE_CHECK", "sometimes"),
             ("VD_INSTANCE_CODE", "I"),
             ("VD_RIGHTS_CLIENT_CERT", "sometimes"),
         ] {

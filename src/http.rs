@@ -68,10 +68,11 @@ async fn soap(
         soap_response(version, status, fault.to_xml(version), false)
     };
 
-    // A certificate that the CN/OU policy refuses, or that was revoked since the handshake, is
-    // refused before anything of the request is read: identity comes only from the TLS session.
-    let revoked = conn.is_revoked(&s.tls.crls());
-    if revoked || matches!(conn.identity, PeerIdentity::Refused { .. }) {
+    // A certificate that no profile recognises, or whose path no longer passes (revoked since the
+    // handshake, expired, its CRLs stale or its CA removed), is refused before anything of the
+    // request is read: identity comes only from the TLS session. The latter closes the connection.
+    let admitted = s.tls.admit(&conn);
+    if admitted.is_err() || matches!(conn.identity, PeerIdentity::Refused { .. }) {
         let version = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -80,17 +81,18 @@ async fn soap(
         let fault = Fault::for_code(Code::CertificatePolicy);
         s.metrics
             .exchange(ENVELOPE, fault.code.as_str(), started.elapsed());
-        let reason = match &conn.identity {
-            PeerIdentity::Refused { reason, .. } if !revoked => (*reason).to_string(),
-            _ => "certificat révoqué".to_string(),
+        let (reason, close) = match (&conn.identity, admitted) {
+            (_, Err(path)) => (path.to_string(), true),
+            (PeerIdentity::Refused { reason, .. }, Ok(())) => ((*reason).to_string(), false),
+            _ => (String::new(), false),
         };
-        audit_refusal(&fault, reason);
-        if revoked {
-            tracing::warn!(peer = %conn.peer, "certificate revoked since the handshake: refused, connection closed");
+        audit_refusal(&fault, reason.clone());
+        if close {
+            tracing::warn!(peer = %conn.peer, reason = %reason, "certificate no longer acceptable: refused, connection closed");
         } else {
-            tracing::info!(peer = %conn.peer, "certificate refused by the CN/OU policy");
+            tracing::info!(peer = %conn.peer, reason = %reason, "certificate refused by the certificate profiles");
         }
-        return soap_response(version, fault.http_status(), fault.to_xml(version), revoked);
+        return soap_response(version, fault.http_status(), fault.to_xml(version), close);
     }
 
     let content_type = headers

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use visiodroits::cli::{self, AuditCommand, Cli, Command, CrlCommand, PkiCommand};
+use visiodroits::cli::{self, AnnuaireCommand, AuditCommand, Cli, Command, CrlCommand, PkiCommand};
 use visiodroits::config::Config;
 use visiodroits::{startup, telemetry};
 
@@ -90,6 +90,32 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 summary.rejected,
                 started.elapsed().as_secs_f64()
             );
+            Ok(())
+        }
+        Command::Annuaire {
+            command: AnnuaireCommand::Import { file },
+        } => {
+            let url = visiodroits::config::database_url_from_env()?;
+            let pool = cli::migrate::admin_pool(&url).await?;
+            let started = std::time::Instant::now();
+            let summary = cli::annuaire::run(&pool, &file, true).await?;
+            for e in &summary.errors {
+                eprintln!("{e}");
+            }
+            println!(
+                "{} ligne(s) lue(s), {} activité(s) chargée(s), {} sans structure, {} rejetée(s) en {:.1} s",
+                summary.read,
+                summary.loaded,
+                summary.without_structure,
+                summary.rejected,
+                started.elapsed().as_secs_f64()
+            );
+            if summary.rejected > 0 {
+                anyhow::bail!(
+                    "{} line(s) rejected (skipped; the others are loaded)",
+                    summary.rejected
+                );
+            }
             Ok(())
         }
         Command::Client { command } => {

@@ -180,34 +180,41 @@ impl Metrics {
             );
         }
         let _ = writeln!(out, "# HELP vd_connections_open Open client connections.\n# TYPE vd_connections_open gauge\nvd_connections_open {}", self.connections_open());
-        let _ = writeln!(out, "# HELP vd_crl_age_seconds Age of each issuer's CRL (now - thisUpdate).\n# TYPE vd_crl_age_seconds gauge");
+        // Same-name CAs (a re-keyed intermediate) are told apart by their key; a CA may have a
+        // base and a delta CRL.
+        let labels = |c: &crate::tls::crl::CrlInfo| {
+            format!(
+                "issuer=\"{}\",key=\"{}\",crl=\"{}\"",
+                escape_label(&c.issuer),
+                c.ca.short(),
+                if c.delta_of.is_some() {
+                    "delta"
+                } else {
+                    "base"
+                }
+            )
+        };
+        let _ = writeln!(out, "# HELP vd_crl_age_seconds Age of each CRL in force (now - thisUpdate).\n# TYPE vd_crl_age_seconds gauge");
         for c in &s.crls.crls {
             let _ = writeln!(
                 out,
-                "vd_crl_age_seconds{{issuer=\"{}\"}} {}",
-                escape_label(&c.issuer),
+                "vd_crl_age_seconds{{{}}} {}",
+                labels(c),
                 s.now - c.this_update
             );
         }
-        let _ = writeln!(out, "# HELP vd_crl_seconds_to_next_update Seconds until each CRL's nextUpdate (negative: stale).\n# TYPE vd_crl_seconds_to_next_update gauge");
-        for c in &s.crls.crls {
-            if let Some(next) = c.next_update {
-                let _ = writeln!(
-                    out,
-                    "vd_crl_seconds_to_next_update{{issuer=\"{}\"}} {}",
-                    escape_label(&c.issuer),
-                    next - s.now
-                );
-            }
-        }
-        let _ = writeln!(out, "# HELP vd_crl_entries Revoked serials listed by each issuer's CRL.\n# TYPE vd_crl_entries gauge");
+        let _ = writeln!(out, "# HELP vd_crl_seconds_to_next_update Seconds until each CRL's nextUpdate, or thisUpdate + the refresh period without one (negative: stale).\n# TYPE vd_crl_seconds_to_next_update gauge");
         for c in &s.crls.crls {
             let _ = writeln!(
                 out,
-                "vd_crl_entries{{issuer=\"{}\"}} {}",
-                escape_label(&c.issuer),
-                c.entries
+                "vd_crl_seconds_to_next_update{{{}}} {}",
+                labels(c),
+                c.valid_until - s.now
             );
+        }
+        let _ = writeln!(out, "# HELP vd_crl_entries Revoked serials listed by each CRL in force.\n# TYPE vd_crl_entries gauge");
+        for c in &s.crls.crls {
+            let _ = writeln!(out, "vd_crl_entries{{{}}} {}", labels(c), c.entries);
         }
         let _ = writeln!(out, "# HELP vd_crl_degraded Degraded CRL modes switched on by configuration (1 = on).\n# TYPE vd_crl_degraded gauge");
         let _ = writeln!(

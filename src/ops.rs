@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::config::CrlSettings;
+use crate::config::{CrlSettings, StructureCheck};
 use crate::metrics::{Metrics, Sampled};
 use crate::store::Store;
 use crate::tls::crl::Freshness;
@@ -22,6 +22,7 @@ pub struct OpsState {
     pub tls: Arc<TlsContext>,
     pub metrics: Arc<Metrics>,
     pub crl: CrlSettings,
+    pub structure_check: StructureCheck,
     pub reloader: Reloader,
 }
 
@@ -38,8 +39,9 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// Ready when the database answers and every CA's CRL is present and fresh — or the operator
-/// chose a degraded mode, which is then named in the answer.
+/// Ready when the database answers, every CA's CRLs are present and fresh — or the operator
+/// chose a degraded mode, which is then named in the answer — and, when CPS cards' structures are
+/// checked against the professional directory, a directory is loaded.
 async fn readyz(State(s): State<OpsState>) -> Response {
     let mut problems = Vec::new();
     let mut notes = Vec::new();
@@ -49,21 +51,33 @@ async fn readyz(State(s): State<OpsState>) -> Response {
     if !db_ok {
         problems.push("database: unreachable".to_string());
     }
+    if db_ok && s.structure_check == StructureCheck::Directory {
+        match tokio::time::timeout(Duration::from_secs(2), directory(&s.store)).await {
+            Ok(Ok(Some((file, activities)))) => {
+                notes.push(format!("directory: {file}, {activities} activities"))
+            }
+            Ok(Ok(None)) => problems.push(
+                "directory: none loaded (annuaire import); CPS cards are refused with 8004"
+                    .to_string(),
+            ),
+            _ => problems.push("directory: unreadable".to_string()),
+        }
+    }
     let crls = s.tls.crls();
     let grace = i64::try_from(s.crl.grace.as_secs()).unwrap_or(i64::MAX);
-    for ca in s.tls.cas.all() {
-        match crls.freshness(&ca.subject_der, now(), grace) {
+    let cas = s.tls.cas();
+    for ca in cas.all() {
+        let name = format!("{} [key {}]", ca.subject, ca.id.short());
+        match crls.freshness(&ca.id, now(), grace) {
             Freshness::Fresh => {}
             Freshness::Missing if s.crl.allow_missing => notes.push(format!(
-                "crl: none for {} (degraded: VD_CRL_ALLOW_MISSING)",
-                ca.subject
+                "crl: none for {name} (degraded: VD_CRL_ALLOW_MISSING)"
             )),
             Freshness::Stale if s.crl.allow_stale => notes.push(format!(
-                "crl: stale for {} (degraded: VD_CRL_ALLOW_STALE)",
-                ca.subject
+                "crl: stale for {name} (degraded: VD_CRL_ALLOW_STALE)"
             )),
-            Freshness::Missing => problems.push(format!("crl: none for {}", ca.subject)),
-            Freshness::Stale => problems.push(format!("crl: past nextUpdate for {}", ca.subject)),
+            Freshness::Missing => problems.push(format!("crl: none for {name}")),
+            Freshness::Stale => problems.push(format!("crl: past nextUpdate for {name}")),
         }
     }
     let mut text = String::new();
@@ -78,6 +92,14 @@ async fn readyz(State(s): State<OpsState>) -> Response {
         text.insert_str(0, "not ready\n");
         (StatusCode::SERVICE_UNAVAILABLE, text).into_response()
     }
+}
+
+/// The directory load in force: (file, activities).
+async fn directory(store: &Store) -> anyhow::Result<Option<(String, i64)>> {
+    let mut tx = store.begin_as(crate::store::Role::Rights).await?;
+    let loaded = crate::store::annuaire::loaded(&mut tx).await?;
+    tx.commit().await?;
+    Ok(loaded.map(|(file, activities, _)| (file, activities)))
 }
 
 /// `crl refresh`: reload now (this listener is bound to localhost by default).

@@ -2,9 +2,12 @@
 //!
 //! Layout under DIR (PEM unless said):
 //! - `ca/root.{pem,key}`: "AC RACINE IGC-SANTE DEV"; `ca/intermediate.{pem,key}`: "AC IGC-SANTE DEV
-//!   PERSONNES" (issues the CPS-shaped client certificates); `trust.pem`: both, the client anchors.
+//!   PERSONNES" (issues the client certificates); `ca/intermediate-rekeyed.{pem,key}`: a re-keyed
+//!   intermediate under the *same name*, revoked by the root (IGC-Santé re-keys under one name);
+//!   `trust.pem`: the three, the client anchors.
 //! - `ca/unknown-root.{pem,key}`: a CA the server does not trust.
-//! - `crl/root.crl.pem`, `crl/intermediate.crl.pem`: one CRL per CA (the second revokes `revoked`).
+//! - `crl/root.crl.pem` (revokes the re-keyed intermediate), `crl/intermediate.crl.pem` (revokes
+//!   `revoked`), `crl/intermediate-rekeyed.crl.pem`: one CRL per CA.
 //! - `crl-variants/intermediate-expired.crl.pem`: a CRL past its nextUpdate.
 //! - `server/server.{pem,key}`: localhost / 127.0.0.1, issued by the root.
 //! - `clients/NAME.{pem,key,p12}` for NAME in [`CLIENTS`]; `.pem` holds the leaf then the
@@ -32,13 +35,31 @@ pub const DEV_FINESS: &str = "750000001";
 pub const OTHER_FINESS: &str = "920000002";
 /// The RPPS of the valid dev pharmacist (11 digits, Luhn-valid).
 pub const DEV_RPPS: &str = "10001234565";
+/// The RPPS of the real-shaped CPS card (the public test vector's `CN=899700075122`).
+pub const CPS_RPPS: &str = "99700075122";
+/// The identifier of the CPE card: `3` + FINESS + `/` + the pharmacy's own number.
+pub const CPE_PS: &str = "3750000001/1234";
 
 /// A client certificate of the dev PKI.
 pub struct DevClient {
     pub name: &'static str,
-    pub cn: String,
-    pub ou: String,
+    shape: Shape,
     what: ClientKind,
+}
+
+/// How the subject is written.
+#[derive(Clone)]
+enum Shape {
+    /// `C, O, OU, CN`: the tidy test shape (a CPE card under the default profiles).
+    Tidy { cn: String, ou: String },
+    /// A real CPS card: `SN+CN+GN` in one multi-valued RDN, `title`, `C`; no O, no OU.
+    Cps {
+        sn: &'static str,
+        cn: String,
+        gn: &'static str,
+    },
+    /// A person's card without OU (CPS under the default profiles), written by rcgen.
+    NoOu { cn: String },
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -48,68 +69,140 @@ enum ClientKind {
     Expired,
     NotYetValid,
     UnknownCa,
+    /// KeyUsage digitalSignature, no ExtendedKeyUsage.
+    NoEku,
+    /// A card's signature certificate: KeyUsage nonRepudiation only.
+    SignatureOnly,
+    /// Issued by the re-keyed intermediate that the root revoked.
+    UnderRevokedRekeyed,
 }
 
 /// Names of the client certificates, with what they are for.
 pub const CLIENTS: &[(&str, &str)] = &[
-    ("valid", "CPS of a pharmacist of the dev pharmacy"),
+    (
+        "valid",
+        "pharmacist of the dev pharmacy, CN 8+RPPS and OU 1+FINESS (a CPE card's shape)",
+    ),
     ("revoked", "listed in the intermediate CA's CRL"),
     ("expired", "notAfter in the past"),
     ("not-yet-valid", "notBefore in the future"),
     (
         "bad-ou",
-        "OU is a SIRET (type 3), outside the default policy",
+        "OU is a SIRET (type 3): names a structure no profile binds",
     ),
-    ("other-structure", "CPS of a pharmacist of another pharmacy"),
+    ("other-structure", "pharmacist of another pharmacy (OU)"),
     ("unknown-ca", "issued by a CA the server does not trust"),
+    (
+        "cps",
+        "real CPS card: SN=PHARMACH0007512+CN=899700075122+GN=CAROLE,title=Pharmacien,C=FR",
+    ),
+    ("cpe", "CPE card: CN 3750000001/1234, OU 1750000001"),
+    (
+        "org",
+        "ORG certificate of the dev pharmacy's software: OU 1750000001, no person",
+    ),
+    ("noeku", "a card without ExtendedKeyUsage"),
+    (
+        "signature-only",
+        "a card's signature certificate (nonRepudiation only)",
+    ),
+    (
+        "rekeyed-revoked",
+        "issued by the re-keyed intermediate (same name) that the root revoked",
+    ),
 ];
 
 fn clients() -> Vec<DevClient> {
     let ps = |rpps: &str| format!("8{rpps}");
+    let tidy = |cn: String, ou: String| Shape::Tidy { cn, ou };
+    let finess = |f: &str| format!("1{f}");
     vec![
         DevClient {
             name: "valid",
-            cn: ps(DEV_RPPS),
-            ou: format!("1{DEV_FINESS}"),
+            shape: tidy(ps(DEV_RPPS), finess(DEV_FINESS)),
             what: ClientKind::Valid,
         },
         DevClient {
             name: "revoked",
-            cn: ps("10001234573"),
-            ou: format!("1{DEV_FINESS}"),
+            shape: tidy(ps("10001234573"), finess(DEV_FINESS)),
             what: ClientKind::Revoked,
         },
         DevClient {
             name: "expired",
-            cn: ps("10001234581"),
-            ou: format!("1{DEV_FINESS}"),
+            shape: tidy(ps("10001234581"), finess(DEV_FINESS)),
             what: ClientKind::Expired,
         },
         DevClient {
             name: "not-yet-valid",
-            cn: ps("10001234599"),
-            ou: format!("1{DEV_FINESS}"),
+            shape: tidy(ps("10001234599"), finess(DEV_FINESS)),
             what: ClientKind::NotYetValid,
         },
         DevClient {
             name: "bad-ou",
-            cn: ps("10001234607"),
-            ou: "312345678900017".into(),
+            shape: tidy(ps("10001234607"), "312345678900017".into()),
             what: ClientKind::Valid,
         },
         DevClient {
             name: "other-structure",
-            cn: ps("10001234615"),
-            ou: format!("1{OTHER_FINESS}"),
+            shape: tidy(ps("10001234615"), finess(OTHER_FINESS)),
             what: ClientKind::Valid,
         },
         DevClient {
             name: "unknown-ca",
-            cn: ps("10001234623"),
-            ou: format!("1{DEV_FINESS}"),
+            shape: tidy(ps("10001234623"), finess(DEV_FINESS)),
             what: ClientKind::UnknownCa,
         },
+        DevClient {
+            name: "cps",
+            shape: Shape::Cps {
+                sn: "PHARMACH0007512",
+                cn: ps(CPS_RPPS),
+                gn: "CAROLE",
+            },
+            what: ClientKind::Valid,
+        },
+        DevClient {
+            name: "cpe",
+            shape: tidy(CPE_PS.into(), finess(DEV_FINESS)),
+            what: ClientKind::Valid,
+        },
+        DevClient {
+            name: "org",
+            shape: tidy("LOGICIEL OFFICINE DEV".into(), finess(DEV_FINESS)),
+            what: ClientKind::Valid,
+        },
+        DevClient {
+            name: "noeku",
+            shape: Shape::NoOu {
+                cn: ps("10001234631"),
+            },
+            what: ClientKind::NoEku,
+        },
+        DevClient {
+            name: "signature-only",
+            shape: Shape::NoOu {
+                cn: ps("10001234649"),
+            },
+            what: ClientKind::SignatureOnly,
+        },
+        DevClient {
+            name: "rekeyed-revoked",
+            shape: Shape::NoOu {
+                cn: ps("10001234656"),
+            },
+            what: ClientKind::UnderRevokedRekeyed,
+        },
     ]
+}
+
+/// The PS identifier a dev client's certificate carries (tests and the demo).
+pub fn client_ps_id(name: &str) -> Option<String> {
+    clients()
+        .into_iter()
+        .find(|c| c.name == name)
+        .map(|c| match c.shape {
+            Shape::Tidy { cn, .. } | Shape::Cps { cn, .. } | Shape::NoOu { cn } => cn,
+        })
 }
 
 /// Generates the whole dev PKI under `dir`. Existing files are replaced.
@@ -131,6 +224,18 @@ pub fn generate(dir: &Path) -> anyhow::Result<()> {
     let inter_pem = inter_cert.pem();
     let inter = Issuer::new(inter_params, inter_key);
 
+    // The re-keyed intermediate: the same name, another key, revoked by the root.
+    let rekeyed_key = ec_key()?;
+    let mut rekeyed_params = ca_params("AC IGC-SANTE DEV PERSONNES", now, 3000)?;
+    rekeyed_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    let rekeyed_serial = rekeyed_params
+        .serial_number
+        .clone()
+        .expect("ca_params sets a serial");
+    let rekeyed_cert = rekeyed_params.signed_by(&rekeyed_key, &root)?;
+    let rekeyed_pem = rekeyed_cert.pem();
+    let rekeyed = Issuer::new(rekeyed_params, rekeyed_key);
+
     let unknown_key = ec_key()?;
     let unknown_params = ca_params("AC RACINE INCONNUE DEV", now, 3650)?;
     let unknown_cert = unknown_params.self_signed(&unknown_key)?;
@@ -142,10 +247,16 @@ pub fn generate(dir: &Path) -> anyhow::Result<()> {
     write_key(dir, "ca/intermediate.key", &inter.key().serialize_pem())?;
     write(dir, "ca/unknown-root.pem", &unknown_cert.pem())?;
     write_key(dir, "ca/unknown-root.key", &unknown.key().serialize_pem())?;
+    write(dir, "ca/intermediate-rekeyed.pem", &rekeyed_pem)?;
+    write_key(
+        dir,
+        "ca/intermediate-rekeyed.key",
+        &rekeyed.key().serialize_pem(),
+    )?;
     write(
         dir,
         "trust.pem",
-        &format!("{}{}", root_cert.pem(), inter_pem),
+        &format!("{}{}{}", root_cert.pem(), inter_pem, rekeyed_pem),
     )?;
 
     // Server certificate, issued by the root (clients trust ca/root.pem for the server).
@@ -164,47 +275,82 @@ pub fn generate(dir: &Path) -> anyhow::Result<()> {
     write(dir, "server/server.pem", &server_cert.pem())?;
     write_key(dir, "server/server.key", &server_key.serialize_pem())?;
 
-    // Client certificates in the CPS shape.
+    // Client certificates.
     let mut revoked_serials = Vec::new();
     for client in clients() {
         let key = ec_key()?;
-        let mut p = CertificateParams::default();
-        p.distinguished_name = dn(&[
-            (DnType::CountryName, "FR"),
-            (DnType::OrganizationName, "PHARMACIE DEV"),
-            (DnType::OrganizationalUnitName, client.ou.as_str()),
-            (DnType::CommonName, client.cn.as_str()),
-        ]);
         let (nb, na) = match client.what {
             ClientKind::Expired => (now - Duration::days(400), now - Duration::days(1)),
             ClientKind::NotYetValid => (now + Duration::days(30), now + Duration::days(400)),
             _ => (now - Duration::days(1), now + Duration::days(1095)),
         };
-        leaf_common(&mut p, nb, na);
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let serial = p.serial_number.clone().expect("leaf_common sets a serial");
-        let (cert, chain_pem) = if client.what == ClientKind::UnknownCa {
-            (p.signed_by(&key, &unknown)?, unknown_cert.pem())
-        } else {
-            (p.signed_by(&key, &inter)?, inter_pem.clone())
+        let (issuer, chain_pem) = match client.what {
+            ClientKind::UnknownCa => (&unknown, unknown_cert.pem()),
+            ClientKind::UnderRevokedRekeyed => (&rekeyed, rekeyed_pem.clone()),
+            _ => (&inter, inter_pem.clone()),
         };
-        if client.what == ClientKind::Revoked {
-            revoked_serials.push(serial);
-        }
-        let pem = format!("{}{}", cert.pem(), chain_pem);
+        let cert_pem = match &client.shape {
+            Shape::Cps { sn, cn, gn } => multi_valued_cps(
+                &key,
+                (sn, cn, gn),
+                (nb, na),
+                &chain_pem,
+                &issuer.key().serialize_pem(),
+            )?,
+            Shape::Tidy { .. } | Shape::NoOu { .. } => {
+                let mut p = CertificateParams::default();
+                p.distinguished_name = match &client.shape {
+                    Shape::Tidy { cn, ou } => dn(&[
+                        (DnType::CountryName, "FR"),
+                        (DnType::OrganizationName, "PHARMACIE DEV"),
+                        (DnType::OrganizationalUnitName, ou.as_str()),
+                        (DnType::CommonName, cn.as_str()),
+                    ]),
+                    Shape::NoOu { cn } => dn(&[
+                        (DnType::CountryName, "FR"),
+                        (DnType::CustomDnType(vec![2, 5, 4, 12]), "Pharmacien"),
+                        (DnType::CommonName, cn.as_str()),
+                    ]),
+                    Shape::Cps { .. } => unreachable!("written by OpenSSL above"),
+                };
+                leaf_common(&mut p, nb, na);
+                p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+                match client.what {
+                    ClientKind::NoEku => p.extended_key_usages.clear(),
+                    ClientKind::SignatureOnly => {
+                        p.key_usages = vec![KeyUsagePurpose::ContentCommitment]
+                    }
+                    _ => {}
+                }
+                if client.what == ClientKind::Revoked {
+                    revoked_serials.push(p.serial_number.clone().expect("leaf_common sets one"));
+                }
+                p.signed_by(&key, issuer)?.pem()
+            }
+        };
+        let pem = format!("{cert_pem}{chain_pem}");
         write(dir, &format!("clients/{}.pem", client.name), &pem)?;
         write_key(
             dir,
             &format!("clients/{}.key", client.name),
             &key.serialize_pem(),
         )?;
-        let p12 = pkcs12(&cert.pem(), &key.serialize_pem(), &chain_pem, client.name)?;
+        let p12 = pkcs12(&cert_pem, &key.serialize_pem(), &chain_pem, client.name)?;
         fs::write(dir.join(format!("clients/{}.p12", client.name)), p12)?;
     }
 
     // CRLs: one per CA, fresh for a year (the demo reuses its PKI), plus an expired variant.
     let fresh = (now - Duration::hours(1), now + Duration::days(365));
-    write(dir, "crl/root.crl.pem", &crl(&root, &[], fresh, 1)?)?;
+    write(
+        dir,
+        "crl/root.crl.pem",
+        &crl(&root, std::slice::from_ref(&rekeyed_serial), fresh, 1)?,
+    )?;
+    write(
+        dir,
+        "crl/intermediate-rekeyed.crl.pem",
+        &crl(&rekeyed, &[], fresh, 1)?,
+    )?;
     write(
         dir,
         "crl/intermediate.crl.pem",
@@ -285,6 +431,50 @@ fn crl(
         key_identifier_method: KeyIdMethod::Sha256,
     };
     Ok(params.signed_by(issuer)?.pem()?)
+}
+
+/// A real CPS card's certificate, written with OpenSSL: rcgen writes one attribute per RDN, and
+/// the card's subject has SN, CN and GN in one multi-valued RDN (and no O, no OU).
+fn multi_valued_cps(
+    key: &KeyPair,
+    (sn, cn, gn): (&str, &str, &str),
+    (not_before, not_after): (OffsetDateTime, OffsetDateTime),
+    issuer_pem: &str,
+    issuer_key_pem: &str,
+) -> anyhow::Result<String> {
+    use crate::tls::der;
+    use openssl::asn1::{Asn1Integer, Asn1Time};
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
+    use openssl::x509::{X509Name, X509};
+    let name = crate::tls::certinfo::encode_name(&[
+        &[
+            ("2.5.4.4", der::PRINTABLE_STRING, sn),
+            ("2.5.4.3", der::PRINTABLE_STRING, cn),
+            ("2.5.4.42", der::UTF8_STRING, gn),
+        ],
+        &[("2.5.4.12", der::UTF8_STRING, "Pharmacien")],
+        &[("2.5.4.6", der::PRINTABLE_STRING, "FR")],
+    ]);
+    let issuer = X509::from_pem(issuer_pem.as_bytes())?;
+    let issuer_key = PKey::private_key_from_pem(issuer_key_pem.as_bytes())?;
+    let public = PKey::public_key_from_pem(key.public_key_pem().as_bytes())?;
+    let mut b = X509::builder()?;
+    b.set_version(2)?;
+    let serial = BigNum::from_slice(random_serial().as_ref())?;
+    b.set_serial_number(Asn1Integer::from_bn(&serial)?.as_ref())?;
+    b.set_subject_name(X509Name::from_der(&name)?.as_ref())?;
+    b.set_issuer_name(issuer.subject_name())?;
+    b.set_pubkey(&public)?;
+    b.set_not_before(Asn1Time::from_unix(not_before.unix_timestamp())?.as_ref())?;
+    b.set_not_after(Asn1Time::from_unix(not_after.unix_timestamp())?.as_ref())?;
+    b.append_extension(BasicConstraints::new().critical().build()?)?;
+    b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
+    b.append_extension(ExtendedKeyUsage::new().client_auth().build()?)?;
+    b.sign(&issuer_key, MessageDigest::sha256())?;
+    Ok(String::from_utf8(b.build().to_pem()?)?)
 }
 
 fn ec_key() -> anyhow::Result<KeyPair> {
@@ -438,13 +628,17 @@ mod tests {
     use super::*;
 
     fn luhn_ok(digits: &str) -> bool {
-        crate::tls::identity::luhn_valid(digits)
+        crate::tls::profile::luhn_valid(digits)
     }
 
     #[test]
     fn dev_rpps_numbers_carry_a_valid_luhn_digit() {
         for c in clients() {
-            assert!(luhn_ok(&c.cn[1..]), "{} has CN {}", c.name, c.cn);
+            let ps = client_ps_id(c.name).unwrap();
+            if let Some(rpps) = ps.strip_prefix('8') {
+                assert!(luhn_ok(rpps), "{} has CN {ps}", c.name);
+            }
         }
+        assert_eq!(clients().len(), CLIENTS.len());
     }
 }

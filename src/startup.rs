@@ -146,7 +146,7 @@ pub fn load_pseudonymisation_key(config: &Config) -> anyhow::Result<Secret<Vec<u
 /// Checks everything `serve` would load, without serving (`check-config`).
 pub fn check(config: &Config) -> anyhow::Result<String> {
     let (tls, refused) = TlsContext::load(config)?;
-    tls.server_config(config)?;
+    tls.server_config()?;
     load_trusted_third_party(config)?;
     load_pseudonymisation_key(config)?;
     Store::connect_lazy(
@@ -155,11 +155,19 @@ pub fn check(config: &Config) -> anyhow::Result<String> {
         config.db_acquire_timeout,
     )?;
     let crls = tls.crls();
+    let cas = tls.cas();
     let mut report = format!(
-        "configuration valid: {} anchor(s), {} intermediate(s), {} CRL(s)\n",
-        tls.cas.anchors.len(),
-        tls.cas.intermediates.len(),
-        crls.crls.len()
+        "configuration valid: {} anchor(s), {} intermediate(s), {} CRL(s); profiles {}\n",
+        cas.anchors.len(),
+        cas.intermediates.len(),
+        crls.crls.len(),
+        config
+            .profiles
+            .rules
+            .iter()
+            .map(|r| r.profile.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     for r in refused {
         report.push_str(&format!("warning: CRL refused: {r}\n"));
@@ -176,7 +184,7 @@ impl Server {
             tracing::warn!(file = %r, "CRL refused at start");
         }
         let tls = Arc::new(tls);
-        let rustls = RustlsConfig::from_config(tls.server_config(&config)?);
+        let rustls = RustlsConfig::from_config(tls.server_config()?);
         let (ttp_cert_der, decryptor) = load_trusted_third_party(&config)?;
         let pseudonymisation_key = load_pseudonymisation_key(&config)?;
         let store = Store::connect_lazy(
@@ -195,6 +203,7 @@ impl Server {
             owner_code: config.owner_code.clone(),
             instance_code: config.instance_code,
             rights_client_cert: config.rights_client_cert,
+            structure_check: config.structure_check,
             dossier_ttl: config.dossier_ttl,
             pseudonymisation_key,
         });
@@ -254,6 +263,7 @@ impl Server {
             tls: tls.clone(),
             metrics: metrics.clone(),
             crl: config.crl.clone(),
+            structure_check: config.structure_check,
             reloader: reloader.clone(),
         });
         let ops_task = tokio::spawn(async move {

@@ -59,9 +59,9 @@ dossier AS (
 INSERT INTO audit.journal (instance, operation, code, duree_ms, id_requete,
     id_reponse, horodatage_client, adresse_pair, cert_sujet, cert_emetteur, cert_serie,
     cert_empreinte, identifiant_ps, numero_structure, numero_amc, numero_dossier,
-    numero_accreditation, motif)
+    numero_accreditation, motif, profil_certificat, origine_structure)
 VALUES (:instance, 'DemandeDroits', '0000', 2, (lpad(to_hex(:q1::bigint), 16, '0') || lpad(to_hex(:q2::bigint), 16, '0'))::uuid,
     (lpad(to_hex(:q2::bigint), 16, '0') || lpad(to_hex(:q1::bigint), 16, '0'))::uuid, now(), '127.0.0.1:40000', :subject, :issuer, :serial,
     :fingerprint, :ps, :structure, :amc, (lpad(to_hex(:d1::bigint), 16, '0') || lpad(to_hex(:d2::bigint), 16, '0'))::uuid,
-    NULL, NULL);
+    NULL, NULL, 'CPE', 'certificat');
 COMMIT;

@@ -62,8 +62,8 @@ r AS (
 INSERT INTO audit.journal (instance, operation, code, duree_ms, id_requete,
     id_reponse, horodatage_client, adresse_pair, cert_sujet, cert_emetteur, cert_serie,
     cert_empreinte, identifiant_ps, numero_structure, numero_amc, numero_dossier,
-    numero_accreditation, motif)
+    numero_accreditation, motif, profil_certificat, origine_structure)
 VALUES (:instance, 'DldTar', '0000', 2, (lpad(to_hex(:q1::bigint), 16, '0') || lpad(to_hex(:q2::bigint), 16, '0'))::uuid,
     (lpad(to_hex(:q2::bigint), 16, '0') || lpad(to_hex(:q1::bigint), 16, '0'))::uuid, now(), '127.0.0.1:40000', :subject, :issuer, :serial,
-    :fingerprint, :ps, :structure, :amc, ('00000000-0000-4000-8000-' || lpad(:client_id::text, 12, '0'))::uuid, 'BBM' || lpad((:q1::bigint % 10000000000000)::text, 13, '0'), NULL);
+    :fingerprint, :ps, :structure, :amc, ('00000000-0000-4000-8000-' || lpad(:client_id::text, 12, '0'))::uuid, 'BBM' || lpad((:q1::bigint % 10000000000000)::text, 13, '0'), NULL, 'CPE', 'certificat');
 COMMIT;

@@ -19,6 +19,9 @@ use crate::load::{self, population, Pace, Plan, Target};
 pub enum BenchCommand {
     /// Write COUNT synthetic beneficiaries in the import format (CSV) to FILE (or stdout).
     GenDroits { count: u64, file: Option<PathBuf> },
+    /// Write COUNT synthetic lines of the Annuaire Santé extract (`annuaire import`'s format,
+    /// every column of the public file) to FILE (or stdout).
+    GenAnnuaire { count: u64, file: Option<PathBuf> },
     /// Drive a server with warm keep-alive connections and print (and append to --json) the
     /// requests/s and latency percentiles of each operation.
     Load {
@@ -114,6 +117,15 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             };
             let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut out);
             population::write_csv(count, &mut out)?;
+            out.flush()?;
+        }
+        BenchCommand::GenAnnuaire { count, file } => {
+            let mut out: Box<dyn Write> = match &file {
+                Some(f) => Box::new(std::fs::File::create(f)?),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut out);
+            population::write_directory(count, &mut out)?;
             out.flush()?;
         }
         BenchCommand::Load {

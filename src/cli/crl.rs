@@ -4,7 +4,8 @@
 use std::fmt::Write;
 
 use crate::config::Config;
-use crate::tls::crl::{CaSet, CrlSet, Freshness};
+use crate::tls::crl::{CrlSet, Freshness};
+use crate::tls::trust::CaSet;
 
 fn when(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)
@@ -15,13 +16,14 @@ fn when(t: i64) -> String {
 /// The status report; `Err` when an issuer's certificates would be refused (missing or stale CRL).
 pub fn status(config: &Config) -> anyhow::Result<String> {
     let cas = CaSet::load(&config.client_ca)?;
-    let crls = CrlSet::load_dir(&config.crl.dir, &cas)?;
+    let refresh = i64::try_from(config.crl.refresh.as_secs()).unwrap_or(i64::MAX);
+    let crls = CrlSet::load_dir(&config.crl.dir, &cas, refresh)?;
     let now = chrono::Utc::now().timestamp();
     let grace = i64::try_from(config.crl.grace.as_secs()).unwrap_or(i64::MAX);
     let mut out = String::new();
     let mut failing = 0;
     for ca in cas.all() {
-        let freshness = crls.freshness(&ca.subject_der, now, grace);
+        let freshness = crls.freshness(&ca.id, now, grace);
         let verdict = match freshness {
             Freshness::Fresh => "fresh",
             Freshness::Stale if config.crl.allow_stale => "STALE (accepted: VD_CRL_ALLOW_STALE)",
@@ -37,13 +39,17 @@ pub fn status(config: &Config) -> anyhow::Result<String> {
         ) {
             failing += 1;
         }
-        let _ = writeln!(out, "{}: {verdict}", ca.subject);
-        if let Some(c) = crls.for_issuer(&ca.subject_der) {
+        let _ = writeln!(out, "{} [key {}]: {verdict}", ca.subject, ca.id.short());
+        for c in crls.of_ca(&ca.id) {
             let _ = writeln!(
                 out,
-                "    thisUpdate {}  nextUpdate {}  entries {}  file {}",
+                "    {} ({})  thisUpdate {}  nextUpdate {}  entries {}  file {}",
+                c.kind(),
+                c.scope.describe(),
                 when(c.this_update),
-                c.next_update.map(when).unwrap_or_else(|| "-".into()),
+                c.next_update
+                    .map(when)
+                    .unwrap_or_else(|| format!("- (current until {})", when(c.valid_until))),
                 c.entries,
                 c.source.display()
             );

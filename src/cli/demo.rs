@@ -20,6 +20,11 @@ pub const DATABASE: &str = "visiodroits";
 /// The demo beneficiaries and their rights (CSV import format).
 pub const DEMO_RIGHTS: &[u8] = include_bytes!("../../data/demo-droits.csv");
 
+/// The demo professional directory: the sample Annuaire Santé extract (the dev PKI's cards'
+/// holders at the dev pharmacies).
+pub const DEMO_DIRECTORY: &[u8] =
+    include_bytes!("../../data/PS_LibreAcces_Personne_activite_exemple.txt");
+
 /// The demo AMCs.
 pub fn demo_amcs() -> Vec<Amc> {
     vec![
@@ -113,6 +118,14 @@ pub async fn prepare(dir: &Path, overrides: HashMap<String, String>) -> anyhow::
     )
     .await
     .context("demo data set")?;
+    super::annuaire::run_reader(
+        &admin,
+        Box::new(std::io::Cursor::new(DEMO_DIRECTORY)),
+        "PS_LibreAcces_Personne_activite_exemple.txt",
+        false,
+    )
+    .await
+    .context("demo directory")?;
     admin.close().await;
 
     let p = |rel: &str| pki.join(rel).display().to_string();

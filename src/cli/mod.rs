@@ -1,5 +1,6 @@
 //! Admin command line: one module per command.
 
+pub mod annuaire;
 pub mod audit;
 pub mod bench;
 pub mod client;
@@ -58,6 +59,12 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// The professional directory (ANS Annuaire Santé extract): where each professional
+    /// exercises, checked for CPS cards.
+    Annuaire {
+        #[command(subcommand)]
+        command: AnnuaireCommand,
+    },
     /// Trusted third party only: which beneficiary a dossier belongs to, and its tarifications
     /// (runs as vd_tiers_confiance).
     Pairing { dossier: String },
@@ -107,6 +114,14 @@ pub enum CrlCommand {
     Status,
     /// Ask the running server (on VD_METRICS_LISTEN) to reload its CRLs and certificate now.
     Refresh,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AnnuaireCommand {
+    /// Load FILE (`PS_LibreAcces_Personne_activite_*.txt`) into DATABASE_URL (an owner
+    /// connection), replacing the previous load atomically; progress on a terminal, a summary at
+    /// the end; exits 1 when lines were rejected (they are skipped).
+    Import { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

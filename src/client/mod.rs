@@ -58,21 +58,19 @@ impl ClientIdentity {
         Ok(ClientIdentity { chain, key })
     }
 
-    /// The PS and structure identifiers the certificate carries under the default CN/OU policy
-    /// of spec/security.md (what the server will expect in `ps`).
+    /// The PS identifier the certificate carries under the default certificate profiles, and
+    /// the structure when the certificate carries it (a CPE card; a CPS card's holder declares
+    /// it): what the server will expect in `ps`.
     pub fn pharmacist(&self) -> anyhow::Result<messages::Pharmacist> {
         let leaf = self.chain.first().context("empty certificate chain")?;
-        let leaf = openssl::x509::X509::from_der(leaf)?;
-        let policy = crate::config::SubjectPolicy {
-            cn: regex::Regex::new(crate::config::DEFAULT_CN_PATTERN)?,
-            ou: regex::Regex::new(crate::config::DEFAULT_OU_PATTERN)?,
-            rpps_luhn: false,
-        };
-        let (ps_id, structure) = crate::tls::identity::apply_policy(&leaf, &policy)
+        let info = crate::tls::certinfo::CertInfo::parse(leaf)
+            .context("the client certificate cannot be read")?;
+        let found = crate::tls::profile::Profiles::defaults()
+            .recognise(&info)
             .map_err(|why| anyhow::anyhow!("the client certificate's subject: {why}"))?;
         Ok(messages::Pharmacist {
-            ps_id,
-            structure: Some(structure),
+            ps_id: found.ps_id.unwrap_or_default(),
+            structure: found.structure,
         })
     }
 }

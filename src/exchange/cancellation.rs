@@ -2,9 +2,10 @@
 //! atomically. Only the structure that obtained the PEC may cancel it (7003); an unknown or
 //! already cancelled accreditation is 7010.
 
+use super::caller;
 use super::common::{self, Problems};
 use super::tarification::{
-    answer_stored, carries_identity, dossier_number, fingerprint, professional, ps,
+    answer_stored, bound_caller, carries_identity, dossier_number, fingerprint, ps,
 };
 use super::{Call, ExchangeError, Exchanges};
 use crate::code::Code;
@@ -57,7 +58,8 @@ pub fn accreditation_and_prescription(
 /// Handles `demande_annulation`.
 pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
     let body = call.body;
-    let (cert_ps, cert_structure) = professional(call)?;
+    let cert = caller::professional(call, true)?
+        .ok_or(ExchangeError::Access(Code::CertificateRequired))?;
     if carries_identity(body) {
         return Err(ExchangeError::Business(Code::MixedData));
     }
@@ -101,12 +103,12 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
     else {
         return Err(ExchangeError::Invalid(vec!["requête incomplète".into()]));
     };
-    if ps_id != cert_ps || structure != cert_structure {
-        return Err(ExchangeError::Access(Code::PsMismatch));
-    }
+    let caller = bound_caller(ex, cert, &ps_id, &structure)?;
+    caller.audit(call);
 
     let content = fingerprint(call);
     let mut tx = ex.store.begin_as(Role::Tarification).await?;
+    caller.confirm(&mut tx).await?;
     let state = store::cancellation_state(
         &mut tx,
         header.request_id,
@@ -124,7 +126,7 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
         return Err(ExchangeError::Business(Code::RequestIdReused));
     }
     let pec = match state.commitment {
-        Some(c) if c.structure != cert_structure => {
+        Some(c) if c.structure != caller.structure => {
             return Err(ExchangeError::Business(Code::OtherStructure))
         }
         Some(c) if !c.annulee => c,

@@ -1,6 +1,7 @@
 //! Exchanges: one module per operation (wire ↔ domain, then domain and store), and the single
 //! place where an exchange's outcome becomes a response or a SOAP Fault, and an audit row.
 
+pub mod caller;
 pub mod cancellation;
 pub mod common;
 pub mod encrypted;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::code::Code;
-use crate::config::{RightsClientCert, Secret};
+use crate::config::{RightsClientCert, Secret, StructureCheck};
 use crate::soap::fault::Fault;
 use crate::soap::{Envelope, SoapVersion};
 use crate::store::audit::{self, AuditRecord};
@@ -86,6 +87,8 @@ pub struct Exchanges {
     pub owner_code: String,
     pub instance_code: char,
     pub rights_client_cert: RightsClientCert,
+    /// How a CPS card holder's declared structure is checked.
+    pub structure_check: StructureCheck,
     pub dossier_ttl: Duration,
     pub pseudonymisation_key: Secret<Vec<u8>>,
 }
@@ -99,7 +102,7 @@ pub enum ExchangeError {
     /// Another business code in a normal response.
     #[error("business outcome {}", .0.as_str())]
     Business(Code),
-    /// 8001–8003: a Fault, HTTP 403.
+    /// 8001–8004: a Fault, HTTP 403.
     #[error("access refused {}", .0.as_str())]
     Access(Code),
     /// Anything else: 0999, logged once with its cause, never shown.
@@ -150,14 +153,10 @@ pub fn audit_base(instance: &str, operation: &'static str, conn: &Connection) ->
         rec.cert_serial = Some(cert.serial.clone());
         rec.cert_fingerprint = Some(cert.fingerprint.clone());
     }
-    if let PeerIdentity::Professional {
-        ps_id,
-        structure_id,
-        ..
-    } = &conn.identity
-    {
-        rec.ps_id = Some(ps_id.clone());
-        rec.structure = Some(structure_id.clone());
+    if let PeerIdentity::Certified(c) = &conn.identity {
+        rec.profile = Some(c.profile.as_str());
+        rec.ps_id = c.ps_id.clone();
+        rec.structure = c.structure.clone();
     }
     rec
 }

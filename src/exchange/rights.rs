@@ -1,7 +1,8 @@
 //! `DemandeDroits` → `FournitDroits`: the patient's rights and a dossier number.
 //!
-//! Order of the checks: who calls (8002), one kind of data per exchange (7005), the message's
-//! fields (6000, every faulty field named), the `ps` against the certificate (8001), the AMC
+//! Order of the checks: who calls (8002, 8003), one kind of data per exchange (7005), the
+//! message's fields (6000, every faulty field named), the `ps` against the certificate (8001), the
+//! structure (from the certificate, or declared and checked in the directory: 8004), the AMC
 //! (6020/6021), then the search (6005/6001), the rights at the date (6002) and the requested
 //! domains (6003). A success issues the dossier, its pairing row and the audit row in one
 //! transaction.
@@ -12,6 +13,7 @@ use chrono::{NaiveDate, SecondsFormat, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::caller::{self, Caller};
 use super::common::{self, Problems};
 use super::{Call, ExchangeError, Exchanges};
 use crate::code::Code;
@@ -21,7 +23,6 @@ use crate::soap::writer::envelope;
 use crate::soap::Element;
 use crate::store::rights::{self, Guarantee, NewDossier};
 use crate::store::Role;
-use crate::tls::identity::PeerIdentity;
 
 /// Elements of dispensing data: never in a rights request.
 pub const DISPENSING_ELEMENTS: &[&str] = &["prescription", "ligne", "prescription_chiffree"];
@@ -312,18 +313,7 @@ fn rules_snapshot(chosen: &[Guarantee]) -> serde_json::Result<String> {
 /// Handles `demande_droits`.
 pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
     let body = call.body;
-    let cert = match &call.conn.identity {
-        PeerIdentity::Professional {
-            ps_id,
-            structure_id,
-            ..
-        } => Some((ps_id.clone(), structure_id.clone())),
-        PeerIdentity::Anonymous => None,
-        PeerIdentity::Refused { .. } => return Err(ExchangeError::Access(Code::CertificatePolicy)),
-    };
-    if cert.is_none() && ex.rights_client_cert == RightsClientCert::Required {
-        return Err(ExchangeError::Access(Code::CertificateRequired));
-    }
+    let cert = caller::professional(call, ex.rights_client_cert == RightsClientCert::Required)?;
     if body.contains_named(DISPENSING_ELEMENTS) {
         return Err(ExchangeError::Business(Code::MixedData));
     }
@@ -339,20 +329,26 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
         Some(r) if p.is_empty() => r,
         _ => return Err(ExchangeError::Invalid(p.0)),
     };
-    let structure = match &cert {
-        Some((ps_id, structure_id)) => {
-            if &req.ps_id != ps_id || req.structure.as_ref().is_some_and(|s| s != structure_id) {
-                return Err(ExchangeError::Access(Code::PsMismatch));
+    let caller = match cert {
+        Some(cert) => {
+            match caller::bind(
+                cert,
+                &req.ps_id,
+                req.structure.as_deref(),
+                ex.structure_check,
+            )? {
+                Some(c) => c,
+                None => {
+                    return Err(ExchangeError::Invalid(vec![
+                        "ps/numero_structure: obligatoire, la carte ne porte pas la structure"
+                            .into(),
+                    ]))
+                }
             }
-            structure_id.clone()
         }
         // Without a certificate (when configured), the dossier is bound to the declared structure.
         None => match &req.structure {
-            Some(s) => {
-                call.audit.structure = Some(s.clone());
-                call.audit.ps_id = Some(req.ps_id.clone());
-                s.clone()
-            }
+            Some(s) => Caller::uncertified(&req.ps_id, s),
             None => {
                 return Err(ExchangeError::Invalid(vec![
                     "ps/numero_structure: obligatoire sans certificat client".into(),
@@ -360,8 +356,11 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
             }
         },
     };
+    caller.audit(call);
+    let structure = caller.structure.clone();
 
     let mut tx = ex.store.begin_as(Role::Rights).await?;
+    caller.confirm(&mut tx).await?;
     let found = rights::lookup_by_nir(&mut tx, &req.amc, &req.nir, &req.birth, req.rank).await?;
     let Some((amc_number, amc_name, open)) = found.amc else {
         return Err(ExchangeError::Business(Code::AmcUnknown));

@@ -2,7 +2,8 @@
 //! quote (`DEVIS`) or a binding commitment (`PEC`, with an accreditation number).
 //!
 //! Runs only under `vd_tarif`: it never touches `identite`. Order of the checks: certificate
-//! (8002), identity elements anywhere (7005), fields (6000), `ps` against the certificate (8001),
+//! (8002, 8003), identity elements anywhere (7005), fields (6000), `ps` against the certificate
+//! (8001), the structure (the certificate's, or declared and found in the directory: 8004),
 //! retry of an `id_requete` (stored response or 7008), the dossier (7001, 7003, 7004, 7002),
 //! encrypted payload (7007, 7006, then the same checks on its content), an existing PEC (7009).
 
@@ -13,6 +14,7 @@ use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::caller::{self, Caller};
 use super::common::{self, Problems};
 use super::rights::parse_date;
 use super::{Call, ExchangeError, Exchanges};
@@ -24,7 +26,6 @@ use crate::soap::writer::envelope;
 use crate::soap::Element;
 use crate::store::tarification::{self as store, NewTarification, StoredLine};
 use crate::store::{audit, Role};
-use crate::tls::identity::PeerIdentity;
 
 /// Patient identity elements: never in a tarification, in clear or encrypted (`ps/nom` is the
 /// pharmacist's name and allowed).
@@ -50,17 +51,16 @@ pub fn carries_identity(el: &Element) -> bool {
     })
 }
 
-/// The caller's certificate identifiers, or the refusal for their absence.
-pub fn professional(call: &Call<'_>) -> Result<(String, String), ExchangeError> {
-    match &call.conn.identity {
-        PeerIdentity::Professional {
-            ps_id,
-            structure_id,
-            ..
-        } => Ok((ps_id.clone(), structure_id.clone())),
-        PeerIdentity::Anonymous => Err(ExchangeError::Access(Code::CertificateRequired)),
-        PeerIdentity::Refused { .. } => Err(ExchangeError::Access(Code::CertificatePolicy)),
-    }
+/// The caller of a tarification or a cancellation: the professional's certificate (8002, 8003)
+/// bound to the message's `ps` (8001), whose `numero_structure` is required.
+pub fn bound_caller(
+    ex: &Exchanges,
+    cert: &crate::tls::identity::CertIdentity,
+    ps_id: &str,
+    structure: &str,
+) -> Result<Caller, ExchangeError> {
+    caller::bind(cert, ps_id, Some(structure), ex.structure_check)?
+        .ok_or(ExchangeError::Access(Code::StructureNotEstablished))
 }
 
 /// Reads `ps` with a required `numero_structure`; problems go to `p`.
@@ -377,7 +377,8 @@ fn cents(v: i64) -> String {
 /// Handles `demande_tarification`.
 pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
     let body = call.body;
-    let (cert_ps, cert_structure) = professional(call)?;
+    let cert = caller::professional(call, true)?
+        .ok_or(ExchangeError::Access(Code::CertificateRequired))?;
     if carries_identity(body) {
         return Err(ExchangeError::Business(Code::MixedData));
     }
@@ -455,9 +456,8 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
     else {
         return Err(ExchangeError::Invalid(vec!["requête incomplète".into()]));
     };
-    if ps_id != cert_ps || structure != cert_structure {
-        return Err(ExchangeError::Access(Code::PsMismatch));
-    }
+    let caller = bound_caller(ex, cert, &ps_id, &structure)?;
+    caller.audit(call);
 
     let content = fingerprint(call);
     // Decryption (RSA, then the XML checks) runs before the transaction so that no database
@@ -471,6 +471,7 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
     };
 
     let mut tx = ex.store.begin_as(Role::Tarification).await?;
+    caller.confirm(&mut tx).await?;
     let state =
         store::request_state(&mut tx, header.request_id, dossier.uuid(), prescription_id).await?;
     if let Some((stored_fp, response)) = state.stored {
@@ -486,7 +487,7 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
         return Err(ExchangeError::Business(Code::DossierUnknown));
     };
     call.audit.amc = Some(d.numero_amc.clone());
-    if d.structure != cert_structure {
+    if d.structure != caller.structure {
         return Err(ExchangeError::Business(Code::OtherStructure));
     }
     if d.statut != "OUVERT" {
@@ -571,7 +572,7 @@ pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, Excha
         &NewTarification {
             dossier: dossier.uuid(),
             request_id: header.request_id,
-            structure: &cert_structure,
+            structure: &caller.structure,
             commitment,
             prescription: prescription.id,
             ciphertext: ciphertext.as_deref(),

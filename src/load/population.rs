@@ -38,6 +38,41 @@ pub fn write_csv(count: u64, out: &mut impl Write) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Professional `i` of the generated directory: an RPPS (11 digits, Luhn-valid, from `i`).
+pub fn rpps(i: u64) -> String {
+    let body = format!("2{:09}", i % 1_000_000_000);
+    (0..10u32)
+        .map(|d| format!("{body}{d}"))
+        .find(|s| crate::tls::profile::luhn_valid(s))
+        .expect("one of ten check digits is right")
+}
+
+/// Writes `count` lines of the Annuaire Santé extract (every column of the public file): about
+/// one professional in five has a second activity, one line in fifty has no structure, like the
+/// national file's mix of officines, hospitals and practices.
+pub fn write_directory(count: u64, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "{}", crate::cli::annuaire::EXTRACT_HEADER)?;
+    for i in 0..count {
+        // Every fifth line is a second activity of the previous line's professional.
+        let person = if i % 5 == 1 { i - 1 } else { i };
+        let rpps = rpps(person);
+        let finess = format!("{:02}{:07}", 1 + i % 95, i % 10_000_000);
+        let line = match i % 50 {
+            0 => crate::cli::annuaire::extract_line(&rpps, ("NOM", "PRENOM"), "", "", ""),
+            1..=9 => crate::cli::annuaire::extract_line(
+                &rpps,
+                ("NOM", "PRENOM"),
+                "",
+                "",
+                &format!("{:014}", 10_000_000_000_000 + i),
+            ),
+            _ => crate::cli::annuaire::extract_line(&rpps, ("NOM", "PRENOM"), &finess, &finess, ""),
+        };
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,16 +43,22 @@ pub struct AuditRecord {
     pub accreditation: Option<String>,
     /// A fixed-vocabulary reason (refusals), never request content.
     pub reason: Option<String>,
+    /// The certificate profile that recognised the client certificate (`CPS`, `CPE`…).
+    pub profile: Option<&'static str>,
+    /// How the structure was established: `certificat`, `annuaire`, `declaree` (trusted by
+    /// configuration) or `sans_certificat`.
+    pub structure_source: Option<&'static str>,
 }
 
-/// The INSERT of an audit row ($1 to $18). Statements that write their data and the audit row
-/// together (one round trip) prefix it with a `WITH` of the data's inserts numbered from $19.
+/// The INSERT of an audit row ($1 to $20). Statements that write their data and the audit row
+/// together (one round trip) prefix it with a `WITH` of the data's inserts numbered from $21.
 pub const INSERT: &str =
     "INSERT INTO audit.journal (instance, operation, code, duree_ms, id_requete,
     id_reponse, horodatage_client, adresse_pair, cert_sujet, cert_emetteur, cert_serie,
     cert_empreinte, identifiant_ps, numero_structure, numero_amc, numero_dossier,
-    numero_accreditation, motif)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+    numero_accreditation, motif, profil_certificat, origine_structure)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+    $19, $20)";
 
 /// Writes `rec` in the caller's transaction (whose role may insert into the journal).
 pub async fn insert(tx: &mut PgConnection, rec: &AuditRecord) -> sqlx::Result<()> {
@@ -60,7 +66,7 @@ pub async fn insert(tx: &mut PgConnection, rec: &AuditRecord) -> sqlx::Result<()
     Ok(())
 }
 
-/// Binds `rec` as $1 to $18 of [`INSERT`].
+/// Binds `rec` as $1 to $20 of [`INSERT`].
 pub fn bind<'q>(
     q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
     rec: &'q AuditRecord,
@@ -83,6 +89,8 @@ pub fn bind<'q>(
         .bind(rec.dossier)
         .bind(&rec.accreditation)
         .bind(&rec.reason)
+        .bind(rec.profile)
+        .bind(rec.structure_source)
 }
 
 /// Writes `rec` in a transaction of its own, as `vd_audit_writer` (refusals, business errors).
@@ -115,16 +123,20 @@ pub struct JournalRow {
     pub numero_dossier: Option<Uuid>,
     pub numero_accreditation: Option<String>,
     pub motif: Option<String>,
+    pub profil_certificat: Option<String>,
+    pub origine_structure: Option<String>,
 }
 
 const COLUMNS: &str =
     "j.id, j.horodatage, j.instance, j.operation, j.code, j.duree_ms, j.id_requete,
     j.id_reponse, j.horodatage_client, j.adresse_pair, j.cert_sujet, j.cert_emetteur, j.cert_serie,
     j.cert_empreinte, j.identifiant_ps, j.numero_structure, j.numero_amc, j.numero_dossier,
-    j.numero_accreditation, j.motif";
+    j.numero_accreditation, j.motif, j.profil_certificat, j.origine_structure";
 
 /// The canonical bytes of a row: every column in a fixed order, each as `len:value` (or `-` for
-/// NULL), so that no two different rows share a canonical form.
+/// NULL), so that no two different rows share a canonical form. The columns added later
+/// (certificate profile, origin of the structure) follow only when one of them is set, so that
+/// rows chained before they existed keep their hash.
 pub fn canonical(r: &JournalRow) -> Vec<u8> {
     fn ts(t: &DateTime<Utc>) -> String {
         t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
@@ -151,8 +163,14 @@ pub fn canonical(r: &JournalRow) -> Vec<u8> {
         r.numero_accreditation.clone(),
         r.motif.clone(),
     ];
+    let later = [r.profil_certificat.clone(), r.origine_structure.clone()];
+    let later = if later.iter().any(Option::is_some) {
+        later.to_vec()
+    } else {
+        Vec::new()
+    };
     let mut out = Vec::with_capacity(512);
-    for f in fields {
+    for f in fields.into_iter().chain(later) {
         match f {
             Some(v) => {
                 out.extend_from_slice(v.len().to_string().as_bytes());

@@ -3,6 +3,7 @@
 //! transaction has no rights at all.
 
 pub mod amc;
+pub mod annuaire;
 pub mod audit;
 #[cfg(test)]
 mod ceiling_scripts;

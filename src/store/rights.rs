@@ -278,11 +278,11 @@ pub(super) static ISSUE_DOSSIER: std::sync::LazyLock<String> = std::sync::LazyLo
     format!(
         "WITH pairing AS (
              INSERT INTO identite.appariement (numero_dossier, beneficiaire_id, contrat_id)
-             VALUES ($19, $20, $21)),
+             VALUES ($21, $22, $23)),
          dossier AS (
              INSERT INTO dispensation.dossier (numero_dossier, numero_amc, structure, expiration,
                                                cle_plafond, regles)
-             VALUES ($19, $22, $23, $24, $25, $26::jsonb))
+             VALUES ($21, $24, $25, $26, $27, $28::jsonb))
          {}",
         crate::store::audit::INSERT
     )

@@ -197,29 +197,29 @@ pub(super) static RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new
              INSERT INTO dispensation.tarification (numero_dossier, id_requete, structure, mode,
                  id_prescription, chiffree, donnees_chiffrees, total_facture, total_ro,
                  total_amc, total_reste_a_charge, numero_accreditation)
-             VALUES ($19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30) RETURNING id),
+             VALUES ($21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32) RETURNING id),
          l AS (
              INSERT INTO dispensation.ligne (tarification_id, id_ligne, code_prestation,
                  date_execution, quantite, prix_unitaire, montant_facture, base_remboursement,
                  taux_ro, montant_ro, code_cip, code_lpp, montant_amc, reste_a_charge,
                  code_garantie, code_ligne)
-             SELECT (SELECT id FROM t), * FROM UNNEST($31::int[], $32::text[], $33::date[],
-                 $34::int[], $35::bigint[], $36::bigint[], $37::bigint[], $38::smallint[],
-                 $39::bigint[], $40::text[], $41::text[], $42::bigint[], $43::bigint[],
-                 $44::text[], $45::text[])),
+             SELECT (SELECT id FROM t), * FROM UNNEST($33::int[], $34::text[], $35::date[],
+                 $36::int[], $37::bigint[], $38::bigint[], $39::bigint[], $40::smallint[],
+                 $41::bigint[], $42::text[], $43::text[], $44::bigint[], $45::bigint[],
+                 $46::text[], $47::text[])),
          u AS (
              UPDATE dispensation.consommation c SET consomme = c.consomme + k.a
-               FROM UNNEST($46::text[], $47::text[], $48::smallint[], $49::bigint[]) AS k(g, p, y, a)
-              WHERE c.cle_plafond = $50 AND c.code_garantie = k.g
+               FROM UNNEST($48::text[], $49::text[], $50::smallint[], $51::bigint[]) AS k(g, p, y, a)
+              WHERE c.cle_plafond = $52 AND c.code_garantie = k.g
                 AND c.code_prestation = k.p AND c.annee = k.y),
          cp AS (
              INSERT INTO dispensation.consommation_pec (tarification_id, cle_plafond,
                  code_garantie, code_prestation, annee, montant)
-             SELECT (SELECT id FROM t), $50, * FROM UNNEST($46::text[], $47::text[],
-                 $48::smallint[], $49::bigint[])),
+             SELECT (SELECT id FROM t), $52, * FROM UNNEST($48::text[], $49::text[],
+                 $50::smallint[], $51::bigint[])),
          r AS (
              INSERT INTO dispensation.reponse (id_requete, empreinte, reponse)
-             VALUES ($20, $51, $52))
+             VALUES ($22, $53, $54))
          {}",
         crate::store::audit::INSERT
     )
@@ -426,7 +426,7 @@ pub async fn cancel(
         format!(
             "WITH given AS (
                  SELECT cle_plafond, code_garantie, code_prestation, annee, montant
-                   FROM dispensation.consommation_pec WHERE tarification_id = $19),
+                   FROM dispensation.consommation_pec WHERE tarification_id = $21),
              locked AS (
                  SELECT c.cle_plafond, c.code_garantie, c.code_prestation, c.annee
                    FROM dispensation.consommation c
@@ -441,10 +441,10 @@ pub async fn cancel(
                     AND l.code_prestation = g.code_prestation AND l.annee = g.annee),
              cancelled AS (
                  UPDATE dispensation.tarification SET annulee = true, annulee_le = now()
-                  WHERE id = $19),
+                  WHERE id = $21),
              stored AS (
                  INSERT INTO dispensation.reponse (id_requete, empreinte, reponse)
-                 VALUES ($20, $21, $22))
+                 VALUES ($22, $23, $24))
              {}",
             crate::store::audit::INSERT
         )

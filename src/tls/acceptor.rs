@@ -19,7 +19,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_rustls::server::TlsStream;
 use tower::Layer;
 
-use super::identity::{identify, Connection};
+use super::identity::Connection;
 use super::TlsContext;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -212,9 +212,9 @@ where
                 Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
                 _ => "?",
             };
-            let identity = match conn.peer_certificates() {
-                Some(chain) => identify(chain, &this.ctx.chains),
-                None => super::identity::PeerIdentity::Anonymous,
+            let (identity, path) = match conn.peer_certificates() {
+                Some(chain) => this.ctx.identify(chain),
+                None => (super::identity::PeerIdentity::Anonymous, None),
             };
             this.metrics.handshake_done(resumed);
             let connection = Arc::new(Connection {
@@ -222,6 +222,7 @@ where
                 tls_version,
                 resumed,
                 identity,
+                path,
             });
             let guarded = Guarded::new(tls, permit, this.deadlines, this.metrics.clone());
             Ok((guarded, Extension(connection).layer(service)))
@@ -238,7 +239,10 @@ fn handshake_failure_reason(e: &io::Error) -> String {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
-        Some(rustls::Error::InvalidCertificate(c)) => {
+        Some(e @ rustls::Error::InvalidCertificate(c)) => {
+            if let Some(reason) = super::verifier::reason_of(e) {
+                return reason.into();
+            }
             let reason = match c {
                 rustls::CertificateError::Expired
                 | rustls::CertificateError::ExpiredContext { .. } => "expired",

@@ -16,7 +16,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateRevocationListDer;
 use sha2::{Digest, Sha256};
 
-use super::crl::{verify_crl, CaSet, CrlSet};
+use super::crl::{verify_crl, CrlSet};
+use super::trust::CaSet;
 
 /// What one fetch round did, per URL.
 #[derive(Debug, Default)]
@@ -87,7 +88,8 @@ pub async fn download(url: &str, timeout: Duration, max_bytes: usize) -> anyhow:
         .map_err(|_| anyhow::anyhow!("timed out"))?
 }
 
-/// Checks a download against the configured CAs and the CRLs in force; returns the DER to keep.
+/// Checks a download against the configured CAs and the CRLs in force (the same CA, scope and
+/// kind, base or delta); returns the DER to keep.
 pub fn accept(bytes: &[u8], cas: &CaSet, in_force: &CrlSet) -> anyhow::Result<Vec<u8>> {
     let der = if bytes.starts_with(b"-----") {
         CertificateRevocationListDer::from_pem_slice(bytes)
@@ -96,8 +98,9 @@ pub fn accept(bytes: &[u8], cas: &CaSet, in_force: &CrlSet) -> anyhow::Result<Ve
     } else {
         CertificateRevocationListDer::from(bytes.to_vec())
     };
-    let (info, _) = verify_crl(der.clone(), Path::new("download"), cas)?;
-    if let Some(current) = in_force.for_issuer(&info.issuer_der) {
+    // The refresh period does not matter here: only the issuer and the dates are compared.
+    let info = verify_crl(&der, Path::new("download"), cas, 0)?;
+    if let Some(current) = in_force.in_force(&info) {
         if info.this_update <= current.this_update {
             bail!("not newer than the CRL in force for {}", info.issuer);
         }

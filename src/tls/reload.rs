@@ -1,6 +1,7 @@
-//! Reloading without restart: the CRL directory and the server certificate, on SIGHUP, on a
-//! period, on `crl refresh` and when the files change. Handshakes in progress keep the old
-//! configuration; new ones use the new one at once.
+//! Reloading without restart: the client CAs, the CRL directory, the ticket keys and the server
+//! certificate, on SIGHUP, on a period, on `crl refresh` and when the files change, one reload at
+//! a time. Handshakes in progress keep the old configuration; new ones use the new one at once,
+//! and every request is checked against the CAs and CRLs in force.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -8,7 +9,6 @@ use std::time::SystemTime;
 
 use axum_server::tls_rustls::RustlsConfig;
 
-use super::crl::CrlSet;
 use super::TlsContext;
 use crate::config::Config;
 
@@ -26,6 +26,8 @@ pub struct Reloader {
     pub audit: Option<Arc<super::acceptor::HandshakeAudit>>,
     /// Where CRL downloads are counted.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// One download round at a time (the reload itself is serialised by the TLS context).
+    refreshing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Reloader {
@@ -38,6 +40,7 @@ impl Reloader {
             loaded: Arc::new(Mutex::new(Vec::new())),
             audit: None,
             metrics: None,
+            refreshing: Arc::default(),
         };
         r.loaded = Arc::new(Mutex::new(r.files_state()));
         r
@@ -49,54 +52,41 @@ impl Reloader {
         *self.loaded.lock().expect("reload state") != now
     }
 
-    /// Reloads the CRL directory and the server certificate, and swaps the TLS configuration.
-    /// A CRL file that fails is refused and reported; a server certificate that fails to load
-    /// keeps the previous configuration. Returns a one-line summary.
+    /// Reloads the client CAs, the CRL directory, the ticket keys and the server certificate
+    /// (see [`TlsContext::reload`]), then swaps the TLS configuration. A part that fails keeps
+    /// what was in force and makes the result an error; the parts that loaded apply anyway.
+    /// Returns a one-line summary.
     pub fn reload(&self) -> anyhow::Result<String> {
         *self.loaded.lock().expect("reload state") = self.files_state();
-        let mut set = CrlSet::load_dir(&self.config.crl.dir, &self.tls.cas)?;
-        let previous = self.tls.crls();
-        set.keep_from(&previous);
-        let entries = set.total_entries();
-        let issuers = set.crls.len();
-        self.tls.reload_ticket_keys(&self.config)?;
-        let refused = self.tls.swap_crls(set);
-        match self.tls.server_config(&self.config) {
+        let mut done = self.tls.reload(&self.config);
+        match self.tls.server_config() {
             Ok(server) => self.rustls.reload_from_config(server),
-            Err(e) => {
-                // Keep serving with what worked: the previous CRLs and certificate.
-                self.tls.restore_crls(previous);
-                return Err(e);
-            }
+            Err(e) => done.errors.push(format!("{e:#}")),
         }
-        for r in &refused {
+        for r in &done.refused {
             tracing::warn!(file = %r, "CRL refused");
             if let Some(audit) = &self.audit {
                 audit.crl_refused(r);
             }
         }
-        tracing::info!(
-            issuers,
-            entries,
-            refused = refused.len(),
-            "TLS configuration reloaded"
-        );
-        Ok(format!(
-            "reloaded: {issuers} CRL(s), {entries} revoked serial(s), {} file(s) refused",
-            refused.len()
-        ))
+        if !done.errors.is_empty() {
+            anyhow::bail!("{}; applied: {}", done.errors.join("; "), done.summary);
+        }
+        tracing::info!(summary = %done.summary, "TLS configuration reloaded");
+        Ok(format!("reloaded: {}", done.summary))
     }
 
     /// Downloads CRLs when `VD_CRL_FETCH` is on, then reloads: the periodic refresh and
     /// `crl refresh`.
     pub async fn refresh(&self) -> anyhow::Result<String> {
+        let _one_at_a_time = self.refreshing.lock().await;
         let mut fetched = String::new();
         if self.config.crl.fetch {
-            let urls = super::fetch::urls(&self.tls.cas, &self.config.crl.urls);
+            let urls = super::fetch::urls(&self.tls.cas(), &self.config.crl.urls);
             let report = super::fetch::fetch_all(
                 &urls,
                 &self.config.crl.dir,
-                &self.tls.cas,
+                &self.tls.cas(),
                 &self.tls.crls(),
                 self.config.crl.fetch_timeout,
                 self.config.crl.fetch_max_bytes,

@@ -1,61 +1,182 @@
-//! Client certificate verifier: rustls-webpki path building and CRL checks, plus what webpki does
-//! not do for us: configured intermediates, CRL freshness with a grace period, degraded modes.
+//! Client certificate verification: rustls-webpki builds and verifies the path; this module adds
+//! what webpki does not do for us and decides it *on the path webpki accepted*: the leaf's key
+//! usages, revocation and CRL freshness of every certificate of that path (by its issuer's name
+//! and key, so that a re-keyed CA of the same name never masks the other), degraded modes.
+//!
+//! When a candidate path fails revocation, webpki goes on with the other candidates (a
+//! cross-signed intermediate, say): the path accepted is one that passed every check.
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::WebPkiClientVerifier;
 use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, Error, RootCertStore,
-    SignatureScheme,
+    CertificateError, DigitallySignedStruct, DistinguishedName, Error, OtherError, SignatureScheme,
 };
 use rustls_pki_types::{CertificateDer, UnixTime};
 
-use super::crl::{CaSet, CrlSet, Freshness};
-use super::identity::ChainCache;
-use crate::config::CrlSettings;
+use super::certinfo::UsageError;
+use super::crl::CrlSet;
+use super::identity::{ChainCache, Described};
+use super::path::{RevocationPolicy, VerifiedChain};
+use super::trust::CaSet;
 
+/// Why a chain was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejection {
+    Unparsable,
+    Usage(UsageError),
+    Path(webpki::Error),
+}
+
+impl Rejection {
+    /// The reason in metrics, logs and the audit.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Unparsable => "bad_encoding",
+            Rejection::Usage(u) => match u {
+                UsageError::NoKeyUsage => "no_key_usage",
+                UsageError::NoDigitalSignature => "no_digital_signature",
+                UsageError::NoExtendedKeyUsage => "no_extended_key_usage",
+                UsageError::NoClientAuth => "invalid_purpose",
+            },
+            Rejection::Path(e) => match e {
+                webpki::Error::CertExpired { .. } => "expired",
+                webpki::Error::CertNotValidYet { .. } => "not_yet_valid",
+                webpki::Error::CertRevoked => "revoked",
+                webpki::Error::UnknownIssuer => "unknown_issuer",
+                webpki::Error::UnknownRevocationStatus => "no_crl",
+                webpki::Error::CrlExpired { .. } => "crl_expired",
+                webpki::Error::InvalidSignatureForPublicKey => "bad_signature",
+                #[allow(deprecated)]
+                webpki::Error::RequiredEkuNotFound => "invalid_purpose",
+                webpki::Error::RequiredEkuNotFoundContext(_) => "invalid_purpose",
+                _ => "invalid_certificate",
+            },
+        }
+    }
+
+    fn into_rustls(self) -> Error {
+        let c = match &self {
+            Rejection::Unparsable => CertificateError::BadEncoding,
+            Rejection::Usage(UsageError::NoClientAuth) => CertificateError::InvalidPurpose,
+            Rejection::Usage(_) => CertificateError::Other(OtherError(Arc::new(self.clone()))),
+            Rejection::Path(e) => match e {
+                webpki::Error::CertExpired { .. } => CertificateError::Expired,
+                webpki::Error::CertNotValidYet { .. } => CertificateError::NotValidYet,
+                webpki::Error::CertRevoked => CertificateError::Revoked,
+                webpki::Error::UnknownIssuer => CertificateError::UnknownIssuer,
+                webpki::Error::UnknownRevocationStatus => CertificateError::UnknownRevocationStatus,
+                webpki::Error::CrlExpired { .. } => CertificateError::ExpiredRevocationList,
+                webpki::Error::InvalidSignatureForPublicKey => CertificateError::BadSignature,
+                #[allow(deprecated)]
+                webpki::Error::RequiredEkuNotFound => CertificateError::InvalidPurpose,
+                webpki::Error::RequiredEkuNotFoundContext(_) => CertificateError::InvalidPurpose,
+                _ => CertificateError::Other(OtherError(Arc::new(self.clone()))),
+            },
+        };
+        Error::InvalidCertificate(c)
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// The reason a rustls handshake error carries, when it is one of ours or a certificate error.
+pub fn reason_of(e: &rustls::Error) -> Option<&'static str> {
+    match e {
+        Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) => {
+            inner.downcast_ref::<Rejection>().map(Rejection::reason)
+        }
+        _ => None,
+    }
+}
+
+/// Path verification with the process's signature algorithms and revocation policy; shared by
+/// the handshake and by the acceptor when a resumed session's path must be verified again.
+#[derive(Debug)]
+pub struct PathVerifier {
+    pub algs: WebPkiSupportedAlgorithms,
+    pub policy: RevocationPolicy,
+}
+
+impl PathVerifier {
+    /// Verifies `chain` (leaf first) at `now` with the CAs and CRLs given; on success the path is
+    /// remembered in `described`.
+    pub fn verify(
+        &self,
+        cas: &CaSet,
+        crls: &CrlSet,
+        described: &Described,
+        chain: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<Arc<VerifiedChain>, Rejection> {
+        described
+            .leaf
+            .usage
+            .check_client_auth()
+            .map_err(Rejection::Usage)?;
+        let (end_entity, presented) = chain.split_first().ok_or(Rejection::Unparsable)?;
+        let ee = webpki::EndEntityCert::try_from(end_entity).map_err(|_| Rejection::Unparsable)?;
+        // Card middleware often sends the leaf alone: offer the configured intermediates too.
+        let mut all: Vec<CertificateDer<'_>> = presented.to_vec();
+        all.extend(cas.intermediates.iter().map(|c| c.der.clone()));
+        let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let accepted = std::cell::RefCell::new(None);
+        let check = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
+            let verified = VerifiedChain::of_path(path, &described.leaf, cas);
+            verified
+                .check(cas, crls, secs, &self.policy)
+                .map_err(|r| r.webpki_error(secs))?;
+            *accepted.borrow_mut() = Some(verified);
+            Ok(())
+        };
+        ee.verify_for_usage(
+            self.algs.all,
+            &cas.roots,
+            &all,
+            now,
+            webpki::KeyUsage::client_auth(),
+            None,
+            Some(&check),
+        )
+        .map_err(Rejection::Path)?;
+        let verified = Arc::new(accepted.into_inner().ok_or(Rejection::Unparsable)?);
+        described.remember(verified.clone());
+        Ok(verified)
+    }
+}
+
+/// The rustls client verifier: the certificate is optional at the TLS level (ServicesOuverts, and
+/// DemandeDroits when configured, need none); a presented one must pass [`PathVerifier`].
 #[derive(Debug)]
 pub struct CpsVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
     cas: Arc<CaSet>,
+    crls: Arc<ArcSwap<CrlSet>>,
     chains: Arc<ChainCache>,
-    crls: Arc<CrlSet>,
-    grace: i64,
-    allow_missing: bool,
-    allow_stale: bool,
+    paths: Arc<PathVerifier>,
 }
 
 impl CpsVerifier {
     pub fn new(
         cas: Arc<CaSet>,
+        crls: Arc<ArcSwap<CrlSet>>,
         chains: Arc<ChainCache>,
-        crls: Arc<CrlSet>,
-        settings: &CrlSettings,
-        provider: Arc<rustls::crypto::CryptoProvider>,
-    ) -> anyhow::Result<Self> {
-        let mut roots = RootCertStore::empty();
-        for anchor in &cas.anchors {
-            roots.add(anchor.der.clone())?;
-        }
-        let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-            // The certificate is optional at the TLS level only: ServicesOuverts (and
-            // DemandeDroits when configured) need none; every other exchange refuses with 8002.
-            .allow_unauthenticated();
-        for ca in &cas.intermediates {
-            builder =
-                builder.add_root_hint_subjects([DistinguishedName::from(ca.subject_der.clone())]);
-        }
-        Ok(CpsVerifier {
-            inner: builder.build()?,
+        paths: Arc<PathVerifier>,
+    ) -> Self {
+        CpsVerifier {
             cas,
-            chains,
             crls,
-            grace: i64::try_from(settings.grace.as_secs()).unwrap_or(i64::MAX),
-            allow_missing: settings.allow_missing,
-            allow_stale: settings.allow_stale,
-        })
+            chains,
+            paths,
+        }
     }
 }
 
@@ -69,7 +190,7 @@ impl ClientCertVerifier for CpsVerifier {
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
+        &self.cas.hints
     }
 
     fn verify_client_cert(
@@ -78,13 +199,25 @@ impl ClientCertVerifier for CpsVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        let result = self.verify_chain(end_entity, intermediates, now);
-        if result.is_err() {
-            let mut chain = vec![end_entity.clone()];
-            chain.extend(intermediates.iter().cloned());
-            self.remember_refused(&chain);
+        let mut chain = Vec::with_capacity(1 + intermediates.len());
+        chain.push(end_entity.clone());
+        chain.extend(intermediates.iter().cloned());
+        let result = match self.chains.get(&chain) {
+            None => Err(Rejection::Unparsable),
+            Some(described) => {
+                let crls = self.crls.load();
+                self.paths
+                    .verify(&self.cas, &crls, &described, &chain, now)
+                    .map(|_| ())
+            }
+        };
+        match result {
+            Ok(()) => Ok(ClientCertVerified::assertion()),
+            Err(r) => {
+                remember_refused(&chain);
+                Err(r.into_rustls())
+            }
         }
-        result
     }
 
     fn verify_tls12_signature(
@@ -93,9 +226,9 @@ impl ClientCertVerifier for CpsVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        let result = self.inner.verify_tls12_signature(message, cert, dss);
+        let result = rustls::crypto::verify_tls12_signature(message, cert, dss, &self.paths.algs);
         if result.is_err() {
-            self.remember_refused(std::slice::from_ref(cert));
+            remember_refused(std::slice::from_ref(cert));
         }
         result
     }
@@ -106,15 +239,15 @@ impl ClientCertVerifier for CpsVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        let result = self.inner.verify_tls13_signature(message, cert, dss);
+        let result = rustls::crypto::verify_tls13_signature(message, cert, dss, &self.paths.algs);
         if result.is_err() {
-            self.remember_refused(std::slice::from_ref(cert));
+            remember_refused(std::slice::from_ref(cert));
         }
         result
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.paths.algs.supported_schemes()
     }
 }
 
@@ -135,71 +268,9 @@ pub fn take_refused() -> Option<super::identity::ClientCertificate> {
     REFUSED.with(|r| r.borrow_mut().take())
 }
 
-impl CpsVerifier {
-    /// Keeps the refused certificate for the audit of the handshake (read by the acceptor in the
-    /// same poll).
-    fn remember_refused(&self, chain: &[CertificateDer<'_>]) {
-        let cert = super::identity::describe_der(chain, &self.cas);
-        REFUSED.with(|r| *r.borrow_mut() = cert);
-    }
-
-    /// Every certificate below the anchor: its issuer's CRL must be present and fresh (unless a
-    /// degraded mode allows otherwise) and must not list it. The chain's (issuer, serial) pairs
-    /// come from the chain cache: hash lookups only, no certificate parsing on a known chain.
-    fn check_revocation(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        presented: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<(), Error> {
-        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-        let mut chain = Vec::with_capacity(1 + presented.len());
-        chain.push(end_entity.clone());
-        chain.extend(presented.iter().cloned());
-        let described = self
-            .chains
-            .get(&chain)
-            .ok_or(Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        if !described.complete {
-            return Err(Error::InvalidCertificate(CertificateError::UnknownIssuer));
-        }
-        for (issuer, serial) in &described.cert.chain {
-            match self.crls.freshness(issuer, now, self.grace) {
-                Freshness::Fresh => {}
-                Freshness::Missing if self.allow_missing => {}
-                Freshness::Stale if self.allow_stale => {}
-                Freshness::Missing => {
-                    return Err(Error::InvalidCertificate(
-                        CertificateError::UnknownRevocationStatus,
-                    ))
-                }
-                Freshness::Stale => {
-                    return Err(Error::InvalidCertificate(
-                        CertificateError::ExpiredRevocationList,
-                    ))
-                }
-            }
-            if self.crls.is_revoked(issuer, serial) {
-                return Err(Error::InvalidCertificate(CertificateError::Revoked));
-            }
-        }
-        Ok(())
-    }
-
-    fn verify_chain(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, Error> {
-        // Card middleware often sends the leaf alone: offer the configured intermediates too.
-        let mut all: Vec<CertificateDer<'_>> = intermediates.to_vec();
-        all.extend(self.cas.intermediates.iter().map(|c| c.der.clone()));
-        // Path, signatures, validity and usage by webpki; revocation here, against the CRLs
-        // verified once at load: a hash lookup per certificate, where webpki would re-verify the
-        // CRL's signature on every handshake (with a 1,000,000-entry CRL, ~20 ms each).
-        let verified = self.inner.verify_client_cert(end_entity, &all, now)?;
-        self.check_revocation(end_entity, intermediates, now)?;
-        Ok(verified)
-    }
+/// Keeps the refused certificate for the audit of the handshake (read by the acceptor in the
+/// same poll).
+fn remember_refused(chain: &[CertificateDer<'_>]) {
+    let cert = super::identity::describe_der(chain);
+    REFUSED.with(|r| *r.borrow_mut() = cert);
 }

@@ -237,8 +237,8 @@ async fn certificate_edge_cases_are_refused_and_audited_with_their_reason() {
         "SHA-1 signature"
     );
 
-    // Valid chains whose subject the policy refuses: 8003 at the first request.
-    let bad_cn = leaf("JEAN DUPONT", OU);
+    // Valid chains whose subject no profile recognises: 8003 at the first request.
+    let bad_cn = leaf("12345", OU);
     let k5 = bad_cn.key.clone();
     let bad_cn = issue(bad_cn, &inter, &inter_key);
     assert_eq!(
@@ -327,7 +327,11 @@ async fn a_crl_for_an_issuer_that_is_not_configured_is_refused() {
     let s = shared();
     let dir = s.base.join(format!("crl-foreign-{}", new_id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for f in ["root.crl.pem", "intermediate.crl.pem"] {
+    for f in [
+        "root.crl.pem",
+        "intermediate.crl.pem",
+        "intermediate-rekeyed.crl.pem",
+    ] {
         std::fs::copy(s.pki_path(&format!("crl/{f}")), dir.join(f)).unwrap();
     }
     let (unknown, unknown_key) = load("ca/unknown-root");
@@ -349,7 +353,7 @@ async fn a_crl_for_an_issuer_that_is_not_configured_is_refused() {
             .unwrap();
     assert_eq!(refused.len(), 1);
     assert!(refused[0].contains("is not a configured CA"), "{refused:?}");
-    assert_eq!(tls.crls().crls.len(), 2);
+    assert_eq!(tls.crls().crls.len(), 3);
 }
 
 #[tokio::test]

@@ -34,6 +34,7 @@ async fn the_server_survives_a_database_restart() {
         visiodroits::store::amc::upsert(&mut tx, &a).await.unwrap();
     }
     tx.commit().await.unwrap();
+    crate::helpers::load_sample_directory(&admin).await;
     admin.close().await;
 
     let mut vars = s.config_vars("unused");

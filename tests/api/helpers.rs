@@ -144,6 +144,8 @@ async fn init() -> anyhow::Result<Shared> {
         "fixtures rejected: {:?}",
         summary.errors
     );
+    // The professional directory: the sample extract shipped in data/.
+    load_sample_directory(&tpl).await;
     sqlx::query("UPDATE identite.amc_service SET actif = false WHERE numero_amc = '55555555' AND service = 'DROITS'")
         .execute(&tpl)
         .await?;
@@ -318,6 +320,23 @@ impl TestApp {
             .unwrap_or_default();
         (status, body)
     }
+}
+
+/// Copies the re-keyed intermediate's CRL into a test's own CRL directory: the tests that vary
+/// the root's and the intermediate's CRLs keep the third CA of the bundle covered.
+pub fn copy_rekeyed_crl(dir: &Path) {
+    let name = "intermediate-rekeyed.crl.pem";
+    std::fs::copy(shared().pki_path(&format!("crl/{name}")), dir.join(name)).unwrap();
+}
+
+/// Loads the sample Annuaire Santé extract of data/ into the database of `pool` (an owner).
+pub async fn load_sample_directory(pool: &PgPool) {
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data/PS_LibreAcces_Personne_activite_exemple.txt");
+    let loaded = visiodroits::cli::annuaire::run(pool, &directory, false)
+        .await
+        .expect("the sample directory loads");
+    assert_eq!(loaded.rejected, 0, "{:?}", loaded.errors);
 }
 
 /// A client TLS configuration for the dev PKI.

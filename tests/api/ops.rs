@@ -24,7 +24,7 @@ async fn health_readiness_and_metrics() {
         "vd_exchanges_total{operation=\"ServicesOuverts\",code=\"0000\"} 1",
         "vd_exchange_seconds_count{operation=\"ServicesOuverts\"} 1",
         "vd_connections_open 1",
-        "vd_crl_entries{issuer=\"C=FR,O=ASIP-SANTE DEV,OU=IGC-SANTE DEV,CN=AC IGC-SANTE DEV PERSONNES\"} 1",
+        "vd_crl_entries{issuer=\"C=FR,O=ASIP-SANTE DEV,OU=IGC-SANTE DEV,CN=AC IGC-SANTE DEV PERSONNES\",key=\"",
         "vd_db_pool_connections{state=\"open\"}",
     ] {
         assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
@@ -73,26 +73,31 @@ async fn crl_status_names_each_issuer_and_fails_when_one_would_be_refused() {
     let s = crate::helpers::shared();
     let config = visiodroits::config::Config::from_map(&s.config_vars("unused")).unwrap();
     let report = visiodroits::cli::crl::status(&config).unwrap();
-    assert!(
-        report.contains("CN=AC RACINE IGC-SANTE DEV: fresh"),
-        "{report}"
-    );
-    assert!(
-        report.contains("CN=AC IGC-SANTE DEV PERSONNES: fresh"),
-        "{report}"
-    );
+    let fresh = |name: &str| {
+        report
+            .lines()
+            .filter(|l| l.contains(&format!("CN={name} [key ")) && l.ends_with("]: fresh"))
+            .count()
+    };
+    assert_eq!(fresh("AC RACINE IGC-SANTE DEV"), 1, "{report}");
+    // The intermediate and its re-keyed successor: one name, two keys, each its own CRL.
+    assert_eq!(fresh("AC IGC-SANTE DEV PERSONNES"), 2, "{report}");
+    assert!(report.contains("base (all certificates)"), "{report}");
     assert!(report.contains("entries 1"), "{report}");
 
     let dir = s.base.join(format!("crl-status-{}", new_id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(s.pki_path("crl/root.crl.pem"), dir.join("root.crl.pem")).unwrap();
+    crate::helpers::copy_rekeyed_crl(&dir);
     let mut vars = s.config_vars("unused");
     vars.insert("VD_CRL_DIR".into(), dir.display().to_string());
     let err = visiodroits::cli::crl::status(&visiodroits::config::Config::from_map(&vars).unwrap())
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("CN=AC IGC-SANTE DEV PERSONNES: MISSING: certificates refused"),
+        err.lines()
+            .any(|l| l.contains("CN=AC IGC-SANTE DEV PERSONNES [key ")
+                && l.ends_with("]: MISSING: certificates refused")),
         "{err}"
     );
 }
@@ -101,7 +106,11 @@ async fn crl_status_names_each_issuer_and_fails_when_one_would_be_refused() {
 fn dev_crl_dir(s: &crate::helpers::Shared, label: &str) -> std::path::PathBuf {
     let dir = s.base.join(format!("crl-{label}-{}", new_id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for name in ["root.crl.pem", "intermediate.crl.pem"] {
+    for name in [
+        "root.crl.pem",
+        "intermediate.crl.pem",
+        "intermediate-rekeyed.crl.pem",
+    ] {
         std::fs::copy(s.pki_path(&format!("crl/{name}")), dir.join(name)).unwrap();
     }
     dir
@@ -122,8 +131,12 @@ async fn a_crl_being_written_under_a_hidden_name_is_not_read() {
     vars.insert("VD_CRL_DIR".into(), dir.display().to_string());
     let config = visiodroits::config::Config::from_map(&vars).unwrap();
     let report = visiodroits::cli::crl::status(&config).unwrap();
-    assert!(
-        report.contains("CN=AC IGC-SANTE DEV PERSONNES: fresh"),
+    assert_eq!(
+        report
+            .lines()
+            .filter(|l| l.contains("PERSONNES [key ") && l.ends_with(": fresh"))
+            .count(),
+        2,
         "{report}"
     );
     assert!(!report.contains("refused"), "{report}");
@@ -150,6 +163,7 @@ async fn crl_refresh_and_file_changes_reload_the_running_server() {
     let dir = s.base.join(format!("crl-refresh-{}", new_id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(s.pki_path("crl/root.crl.pem"), dir.join("root.crl.pem")).unwrap();
+    crate::helpers::copy_rekeyed_crl(&dir);
     let crl_dir = dir.display().to_string();
     let app = TestApp::spawn_with(|v| {
         v.insert("VD_CRL_DIR".into(), crl_dir);
@@ -170,7 +184,7 @@ async fn crl_refresh_and_file_changes_reload_the_running_server() {
         visiodroits::cli::crl::refresh(&visiodroits::config::Config::from_map(&vars).unwrap())
             .await
             .unwrap();
-    assert!(out.contains("reloaded: 2 CRL(s)"), "{out}");
+    assert!(out.contains("reloaded: 3 CRL(s)"), "{out}");
     assert_eq!(app.connect_and_ask().await.unwrap(), "0000");
     // The CRL file goes away: the watcher notices within seconds, without a signal.
     std::fs::remove_file(dir.join("intermediate.crl.pem")).unwrap();
@@ -457,6 +471,7 @@ async fn crls_are_fetched_over_http_verified_and_a_bad_download_keeps_the_previo
     let dir = s.base.join(format!("crl-fetch-{}", new_id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(s.pki_path("crl/root.crl.pem"), dir.join("root.crl.pem")).unwrap();
+    crate::helpers::copy_rekeyed_crl(&dir);
     let served = std::sync::Arc::new(std::sync::Mutex::new(
         std::fs::read(s.pki_path("crl/intermediate.crl.pem")).unwrap(),
     ));

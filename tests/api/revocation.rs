@@ -68,7 +68,11 @@ async fn a_revocation_bites_open_connections_and_resumed_sessions() {
     let s = shared();
     let dir = s.base.join(format!("crl-revocation-{}", new_id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for f in ["root.crl.pem", "intermediate.crl.pem"] {
+    for f in [
+        "root.crl.pem",
+        "intermediate.crl.pem",
+        "intermediate-rekeyed.crl.pem",
+    ] {
         std::fs::copy(s.pki_path(&format!("crl/{f}")), dir.join(f)).unwrap();
     }
     let crl_dir = dir.display().to_string();

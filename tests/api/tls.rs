@@ -79,6 +79,7 @@ fn crl_dir(name: &str, intermediate: Option<&str>) -> String {
     let dir = s.base.join(format!("crl-{name}-{}", new_id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(s.pki_path("crl/root.crl.pem"), dir.join("root.crl.pem")).unwrap();
+    crate::helpers::copy_rekeyed_crl(&dir);
     if let Some(rel) = intermediate {
         std::fs::copy(
             s.pki_path(rel),
@@ -160,6 +161,7 @@ async fn a_crl_signed_by_another_key_is_refused_and_does_not_break_the_issuer() 
     let dir = s.base.join(format!("crl-forged-{}", new_id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(s.pki_path("crl/root.crl.pem"), dir.join("root.crl.pem")).unwrap();
+    crate::helpers::copy_rekeyed_crl(&dir);
     std::fs::copy(
         s.pki_path("crl/intermediate.crl.pem"),
         dir.join("intermediate.crl.pem"),
@@ -186,7 +188,7 @@ async fn a_crl_signed_by_another_key_is_refused_and_does_not_break_the_issuer() 
     .unwrap();
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert!(refused[0].contains("zz-forged"), "{refused:?}");
-    assert_eq!(tls.crls().crls.len(), 2, "both genuine CRLs stay in force");
+    assert_eq!(tls.crls().crls.len(), 3, "the genuine CRLs stay in force");
 }
 
 #[tokio::test]

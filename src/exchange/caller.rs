@@ -1,0 +1,198 @@
+//! Who calls, established for an exchange (spec/security.md "Structure binding"): the message's
+//! `ps` against the certificate (8001), and the structure — from the certificate (CPE), or
+//! declared by a CPS card's holder and checked against the professional directory (8004), or
+//! trusted as declared when the operator chose so, or declared without a certificate when
+//! `DemandeDroits` accepts that.
+
+use super::{Call, ExchangeError};
+use crate::code::Code;
+use crate::config::StructureCheck;
+use crate::store::annuaire::{self, Exercises};
+use crate::tls::identity::{CertIdentity, PeerIdentity};
+
+/// How the structure of an exchange was established (the audit's `origine_structure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StructureSource {
+    /// Carried by the certificate (CPE).
+    Certificate,
+    /// Declared by a CPS card's holder and found in the professional directory.
+    Directory,
+    /// Declared by a CPS card's holder and trusted (`VD_STRUCTURE_CHECK=declared`).
+    Declared,
+    /// Declared without a client certificate (`VD_RIGHTS_CLIENT_CERT=optional`).
+    Uncertified,
+}
+
+impl StructureSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StructureSource::Certificate => "certificat",
+            StructureSource::Directory => "annuaire",
+            StructureSource::Declared => "declaree",
+            StructureSource::Uncertified => "sans_certificat",
+        }
+    }
+}
+
+/// The caller of an exchange once established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub ps_id: String,
+    /// `numero_structure`: what the dossier is bound to.
+    pub structure: String,
+    pub source: StructureSource,
+}
+
+/// The professional's certificate of the connection, or the refusal: 8003 for a certificate no
+/// profile recognises, 8002 for an organisation's certificate (it serves `ServicesOuverts` only)
+/// and, when `required`, for no certificate.
+pub fn professional<'a>(
+    call: &Call<'a>,
+    required: bool,
+) -> Result<Option<&'a CertIdentity>, ExchangeError> {
+    match &call.conn.identity {
+        PeerIdentity::Certified(c) if c.profile.names_a_person() => Ok(Some(c)),
+        PeerIdentity::Certified(_) => Err(ExchangeError::Access(Code::CertificateRequired)),
+        PeerIdentity::Refused { .. } => Err(ExchangeError::Access(Code::CertificatePolicy)),
+        PeerIdentity::Anonymous if required => {
+            Err(ExchangeError::Access(Code::CertificateRequired))
+        }
+        PeerIdentity::Anonymous => Ok(None),
+    }
+}
+
+/// The message's `ps` bound to the certificate (8001 when they differ). `Ok(None)` when the
+/// structure must be declared and was not: the caller reports that field (6000).
+pub fn bind(
+    cert: &CertIdentity,
+    ps_id: &str,
+    declared: Option<&str>,
+    check: StructureCheck,
+) -> Result<Option<Caller>, ExchangeError> {
+    if cert.ps_id.as_deref() != Some(ps_id) {
+        return Err(ExchangeError::Access(Code::PsMismatch));
+    }
+    let (structure, source) = match (&cert.structure, declared) {
+        (Some(carried), Some(d)) if d != carried => {
+            return Err(ExchangeError::Access(Code::PsMismatch))
+        }
+        (Some(carried), _) => (carried.clone(), StructureSource::Certificate),
+        (None, None) => return Ok(None),
+        (None, Some(d)) => (
+            d.to_string(),
+            match check {
+                StructureCheck::Directory => StructureSource::Directory,
+                StructureCheck::Declared => StructureSource::Declared,
+            },
+        ),
+    };
+    Ok(Some(Caller {
+        ps_id: ps_id.to_string(),
+        structure,
+        source,
+    }))
+}
+
+impl Caller {
+    /// Without a client certificate: the structure is the one declared.
+    pub fn uncertified(ps_id: &str, structure: &str) -> Self {
+        Caller {
+            ps_id: ps_id.to_string(),
+            structure: structure.to_string(),
+            source: StructureSource::Uncertified,
+        }
+    }
+
+    /// Completes the audit row with the caller, whatever the exchange's outcome.
+    pub fn audit(&self, call: &mut Call<'_>) {
+        call.audit.ps_id = Some(self.ps_id.clone());
+        call.audit.structure = Some(self.structure.clone());
+        call.audit.structure_source = Some(self.source.as_str());
+    }
+
+    /// For a structure checked against the directory, the check, in the exchange's transaction:
+    /// a PS without an activity there, or no directory loaded, is refused with 8004.
+    pub async fn confirm(&self, tx: &mut sqlx::PgConnection) -> Result<(), ExchangeError> {
+        if self.source != StructureSource::Directory {
+            return Ok(());
+        }
+        match annuaire::exercises(tx, &self.ps_id, &self.structure).await? {
+            Exercises::Yes => Ok(()),
+            Exercises::No | Exercises::NotLoaded => {
+                Err(ExchangeError::Access(Code::StructureNotEstablished))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::identity::ClientCertificate;
+    use crate::tls::profile::CertProfile;
+    use std::sync::Arc;
+
+    fn cert(profile: CertProfile, ps: &str, structure: Option<&str>) -> CertIdentity {
+        CertIdentity {
+            profile,
+            ps_id: Some(ps.into()),
+            structure: structure.map(str::to_string),
+            cert: Arc::new(ClientCertificate {
+                subject: String::new(),
+                issuer: String::new(),
+                serial: String::new(),
+                fingerprint: String::new(),
+            }),
+        }
+    }
+
+    fn code(r: Result<Option<Caller>, ExchangeError>) -> Option<Code> {
+        match r {
+            Err(ExchangeError::Access(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_structure_comes_from_the_certificate_or_the_message() {
+        let cpe = cert(CertProfile::Cpe, "3750000001/1", Some("750000001"));
+        let cps = cert(CertProfile::Cps, "899700075122", None);
+        let d = StructureCheck::Directory;
+        assert_eq!(
+            bind(&cpe, "3750000001/1", None, d).unwrap().unwrap().source,
+            StructureSource::Certificate
+        );
+        assert_eq!(
+            bind(&cpe, "3750000001/1", Some("750000001"), d)
+                .unwrap()
+                .unwrap()
+                .structure,
+            "750000001"
+        );
+        assert_eq!(
+            code(bind(&cpe, "3750000001/1", Some("920000002"), d)),
+            Some(Code::PsMismatch)
+        );
+        assert_eq!(
+            code(bind(&cps, "810001234565", Some("750000001"), d)),
+            Some(Code::PsMismatch)
+        );
+        assert!(bind(&cps, "899700075122", None, d).unwrap().is_none());
+        let c = bind(&cps, "899700075122", Some("750000001"), d)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.structure.as_str(), c.source),
+            ("750000001", StructureSource::Directory)
+        );
+        let c = bind(
+            &cps,
+            "899700075122",
+            Some("750000001"),
+            StructureCheck::Declared,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.source, StructureSource::Declared);
+    }
+}

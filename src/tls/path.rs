@@ -1,0 +1,185 @@
+//! The path the verifier accepted, kept for the connection's life: revocation, CRL freshness and
+//! validity are decided on it at the handshake, and again on every request, so that a resumed
+//! session or a long keep-alive connection is served only while a new handshake would be.
+
+use rustls_pki_types::UnixTime;
+
+use super::certinfo::CertInfo;
+use super::crl::{CrlSet, Status};
+use super::trust::{CaId, CaSet};
+
+/// One certificate of the path below its anchor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The CA (name and key) that issued it: the next certificate of the path, or the anchor.
+    pub issuer: CaId,
+    /// Without leading zero bytes.
+    pub serial: Box<[u8]>,
+    pub is_ca: bool,
+    pub crl_uris: Vec<String>,
+}
+
+/// A verified path: the anchor, then the leaf and the intermediates, and the time window in
+/// which every one of them is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedChain {
+    pub anchor: CaId,
+    /// Leaf first.
+    pub links: Vec<Link>,
+    pub not_before: i64,
+    pub not_after: i64,
+    /// The [`CaSet::generation`] it was verified under.
+    pub generation: u64,
+}
+
+/// How revocation is decided (configuration, `VD_CRL_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct RevocationPolicy {
+    pub grace: i64,
+    pub allow_missing: bool,
+    pub allow_stale: bool,
+}
+
+/// Why a path is no longer (or not) acceptable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NotYetValid,
+    Expired,
+    /// Its anchor is no longer configured.
+    CaRemoved,
+    /// A certificate of the path has no CRL of its issuer covering it.
+    NoCrl,
+    /// The CRLs covering a certificate of the path are past their nextUpdate (+ grace).
+    StaleCrl,
+    Revoked,
+}
+
+impl Refusal {
+    /// The audit's and the metrics' word for it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::NotYetValid => "not_yet_valid",
+            Refusal::Expired => "expired",
+            Refusal::CaRemoved => "unknown_issuer",
+            Refusal::NoCrl => "no_crl",
+            Refusal::StaleCrl => "crl_expired",
+            Refusal::Revoked => "revoked",
+        }
+    }
+
+    /// As the path builder reports it (so that it ranks it among other candidate paths).
+    pub fn webpki_error(self, now: i64) -> webpki::Error {
+        let t =
+            |s: i64| UnixTime::since_unix_epoch(std::time::Duration::from_secs(s.max(0) as u64));
+        match self {
+            Refusal::Revoked => webpki::Error::CertRevoked,
+            Refusal::NoCrl => webpki::Error::UnknownRevocationStatus,
+            Refusal::StaleCrl => webpki::Error::CrlExpired {
+                time: t(now),
+                next_update: t(now),
+            },
+            Refusal::CaRemoved => webpki::Error::UnknownIssuer,
+            Refusal::NotYetValid => webpki::Error::CertNotValidYet {
+                time: t(now),
+                not_before: t(now),
+            },
+            Refusal::Expired => webpki::Error::CertExpired {
+                time: t(now),
+                not_after: t(now),
+            },
+        }
+    }
+}
+
+impl VerifiedChain {
+    /// The chain of a path the path builder accepted. `leaf` is the parsed end-entity
+    /// certificate; intermediates are read from the configuration, or parsed when presented
+    /// only by the client.
+    pub fn of_path(path: &webpki::VerifiedPath<'_>, leaf: &CertInfo, cas: &CaSet) -> Self {
+        let anchor = CaId::of_anchor(path.anchor());
+        let intermediates: Vec<(CaId, CertInfo)> = path
+            .intermediate_certificates()
+            .map(|c| {
+                let id = CaId::of_cert(c);
+                let info = match cas.by_id(&id) {
+                    Some(ca) => ca.info.clone(),
+                    None => CertInfo::parse(c.der().as_ref()).unwrap_or_else(|| CertInfo {
+                        // Unreachable for a certificate the path builder parsed; fail closed.
+                        not_after: i64::MIN,
+                        ..leaf.clone()
+                    }),
+                };
+                (id, info)
+            })
+            .collect();
+        let issuers: Vec<CaId> = intermediates
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(std::iter::once(anchor))
+            .collect();
+        let mut links = vec![Link {
+            issuer: issuers[0],
+            serial: leaf.serial.clone().into(),
+            is_ca: false,
+            crl_uris: leaf.crl_uris.clone(),
+        }];
+        let (mut not_before, mut not_after) = (leaf.not_before, leaf.not_after);
+        for (i, (_, info)) in intermediates.iter().enumerate() {
+            links.push(Link {
+                issuer: issuers[i + 1],
+                serial: info.serial.clone().into(),
+                is_ca: true,
+                crl_uris: info.crl_uris.clone(),
+            });
+            not_before = not_before.max(info.not_before);
+            not_after = not_after.min(info.not_after);
+        }
+        VerifiedChain {
+            anchor,
+            links,
+            not_before,
+            not_after,
+            generation: cas.generation,
+        }
+    }
+
+    /// Whether the path is acceptable at `now` (unix seconds) with the CAs and CRLs in force:
+    /// within every certificate's validity, its anchor still configured, no certificate revoked,
+    /// each covered by a fresh CRL of its issuer (unless a degraded mode allows otherwise).
+    pub fn check(
+        &self,
+        cas: &CaSet,
+        crls: &CrlSet,
+        now: i64,
+        policy: &RevocationPolicy,
+    ) -> Result<(), Refusal> {
+        if now < self.not_before {
+            return Err(Refusal::NotYetValid);
+        }
+        if now > self.not_after {
+            return Err(Refusal::Expired);
+        }
+        if cas.by_id(&self.anchor).is_none() {
+            return Err(Refusal::CaRemoved);
+        }
+        let mut worst = None;
+        for link in &self.links {
+            match crls.status(
+                &link.issuer,
+                &link.serial,
+                link.is_ca,
+                &link.crl_uris,
+                now,
+                policy.grace,
+            ) {
+                Status::Good => {}
+                Status::Revoked => return Err(Refusal::Revoked),
+                Status::Missing if policy.allow_missing => {}
+                Status::Stale if policy.allow_stale => {}
+                Status::Missing => worst = Some(Refusal::NoCrl),
+                Status::Stale => worst = worst.or(Some(Refusal::StaleCrl)),
+            }
+        }
+        worst.map_or(Ok(()), Err)
+    }
+}
