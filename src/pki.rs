@@ -408,6 +408,109 @@ pub fn issue_crl(
     crl(&issuer, &serials, (this_update, next_update), number)
 }
 
+/// Issues a *delta* CRL (DeltaCRLIndicator `base`, CRLNumber `number`) signed by the EC CA in
+/// `ca_pem`/`ca_key_pem`, listing `revoked` serials (and `released` ones with reason
+/// removeFromCRL). rcgen writes no delta CRL, so its DER is written here. Returns PEM.
+#[allow(clippy::too_many_arguments)]
+pub fn issue_delta_crl(
+    ca_pem: &str,
+    ca_key_pem: &str,
+    revoked: &[Vec<u8>],
+    released: &[Vec<u8>],
+    base: u64,
+    number: u64,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> anyhow::Result<String> {
+    use crate::tls::der::{
+        encode, BIT_STRING, BOOLEAN, ENUMERATED, INTEGER, OCTET_STRING, OID, SEQUENCE,
+    };
+    let x509 = openssl::x509::X509::from_pem(ca_pem.as_bytes())?;
+    let ca =
+        crate::tls::certinfo::CertInfo::parse(&x509.to_der()?).context("not a CA certificate")?;
+    let key = openssl::pkey::PKey::private_key_from_pem(ca_key_pem.as_bytes())?;
+    let int = |bytes: &[u8]| {
+        let b = crate::tls::crl::normalise_serial(bytes);
+        let mut v = Vec::with_capacity(b.len() + 1);
+        if b.first().is_none_or(|f| f & 0x80 != 0) {
+            v.push(0);
+        }
+        v.extend_from_slice(b);
+        encode(INTEGER, &v)
+    };
+    let time = |t: OffsetDateTime| {
+        let text = format!(
+            "{:02}{:02}{:02}{:02}{:02}{:02}Z",
+            t.year() % 100,
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+        encode(crate::tls::der::UTC_TIME, text.as_bytes())
+    };
+    let ext = |oid: &str, critical: bool, value: Vec<u8>| {
+        let mut e = encode(OID, &crate::tls::der::oid_value(oid).expect("an OID"));
+        if critical {
+            e.extend(encode(BOOLEAN, &[0xff]));
+        }
+        e.extend(encode(OCTET_STRING, &value));
+        encode(SEQUENCE, &e)
+    };
+    let ecdsa_sha256 = encode(
+        SEQUENCE,
+        &encode(
+            OID,
+            &crate::tls::der::oid_value("1.2.840.10045.4.3.2").expect("an OID"),
+        ),
+    );
+    let mut entries = Vec::new();
+    for (serial, removed) in revoked
+        .iter()
+        .map(|s| (s, false))
+        .chain(released.iter().map(|s| (s, true)))
+    {
+        let mut e = int(serial);
+        e.extend(time(this_update));
+        if removed {
+            let reason = ext("2.5.29.21", false, encode(ENUMERATED, &[8]));
+            e.extend(encode(SEQUENCE, &reason));
+        }
+        entries.extend(encode(SEQUENCE, &e));
+    }
+    let mut exts = ext("2.5.29.20", false, int(&number.to_be_bytes()));
+    exts.extend(ext("2.5.29.27", true, int(&base.to_be_bytes())));
+    if let Some(ski) = &ca.subject_key_id {
+        exts.extend(ext(
+            "2.5.29.35",
+            false,
+            encode(SEQUENCE, &encode(0x80, ski)),
+        ));
+    }
+    let mut tbs = encode(INTEGER, &[1]);
+    tbs.extend(&ecdsa_sha256);
+    tbs.extend(x509.subject_name().to_der()?);
+    tbs.extend(time(this_update));
+    tbs.extend(time(next_update));
+    if !entries.is_empty() {
+        tbs.extend(encode(SEQUENCE, &entries));
+    }
+    tbs.extend(encode(0xa0, &encode(SEQUENCE, &exts)));
+    let tbs = encode(SEQUENCE, &tbs);
+    let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key)?;
+    let signature = signer.sign_oneshot_to_vec(&tbs)?;
+    let mut bits = vec![0u8];
+    bits.extend(signature);
+    let mut list = tbs;
+    list.extend(ecdsa_sha256);
+    list.extend(encode(BIT_STRING, &bits));
+    let der = encode(SEQUENCE, &list);
+    Ok(String::from_utf8(
+        openssl::x509::X509Crl::from_der(&der)?.to_pem()?,
+    )?)
+}
+
 fn crl(
     issuer: &Issuer<'_, KeyPair>,
     revoked: &[SerialNumber],

@@ -1,5 +1,5 @@
 //! `client …`: every exchange from the command line, with a client certificate (PEM or PKCS#12),
-//! for vendors trying a server. The `ps` block comes from the certificate (CN/OU) unless given.
+//! for vendors trying a server. The `ps` block comes from the certificate (its profile) unless given.
 //! The response goes to standard output; the exit status is non-zero unless its code is 0000.
 
 use std::io::Read;
@@ -46,7 +46,7 @@ pub struct ConnArgs {
     /// `identifiant_ps` (default: the certificate's CN).
     #[arg(long)]
     pub ps: Option<String>,
-    /// `numero_structure` (default: the FINESS of the certificate's OU).
+    /// `numero_structure` (default: the FINESS of a CPE card's OU; a CPS card carries none).
     #[arg(long)]
     pub structure: Option<String>,
 }

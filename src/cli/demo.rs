@@ -76,7 +76,8 @@ pub async fn prepare(dir: &Path, overrides: HashMap<String, String>) -> anyhow::
     };
     std::fs::create_dir_all(&dir)?;
     let pki = dir.join("pki");
-    if !pki.join("trust.pem").exists() {
+    // A PKI from before the real-shaped cards is made anew.
+    if !pki.join("trust.pem").exists() || !pki.join("clients/cps.pem").exists() {
         crate::pki::generate(&pki).context("cannot create the dev PKI")?;
         println!("dev PKI created in {}", pki.display());
     }
@@ -216,11 +217,11 @@ pub fn instructions(pki: &Path, addr: std::net::SocketAddr, ops: std::net::Socke
     let ca = pki.join("ca/root.pem").display().to_string();
     let script = SCRIPT
         .replace("@CA@", &ca)
-        .replace("@PEM@", &cert("valid.pem"))
-        .replace("@KEY@", &cert("valid.key"))
+        .replace("@PEM@", &cert("cps.pem"))
+        .replace("@KEY@", &cert("cps.key"))
         .replace("@URL@", &url)
         .replace("@TTP@", &pki.join("ttp/ttp.pem").display().to_string())
-        .replace("@PS@", &format!("8{}", crate::pki::DEV_RPPS))
+        .replace("@PS@", &format!("8{}", crate::pki::CPS_RPPS))
         .replace("@FINESS@", crate::pki::DEV_FINESS)
         .replace("@DATE@", &chrono::Utc::now().date_naive().to_string());
     format!(
@@ -230,9 +231,12 @@ pub fn instructions(pki: &Path, addr: std::net::SocketAddr, ops: std::net::Socke
          WSDL     : {url}?wsdl\n\
          Health   : http://{ops}/readyz   Metrics: http://{ops}/metrics\n\
          SoapUI   : client certificate {p12} (PKCS#12, password {pw}); trust {ca}\n\n\
-         Paste these lines in a shell (bash): every operation with the pharmacist's CPS certificate.\n\
+         Paste these lines in a shell (bash): every operation with the pharmacist's CPS card\n\
+         ({subject}: no OU; the card names the professional, the\n\
+         message declares the pharmacy, and the demo's professional directory lists it there).\n\
          ----8<----\n{script}----8<----\n",
-        p12 = cert("valid.p12"),
+        p12 = cert("cps.p12"),
+        subject = "SN=PHARMACH0007512+CN=899700075122+GN=CAROLE,title=Pharmacien,C=FR",
         pw = crate::pki::P12_PASSWORD,
     )
 }

@@ -97,36 +97,37 @@ impl VerifiedChain {
     /// only by the client.
     pub fn of_path(path: &webpki::VerifiedPath<'_>, leaf: &CertInfo, cas: &CaSet) -> Self {
         let anchor = CaId::of_anchor(path.anchor());
-        let intermediates: Vec<(CaId, CertInfo)> = path
-            .intermediate_certificates()
-            .map(|c| {
-                let id = CaId::of_cert(c);
-                let info = match cas.by_id(&id) {
-                    Some(ca) => ca.info.clone(),
-                    None => CertInfo::parse(c.der().as_ref()).unwrap_or_else(|| CertInfo {
-                        // Unreachable for a certificate the path builder parsed; fail closed.
-                        not_after: i64::MIN,
-                        ..leaf.clone()
-                    }),
-                };
-                (id, info)
-            })
-            .collect();
-        let issuers: Vec<CaId> = intermediates
-            .iter()
-            .map(|(id, _)| *id)
-            .chain(std::iter::once(anchor))
-            .collect();
         let mut links = vec![Link {
-            issuer: issuers[0],
+            issuer: anchor,
             serial: leaf.serial.clone().into(),
             is_ca: false,
             crl_uris: leaf.crl_uris.clone(),
         }];
         let (mut not_before, mut not_after) = (leaf.not_before, leaf.not_after);
-        for (i, (_, info)) in intermediates.iter().enumerate() {
+        for cert in path.intermediate_certificates() {
+            let id = CaId::of_cert(cert);
+            // The issuer of the previous certificate is this one.
+            if let Some(previous) = links.last_mut() {
+                previous.issuer = id;
+            }
+            let parsed;
+            let info = match cas.by_id(&id) {
+                Some(ca) => &ca.info,
+                None => {
+                    // Presented by the client only (rare: its CRLs must then be configured too).
+                    parsed = CertInfo::parse(cert.der().as_ref());
+                    match &parsed {
+                        Some(info) => info,
+                        // Unreachable for a certificate the path builder parsed; fail closed.
+                        None => {
+                            not_after = i64::MIN;
+                            continue;
+                        }
+                    }
+                }
+            };
             links.push(Link {
-                issuer: issuers[i + 1],
+                issuer: anchor,
                 serial: info.serial.clone().into(),
                 is_ca: true,
                 crl_uris: info.crl_uris.clone(),

@@ -1,6 +1,7 @@
 //! One integration-test binary: a real server over a real TLS socket, with the dev PKI and a real
 //! PostgreSQL (a private cluster unless VD_TEST_DATABASE_URL names one).
 
+mod annuaire;
 mod audit;
 mod bench;
 mod certs;
@@ -13,6 +14,7 @@ mod import;
 mod instances;
 mod ops;
 mod privacy;
+mod profiles;
 mod revocation;
 mod rights;
 mod roles;
@@ -21,4 +23,5 @@ mod slow;
 mod soap;
 mod tarification;
 mod tls;
+mod trust;
 mod wsdl;

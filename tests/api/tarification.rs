@@ -68,12 +68,24 @@ pub fn valid_ps() -> String {
 
 /// A `demande_tarification` with a clear or encrypted payload.
 pub fn tarification(request_id: &str, dossier: &str, mode: &str, payload: &str) -> String {
+    tarification_as(&valid_ps(), DEV_FINESS, request_id, dossier, mode, payload)
+}
+
+/// A `demande_tarification` from the professional `ps` declaring `structure`.
+pub fn tarification_as(
+    ps: &str,
+    structure: &str,
+    request_id: &str,
+    dossier: &str,
+    mode: &str,
+    payload: &str,
+) -> String {
     envelope(
         SoapVersion::V12,
         &format!(
             "<vd:demande_tarification>{}{}<vd:numero_dossier>{dossier}</vd:numero_dossier><vd:mode>{mode}</vd:mode>{payload}</vd:demande_tarification>",
             head(request_id),
-            ps_block(&valid_ps(), DEV_FINESS)
+            ps_block(ps, structure)
         ),
     )
 }
@@ -94,7 +106,7 @@ pub fn cancellation(
     )
 }
 
-async fn send(app: &TestApp, cert: Option<&str>, body: String) -> Reply {
+pub async fn send(app: &TestApp, cert: Option<&str>, body: String) -> Reply {
     let mut conn = app.connect(cert).await.unwrap();
     let reply = conn.soap(SoapVersion::V12, body).await.unwrap();
     assert_valid(&reply, SoapVersion::V12);

@@ -502,3 +502,160 @@ pub fn unix_time(t: &Asn1TimeRef) -> anyhow::Result<i64> {
     let d = epoch.diff(t)?;
     Ok(i64::from(d.days) * 86_400 + i64::from(d.secs))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca(n: u8) -> CaId {
+        CaId([n; 32])
+    }
+
+    fn loaded(
+        ca_id: CaId,
+        number: u8,
+        delta_of: Option<u8>,
+        scope: Scope,
+        revoked: &[u8],
+        released: &[u8],
+    ) -> Loaded {
+        let set = |s: &[u8]| -> Serials { Arc::new(s.iter().map(|b| vec![*b].into()).collect()) };
+        Loaded {
+            info: CrlInfo {
+                ca: ca_id,
+                issuer: "CN=AC".into(),
+                issuer_der: Vec::new(),
+                delta_of: delta_of.map(|d| vec![d]),
+                number: Some(vec![number]),
+                scope,
+                this_update: i64::from(number) * 100,
+                next_update: Some(10_000),
+                valid_until: 10_000,
+                entries: revoked.len() + released.len(),
+                source: PathBuf::from(format!("crl-{number}")),
+            },
+            revoked: set(revoked),
+            released: set(released),
+        }
+    }
+
+    fn set_of(list: Vec<Loaded>) -> CrlSet {
+        let mut s = CrlSet::default();
+        s.place(list);
+        s
+    }
+
+    #[test]
+    fn a_delta_completes_its_base_and_never_replaces_it() {
+        let s = set_of(vec![
+            loaded(ca(1), 5, None, Scope::ALL, &[1, 2], &[]),
+            // Revokes 3, releases 2 (it was on hold), says nothing of 1.
+            loaded(ca(1), 6, Some(5), Scope::ALL, &[3], &[2]),
+        ]);
+        let st = |serial: u8| s.status(&ca(1), &[serial], false, &[], 1000, 0);
+        assert_eq!(st(1), Status::Revoked, "the base's revocation stays");
+        assert_eq!(st(2), Status::Good, "removeFromCRL releases a hold");
+        assert_eq!(st(3), Status::Revoked, "the delta's revocation");
+        assert_eq!(st(4), Status::Good);
+        assert_eq!(s.crls.len(), 2);
+        assert!(s.refused.is_empty(), "{:?}", s.refused);
+    }
+
+    #[test]
+    fn deltas_that_complete_no_base_in_force_are_refused() {
+        let s = set_of(vec![
+            loaded(ca(1), 5, None, Scope::ALL, &[1], &[]),
+            loaded(ca(1), 9, Some(7), Scope::ALL, &[2], &[]),
+            loaded(ca(1), 4, Some(3), Scope::ALL, &[3], &[]),
+            loaded(ca(2), 2, Some(1), Scope::ALL, &[3], &[]),
+        ]);
+        assert_eq!(s.refused.len(), 3, "{:?}", s.refused);
+        assert!(s
+            .refused
+            .iter()
+            .any(|r| r.contains("completes base CRL 07")));
+        assert!(s.refused.iter().any(|r| r.contains("older than its base")));
+        assert!(s.refused.iter().any(|r| r.contains("without a base CRL")));
+        assert_eq!(s.status(&ca(1), &[2], false, &[], 1000, 0), Status::Good);
+        assert_eq!(s.status(&ca(1), &[1], false, &[], 1000, 0), Status::Revoked);
+    }
+
+    #[test]
+    fn same_name_cas_have_their_own_crls() {
+        let s = set_of(vec![
+            loaded(ca(1), 5, None, Scope::ALL, &[], &[]),
+            loaded(ca(2), 1, None, Scope::ALL, &[7], &[]),
+        ]);
+        assert_eq!(s.status(&ca(2), &[7], false, &[], 1000, 0), Status::Revoked);
+        assert_eq!(s.status(&ca(1), &[7], false, &[], 1000, 0), Status::Good);
+        assert_eq!(s.status(&ca(3), &[7], false, &[], 1000, 0), Status::Missing);
+    }
+
+    #[test]
+    fn scopes_partition_what_each_crl_covers() {
+        let users = Scope {
+            users: true,
+            cas: false,
+            uris: Vec::new(),
+        };
+        let s = set_of(vec![loaded(ca(1), 5, None, users, &[1], &[])]);
+        assert_eq!(s.status(&ca(1), &[1], false, &[], 1000, 0), Status::Revoked);
+        assert_eq!(
+            s.status(&ca(1), &[9], true, &[], 1000, 0),
+            Status::Missing,
+            "a CA certificate needs a CRL covering CA certificates"
+        );
+        assert_eq!(s.status(&ca(1), &[9], false, &[], 20_000, 0), Status::Stale);
+        assert_eq!(
+            s.status(&ca(1), &[9], false, &[], 20_000, 10_000),
+            Status::Good
+        );
+    }
+
+    #[test]
+    fn a_reload_keeps_newer_crls_and_drops_those_of_removed_cas() {
+        let dir = std::env::temp_dir().join(format!("vd-crl-keep-{}", uuid::Uuid::new_v4()));
+        crate::pki::generate(&dir).unwrap();
+        let cas = CaSet::load(&dir.join("trust.pem")).unwrap();
+        let id = cas.intermediates[0].id;
+        let old = set_of(vec![
+            loaded(id, 5, None, Scope::ALL, &[1], &[]),
+            loaded(id, 6, Some(5), Scope::ALL, &[2], &[]),
+        ]);
+        // A replayed older base: the newer one in force is kept, with its delta.
+        let mut replayed = set_of(vec![loaded(id, 4, None, Scope::ALL, &[], &[])]);
+        replayed.keep_from(&old, &cas);
+        assert_eq!(
+            replayed.status(&id, &[2], false, &[], 1000, 0),
+            Status::Revoked
+        );
+        assert!(replayed
+            .refused
+            .iter()
+            .any(|r| r.contains("older than the CRL in force")));
+        // A file simply removed: fail closed, nothing kept.
+        let mut removed = set_of(Vec::new());
+        removed.keep_from(&old, &cas);
+        assert_eq!(
+            removed.status(&id, &[1], false, &[], 1000, 0),
+            Status::Missing
+        );
+        // A file refused: the CRLs in force for that name are kept.
+        let mut refused = set_of(Vec::new());
+        refused
+            .refused_issuers
+            .insert(cas.intermediates[0].subject_der.clone());
+        refused.keep_from(&old, &cas);
+        assert_eq!(
+            refused.status(&id, &[1], false, &[], 1000, 0),
+            Status::Revoked
+        );
+        // The CA removed from the bundle: nothing of its CRLs is kept, refused file or not.
+        let root_only = CaSet::load(&dir.join("ca/root.pem")).unwrap();
+        let mut gone = set_of(Vec::new());
+        gone.refused_issuers = refused.refused_issuers.clone();
+        gone.keep_from(&old, &root_only);
+        assert_eq!(gone.status(&id, &[1], false, &[], 1000, 0), Status::Missing);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
