@@ -286,16 +286,16 @@ impl TestApp {
     /// One ServicesOuverts with the valid dev certificate on a fresh connection (no resumption):
     /// the response code, or the TLS/HTTP failure.
     pub async fn connect_and_ask(&self) -> anyhow::Result<String> {
-        let mut config = rustls::ClientConfig::clone(&tls_for(Some("valid"), Versions::Both));
+        self.ask_fresh(tls_for(Some("valid"), Versions::Both)).await
+    }
+
+    /// One ServicesOuverts on a fresh connection made with `config`, resumption disabled: the
+    /// response code, or the TLS/HTTP failure.
+    pub async fn ask_fresh(&self, config: Arc<rustls::ClientConfig>) -> anyhow::Result<String> {
+        let mut config = rustls::ClientConfig::clone(&config);
         config.resumption = rustls::client::Resumption::disabled();
         let mut conn = SoapConnection::connect(self.addr(), "localhost", Arc::new(config)).await?;
-        let reply = conn
-            .soap(
-                SoapVersion::V12,
-                services_request(SoapVersion::V12, &new_id(), None),
-            )
-            .await?;
-        Ok(code(&reply))
+        Ok(code(&services_on(&mut conn).await?))
     }
 
     /// GET on the operations listener.
@@ -350,6 +350,15 @@ pub fn tls_for(cert: Option<&str>, versions: Versions) -> Arc<rustls::ClientConf
         .expect("dev client certificate")
     });
     client::tls_config(&s.pki_path("ca/root.pem"), identity, versions).expect("client TLS config")
+}
+
+/// One ServicesOuverts (SOAP 1.2) on an open connection.
+pub async fn services_on(conn: &mut SoapConnection) -> anyhow::Result<Reply> {
+    conn.soap(
+        SoapVersion::V12,
+        services_request(SoapVersion::V12, &new_id(), None),
+    )
+    .await
 }
 
 /// A `demande_services` envelope.

@@ -6,7 +6,7 @@
 use visiodroits::pki::{CPE_PS, CPS_RPPS, DEV_FINESS, OTHER_FINESS};
 use visiodroits::soap::SoapVersion;
 
-use crate::helpers::{code, first, new_id, services_request, wait_sealed, TestApp};
+use crate::helpers::{code, first, new_id, services_on, wait_sealed, TestApp};
 use crate::rights::{ask, Rights};
 use crate::tarification::{prescription, send, tarification_as, LINES};
 
@@ -188,13 +188,7 @@ async fn without_a_directory_cps_cards_are_refused_and_readiness_says_why() {
 async fn an_org_certificate_alone_serves_services_ouverts_only() {
     let app = TestApp::spawn().await;
     let mut conn = app.connect(Some("org")).await.unwrap();
-    let reply = conn
-        .soap(
-            SoapVersion::V12,
-            services_request(SoapVersion::V12, &new_id(), None),
-        )
-        .await
-        .unwrap();
+    let reply = services_on(&mut conn).await.unwrap();
     assert_eq!(code(&reply), "0000", "{}", reply.body);
     let reply = ask(&app, Some("org"), &rights("810001234565", Some(DEV_FINESS))).await;
     assert_eq!(code(&reply), "8002", "{}", reply.body);
@@ -202,24 +196,9 @@ async fn an_org_certificate_alone_serves_services_ouverts_only() {
 
 #[tokio::test]
 async fn an_older_cps2ter_card_with_a_profession_label_in_ou_is_a_cps_card() {
-    use openssl::asn1::{Asn1Integer, Asn1Time};
-    use openssl::bn::BigNum;
-    use openssl::x509::extension::{ExtendedKeyUsage, KeyUsage};
-    use openssl::x509::{X509Name, X509};
+    use crate::trust::{config_for, identity, issue, load};
     let app = TestApp::spawn().await;
-    let s = crate::helpers::shared();
-    let inter = X509::from_pem(&std::fs::read(s.pki_path("ca/intermediate.pem")).unwrap()).unwrap();
-    let inter_key = openssl::pkey::PKey::private_key_from_pem(
-        &std::fs::read(s.pki_path("ca/intermediate.key")).unwrap(),
-    )
-    .unwrap();
-    let key = openssl::pkey::PKey::from_ec_key(
-        openssl::ec::EcKey::generate(
-            &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let (inter, inter_key) = load("ca/intermediate");
     // The OU is a BMPString, as older card CAs wrote names.
     let name = visiodroits::tls::certinfo::encode_name(&[
         &[("2.5.4.6", visiodroits::tls::der::PRINTABLE_STRING, "FR")],
@@ -230,49 +209,12 @@ async fn an_older_cps2ter_card_with_a_profession_label_in_ou_is_a_cps_card() {
             "810001234565",
         )],
     ]);
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(
-        Asn1Integer::from_bn(&BigNum::from_u32(0x1234_5678).unwrap())
-            .unwrap()
-            .as_ref(),
-    )
-    .unwrap();
-    b.set_subject_name(X509Name::from_der(&name).unwrap().as_ref())
-        .unwrap();
-    b.set_issuer_name(inter.subject_name()).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(Asn1Time::days_from_now(0).unwrap().as_ref())
-        .unwrap();
-    b.set_not_after(Asn1Time::days_from_now(30).unwrap().as_ref())
-        .unwrap();
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .digital_signature()
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
-    b.append_extension(ExtendedKeyUsage::new().client_auth().build().unwrap())
-        .unwrap();
-    b.sign(&inter_key, openssl::hash::MessageDigest::sha256())
-        .unwrap();
-    let cert = b.build();
-    let identity = visiodroits::client::ClientIdentity {
-        chain: vec![
-            rustls_pki_types::CertificateDer::from(cert.to_der().unwrap()),
-            rustls_pki_types::CertificateDer::from(inter.to_der().unwrap()),
-        ],
-        key: rustls_pki_types::PrivateKeyDer::try_from(key.private_key_to_pkcs8().unwrap())
-            .unwrap(),
-    };
-    let config = visiodroits::client::tls_config(
-        &s.pki_path("ca/root.pem"),
-        Some(identity),
+    let name = openssl::x509::X509Name::from_der(&name).unwrap();
+    let (cert, key) = issue(&name, (&inter, &inter_key), false, 86_400);
+    let config = config_for(
+        identity(&[&cert, &inter], &key),
         visiodroits::client::Versions::Both,
-    )
-    .unwrap();
+    );
     let mut conn = visiodroits::client::SoapConnection::connect(app.addr(), "localhost", config)
         .await
         .unwrap();

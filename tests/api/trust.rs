@@ -16,11 +16,10 @@ use openssl::x509::extension::{
 use openssl::x509::{X509Name, X509};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use visiodroits::client::{ClientIdentity, SoapConnection, Versions};
-use visiodroits::soap::SoapVersion;
 
-use crate::helpers::{code, new_id, services_request, shared, tls_for, TestApp};
+use crate::helpers::{code, new_id, services_on, shared, tls_for, TestApp};
 
-fn load(rel: &str) -> (X509, PKey<Private>) {
+pub fn load(rel: &str) -> (X509, PKey<Private>) {
     let s = shared();
     let cert = X509::from_pem(&std::fs::read(s.pki_path(&format!("{rel}.pem"))).unwrap()).unwrap();
     let key =
@@ -29,19 +28,19 @@ fn load(rel: &str) -> (X509, PKey<Private>) {
     (cert, key)
 }
 
-fn pem(x: &X509) -> String {
+pub fn pem(x: &X509) -> String {
     String::from_utf8(x.to_pem().unwrap()).unwrap()
 }
 
-fn key_pem(k: &PKey<Private>) -> String {
+pub fn key_pem(k: &PKey<Private>) -> String {
     String::from_utf8(k.private_key_to_pem_pkcs8().unwrap()).unwrap()
 }
 
-fn serial_of(x: &X509) -> Vec<u8> {
+pub fn serial_of(x: &X509) -> Vec<u8> {
     x.serial_number().to_bn().unwrap().to_vec()
 }
 
-fn ec_key() -> PKey<Private> {
+pub fn ec_key() -> PKey<Private> {
     PKey::from_ec_key(
         openssl::ec::EcKey::generate(
             &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
@@ -53,7 +52,7 @@ fn ec_key() -> PKey<Private> {
 
 /// A certificate for `subject`, issued by `issuer`, valid from now for `seconds`: a CA when
 /// `ca`, else a client authentication card.
-fn issue(
+pub fn issue(
     subject: &openssl::x509::X509NameRef,
     issuer: (&X509, &PKey<Private>),
     ca: bool,
@@ -119,14 +118,14 @@ fn issue(
 }
 
 /// A CPS-shaped card's subject (no OU): `C=FR, CN=8…`.
-fn card_name(cn: &str) -> X509Name {
+pub fn card_name(cn: &str) -> X509Name {
     let mut n = X509Name::builder().unwrap();
     n.append_entry_by_text("C", "FR").unwrap();
     n.append_entry_by_text("CN", cn).unwrap();
     n.build()
 }
 
-fn identity(chain: &[&X509], key: &PKey<Private>) -> ClientIdentity {
+pub fn identity(chain: &[&X509], key: &PKey<Private>) -> ClientIdentity {
     ClientIdentity {
         chain: chain
             .iter()
@@ -136,21 +135,7 @@ fn identity(chain: &[&X509], key: &PKey<Private>) -> ClientIdentity {
     }
 }
 
-/// One ServicesOuverts on a fresh connection (no resumption); `Err` when TLS refused.
-async fn ask_with(app: &TestApp, config: Arc<rustls::ClientConfig>) -> anyhow::Result<String> {
-    let mut config = rustls::ClientConfig::clone(&config);
-    config.resumption = rustls::client::Resumption::disabled();
-    let mut conn = SoapConnection::connect(app.addr(), "localhost", Arc::new(config)).await?;
-    let reply = conn
-        .soap(
-            SoapVersion::V12,
-            services_request(SoapVersion::V12, &new_id(), None),
-        )
-        .await?;
-    Ok(code(&reply))
-}
-
-fn config_for(identity: ClientIdentity, versions: Versions) -> Arc<rustls::ClientConfig> {
+pub fn config_for(identity: ClientIdentity, versions: Versions) -> Arc<rustls::ClientConfig> {
     visiodroits::client::tls_config(&shared().pki_path("ca/root.pem"), Some(identity), versions)
         .unwrap()
 }
@@ -182,7 +167,7 @@ async fn cards_without_client_authentication_usages_and_leaves_of_a_revoked_reke
                 "its intermediate has the real one's name but the root revoked it",
             ),
         ] {
-            let result = ask_with(&app, tls_for(Some(card), versions)).await;
+            let result = app.ask_fresh(tls_for(Some(card), versions)).await;
             assert!(
                 result.is_err(),
                 "{card} ({why}) over {versions:?}: {result:?}"
@@ -191,7 +176,7 @@ async fn cards_without_client_authentication_usages_and_leaves_of_a_revoked_reke
         // The same server serves the real CPS card, and a card of the real intermediate.
         for card in ["cps", "valid"] {
             assert_eq!(
-                ask_with(&app, tls_for(Some(card), versions)).await.unwrap(),
+                app.ask_fresh(tls_for(Some(card), versions)).await.unwrap(),
                 "0000",
                 "{card} over {versions:?}"
             );
@@ -256,25 +241,23 @@ async fn two_cas_with_one_name_each_have_their_crl() {
     })
     .await;
     for versions in [Versions::Tls12, Versions::Tls13] {
-        let refused = ask_with(
-            &app,
-            config_for(identity(&[&gone, &twin], &gone_key), versions),
-        )
-        .await;
+        let refused = app
+            .ask_fresh(config_for(identity(&[&gone, &twin], &gone_key), versions))
+            .await;
         assert!(
             refused.is_err(),
             "revoked on the twin's CRL, {versions:?}: {refused:?}"
         );
         // The card sends its leaf alone: the path is found among the configured intermediates.
         assert_eq!(
-            ask_with(&app, config_for(identity(&[&kept], &kept_key), versions))
+            app.ask_fresh(config_for(identity(&[&kept], &kept_key), versions))
                 .await
                 .unwrap(),
             "0000",
             "a card of the twin that no CRL lists, {versions:?}"
         );
         assert_eq!(
-            ask_with(&app, tls_for(Some("valid"), versions))
+            app.ask_fresh(tls_for(Some("valid"), versions))
                 .await
                 .unwrap(),
             "0000",
@@ -282,7 +265,7 @@ async fn two_cas_with_one_name_each_have_their_crl() {
         );
     }
     assert!(
-        ask_with(&app, tls_for(Some("revoked"), Versions::Both))
+        app.ask_fresh(tls_for(Some("revoked"), Versions::Both))
             .await
             .is_err(),
         "the dev intermediate's own CRL stays in force beside the twin's"
@@ -327,7 +310,7 @@ async fn a_delta_crl_completes_its_base_without_dropping_its_revocations() {
     })
     .await;
     for versions in [Versions::Tls12, Versions::Tls13] {
-        let at = |card: &'static str| ask_with(&app, tls_for(Some(card), versions));
+        let at = |card: &'static str| app.ask_fresh(tls_for(Some(card), versions));
         assert!(at("other-structure").await.is_err(), "revoked by the base");
         assert!(at("cpe").await.is_err(), "revoked by the delta");
         assert_eq!(at("org").await.unwrap(), "0000", "released by the delta");
@@ -368,13 +351,7 @@ async fn a_reload_whose_server_key_is_broken_still_applies_the_new_crls() {
     })
     .await;
     let mut open = app.connect(Some("valid")).await.unwrap();
-    let reply = open
-        .soap(
-            SoapVersion::V12,
-            services_request(SoapVersion::V12, &new_id(), None),
-        )
-        .await
-        .unwrap();
+    let reply = services_on(&mut open).await.unwrap();
     assert_eq!(code(&reply), "0000");
 
     // A new CRL revokes `valid`, and the same reload finds a server key that does not parse.
@@ -400,26 +377,20 @@ async fn a_reload_whose_server_key_is_broken_still_applies_the_new_crls() {
     let err = app.server.reload_crls().await.unwrap_err();
     assert!(format!("{err:#}").contains("VD_TLS_KEY"), "{err:#}");
 
-    let reply = open
-        .soap(
-            SoapVersion::V12,
-            services_request(SoapVersion::V12, &new_id(), None),
-        )
-        .await
-        .unwrap();
+    let reply = services_on(&mut open).await.unwrap();
     assert_eq!(
         (reply.status.as_u16(), code(&reply).as_str()),
         (403, "8003"),
         "the open connection sees the new CRL"
     );
     assert!(
-        ask_with(&app, tls_for(Some("valid"), Versions::Both))
+        app.ask_fresh(tls_for(Some("valid"), Versions::Both))
             .await
             .is_err(),
         "new handshakes too"
     );
     assert_eq!(
-        ask_with(&app, tls_for(Some("cps"), Versions::Both))
+        app.ask_fresh(tls_for(Some("cps"), Versions::Both))
             .await
             .unwrap(),
         "0000",
@@ -439,13 +410,7 @@ async fn a_session_is_served_only_while_its_card_is_valid() {
         let mut conn = SoapConnection::connect(app.addr(), "localhost", config.clone())
             .await
             .unwrap();
-        let reply = conn
-            .soap(
-                SoapVersion::V12,
-                services_request(SoapVersion::V12, &new_id(), None),
-            )
-            .await
-            .unwrap();
+        let reply = services_on(&mut conn).await.unwrap();
         assert_eq!(code(&reply), "0000", "{versions:?}");
         sessions.push((versions, conn, config));
     }
@@ -454,13 +419,7 @@ async fn a_session_is_served_only_while_its_card_is_valid() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     for (versions, mut open, config) in sessions {
-        let reply = open
-            .soap(
-                SoapVersion::V12,
-                services_request(SoapVersion::V12, &new_id(), None),
-            )
-            .await
-            .unwrap();
+        let reply = services_on(&mut open).await.unwrap();
         assert_eq!(
             (reply.status.as_u16(), code(&reply).as_str()),
             (403, "8003"),
@@ -473,13 +432,7 @@ async fn a_session_is_served_only_while_its_card_is_valid() {
             resumed.resumed,
             "{versions:?}: a resumption, not a full handshake"
         );
-        let reply = resumed
-            .soap(
-                SoapVersion::V12,
-                services_request(SoapVersion::V12, &new_id(), None),
-            )
-            .await
-            .unwrap();
+        let reply = services_on(&mut resumed).await.unwrap();
         assert_eq!(
             (reply.status.as_u16(), code(&reply).as_str()),
             (403, "8003"),
@@ -512,39 +465,28 @@ async fn removing_a_ca_from_the_bundle_takes_effect_on_reload() {
     })
     .await;
     let mut open = app.connect(Some("valid")).await.unwrap();
-    let reply = open
-        .soap(
-            SoapVersion::V12,
-            services_request(SoapVersion::V12, &new_id(), None),
-        )
-        .await
-        .unwrap();
+    let reply = services_on(&mut open).await.unwrap();
     assert_eq!(code(&reply), "0000");
     // The bundle without the dev intermediate (the card sends it, but it is no longer trusted).
     let (root, _) = load("ca/root");
     let rekeyed = std::fs::read_to_string(s.pki_path("ca/intermediate-rekeyed.pem")).unwrap();
     std::fs::write(&trust, format!("{}{rekeyed}", pem(&root))).unwrap();
     app.server.reload_crls().await.unwrap();
-    let reply = open
-        .soap(
-            SoapVersion::V12,
-            services_request(SoapVersion::V12, &new_id(), None),
-        )
-        .await
-        .unwrap();
+    let reply = services_on(&mut open).await.unwrap();
     assert_eq!(
         (reply.status.as_u16(), code(&reply).as_str()),
         (403, "8003"),
         "the open connection"
     );
-    assert!(ask_with(&app, tls_for(Some("valid"), Versions::Both))
+    assert!(app
+        .ask_fresh(tls_for(Some("valid"), Versions::Both))
         .await
         .is_err());
     // Put back, it is trusted again.
     std::fs::copy(s.pki_path("trust.pem"), &trust).unwrap();
     app.server.reload_crls().await.unwrap();
     assert_eq!(
-        ask_with(&app, tls_for(Some("valid"), Versions::Both))
+        app.ask_fresh(tls_for(Some("valid"), Versions::Both))
             .await
             .unwrap(),
         "0000"
@@ -590,7 +532,8 @@ async fn a_crl_restricted_to_end_entity_certificates_does_not_cover_an_intermedi
     .await;
     // The root's only CRL covers end-entity certificates of one distribution point: the
     // intermediate (a CA certificate, without that point) has no CRL covering it.
-    assert!(ask_with(&app, tls_for(Some("valid"), Versions::Both))
+    assert!(app
+        .ask_fresh(tls_for(Some("valid"), Versions::Both))
         .await
         .is_err());
     let report = visiodroits::cli::crl::status(
@@ -610,7 +553,7 @@ async fn a_crl_restricted_to_end_entity_certificates_does_not_cover_an_intermedi
     std::fs::copy(s.pki_path("crl/root.crl.pem"), dir.join("root.crl.pem")).unwrap();
     app.server.reload_crls().await.unwrap();
     assert_eq!(
-        ask_with(&app, tls_for(Some("valid"), Versions::Both))
+        app.ask_fresh(tls_for(Some("valid"), Versions::Both))
             .await
             .unwrap(),
         "0000"
