@@ -72,6 +72,8 @@ pub struct CertInfo {
     /// URIs of the CRL distribution points (full names).
     pub crl_uris: Vec<String>,
     pub is_ca: bool,
+    /// KeyUsage `cRLSign`; `None` without a KeyUsage extension.
+    pub crl_sign: Option<bool>,
     pub subject_key_id: Option<Vec<u8>>,
 }
 
@@ -103,12 +105,14 @@ impl CertInfo {
             policies: Vec::new(),
             crl_uris: Vec::new(),
             is_ca: cert.is_ca(),
+            crl_sign: None,
             subject_key_id: None,
         };
         for ext in cert.extensions() {
             match ext.parsed_extension() {
                 ParsedExtension::KeyUsage(ku) => {
-                    info.usage.digital_signature = Some(ku.digital_signature())
+                    info.usage.digital_signature = Some(ku.digital_signature());
+                    info.crl_sign = Some(ku.crl_sign());
                 }
                 ParsedExtension::ExtendedKeyUsage(eku) => {
                     info.usage.client_auth = Some(eku.client_auth)

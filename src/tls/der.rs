@@ -110,6 +110,16 @@ pub fn single(bytes: &[u8]) -> Result<Tlv<'_>, DerError> {
     }
 }
 
+/// A BOOLEAN's value: DER writes TRUE as 0xFF and FALSE as 0x00; any other byte is refused
+/// rather than guessed (BER readers take any non-zero byte for TRUE).
+pub fn boolean(tlv: &Tlv<'_>) -> Result<bool, DerError> {
+    match tlv.value {
+        [0xff] => Ok(true),
+        [0x00] => Ok(false),
+        _ => Err(DerError::Unexpected),
+    }
+}
+
 /// Encodes one element.
 pub fn encode(tag: u8, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(value.len() + 6);

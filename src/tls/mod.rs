@@ -203,8 +203,10 @@ impl TlsContext {
 
     /// Rereads the client CAs, the CRL directory, the ticket keys and the server certificate,
     /// one reload at a time. Each part that fails keeps what was in force and is reported; the
-    /// others apply (a broken server key never discards CRLs that loaded).
-    pub fn reload(&self, config: &Config) -> Reloaded {
+    /// others apply (a broken server key never discards CRLs that loaded). `apply` receives the
+    /// rustls configuration built from what is then in force, under the same lock, so that two
+    /// reloads never swap their configurations out of order.
+    pub fn reload(&self, config: &Config, apply: impl FnOnce(Arc<ServerConfig>)) -> Reloaded {
         let _one_at_a_time = self
             .reloading
             .lock()
@@ -212,8 +214,7 @@ impl TlsContext {
         let mut out = Reloaded::default();
         match CaSet::load(&config.client_ca) {
             Ok(cas) => {
-                let ids = |c: &CaSet| c.all().map(|c| c.id).collect::<Vec<_>>();
-                if ids(&cas) != ids(&self.cas.load()) {
+                if cas.fingerprints() != self.cas.load().fingerprints() {
                     out.summary.push_str(&format!(
                         "{} anchor(s) and {} intermediate(s); ",
                         cas.anchors.len(),
@@ -250,6 +251,10 @@ impl TlsContext {
         }
         match load_server_identity(config) {
             Ok(server) => self.server.store(Arc::new(server)),
+            Err(e) => out.errors.push(format!("{e:#}")),
+        }
+        match self.server_config() {
+            Ok(server) => apply(server),
             Err(e) => out.errors.push(format!("{e:#}")),
         }
         out

@@ -24,6 +24,8 @@ pub struct Link {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedChain {
     pub anchor: CaId,
+    /// SHA-256 fingerprints of the intermediates of the path (configured certificates).
+    pub intermediates: Vec<String>,
     /// Leaf first.
     pub links: Vec<Link>,
     pub not_before: i64,
@@ -45,7 +47,7 @@ pub struct RevocationPolicy {
 pub enum Refusal {
     NotYetValid,
     Expired,
-    /// Its anchor is no longer configured.
+    /// Its anchor or one of its intermediates is no longer configured.
     CaRemoved,
     /// A certificate of the path has no CRL of its issuer covering it.
     NoCrl,
@@ -103,40 +105,32 @@ impl VerifiedChain {
             is_ca: false,
             crl_uris: leaf.crl_uris.clone(),
         }];
+        let mut intermediates = Vec::new();
         let (mut not_before, mut not_after) = (leaf.not_before, leaf.not_after);
         for cert in path.intermediate_certificates() {
-            let id = CaId::of_cert(cert);
-            // The issuer of the previous certificate is this one.
+            // The previous certificate was issued by this one.
             if let Some(previous) = links.last_mut() {
-                previous.issuer = id;
+                previous.issuer = CaId::of_cert(cert);
             }
-            let parsed;
-            let info = match cas.by_id(&id) {
-                Some(ca) => &ca.info,
-                None => {
-                    // Presented by the client only (rare: its CRLs must then be configured too).
-                    parsed = CertInfo::parse(cert.der().as_ref());
-                    match &parsed {
-                        Some(info) => info,
-                        // Unreachable for a certificate the path builder parsed; fail closed.
-                        None => {
-                            not_after = i64::MIN;
-                            continue;
-                        }
-                    }
-                }
+            // The path builder is given the configured intermediates only: this one is one of
+            // them, byte for byte.
+            let Some(ca) = cas.intermediate(cert.der().as_ref()) else {
+                not_after = i64::MIN;
+                continue;
             };
             links.push(Link {
                 issuer: anchor,
-                serial: info.serial.clone().into(),
+                serial: ca.info.serial.clone().into(),
                 is_ca: true,
-                crl_uris: info.crl_uris.clone(),
+                crl_uris: ca.info.crl_uris.clone(),
             });
-            not_before = not_before.max(info.not_before);
-            not_after = not_after.min(info.not_after);
+            intermediates.push(ca.info.fingerprint.clone());
+            not_before = not_before.max(ca.info.not_before);
+            not_after = not_after.min(ca.info.not_after);
         }
         VerifiedChain {
             anchor,
+            intermediates,
             links,
             not_before,
             not_after,
@@ -161,6 +155,14 @@ impl VerifiedChain {
             return Err(Refusal::Expired);
         }
         if cas.by_id(&self.anchor).is_none() {
+            return Err(Refusal::CaRemoved);
+        }
+        if cas.generation != self.generation
+            && self
+                .intermediates
+                .iter()
+                .any(|f| !cas.intermediates.iter().any(|c| &c.info.fingerprint == f))
+        {
             return Err(Refusal::CaRemoved);
         }
         let mut worst = None;

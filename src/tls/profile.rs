@@ -291,6 +291,7 @@ mod tests {
             policies: policies.iter().map(|s| s.to_string()).collect(),
             crl_uris: Vec::new(),
             is_ca: false,
+            crl_sign: None,
             subject_key_id: None,
         }
     }

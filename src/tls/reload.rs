@@ -58,11 +58,9 @@ impl Reloader {
     /// Returns a one-line summary.
     pub fn reload(&self) -> anyhow::Result<String> {
         *self.loaded.lock().expect("reload state") = self.files_state();
-        let mut done = self.tls.reload(&self.config);
-        match self.tls.server_config() {
-            Ok(server) => self.rustls.reload_from_config(server),
-            Err(e) => done.errors.push(format!("{e:#}")),
-        }
+        let done = self.tls.reload(&self.config, |server| {
+            self.rustls.reload_from_config(server)
+        });
         for r in &done.refused {
             tracing::warn!(file = %r, "CRL refused");
             if let Some(audit) = &self.audit {

@@ -107,6 +107,7 @@ pub struct CaSet {
     pub(crate) roots: Vec<TrustAnchor<'static>>,
     /// Subjects sent in the CertificateRequest (each name once).
     pub(crate) hints: Vec<DistinguishedName>,
+    /// The first certificate of each identity (name and key): CRLs belong to the key.
     by_id: HashMap<CaId, (bool, usize)>,
     /// Distinguishes one load of the bundle from the next (paths verified under an older bundle
     /// are verified again).
@@ -129,10 +130,12 @@ impl CaSet {
         let (mut anchors, mut intermediates) = (Vec::new(), Vec::new());
         for (i, der) in certs.into_iter().enumerate() {
             let ca = CaCert::parse(der).with_context(|| format!("certificate {}", i + 1))?;
+            // The same certificate twice is one; two certificates of one name and key (a
+            // renewal, a cross-certificate) are both kept: paths use the exact certificate.
             if anchors
                 .iter()
                 .chain(&intermediates)
-                .any(|c: &CaCert| c.id == ca.id)
+                .any(|c: &CaCert| c.der == ca.der)
             {
                 continue;
             }
@@ -163,10 +166,10 @@ impl CaSet {
         let hints = names.into_iter().map(DistinguishedName::from).collect();
         let mut by_id = HashMap::new();
         for (i, a) in anchors.iter().enumerate() {
-            by_id.insert(a.id, (true, i));
+            by_id.entry(a.id).or_insert((true, i));
         }
         for (i, c) in intermediates.iter().enumerate() {
-            by_id.insert(c.id, (false, i));
+            by_id.entry(c.id).or_insert((false, i));
         }
         Ok(CaSet {
             anchors,
@@ -191,6 +194,17 @@ impl CaSet {
                 &self.intermediates[*i]
             }
         })
+    }
+
+    /// The configured intermediate whose DER is exactly `der`.
+    pub fn intermediate(&self, der: &[u8]) -> Option<&CaCert> {
+        self.intermediates.iter().find(|c| c.der.as_ref() == der)
+    }
+
+    /// The SHA-256 fingerprints of the configured certificates, in order (what a reload
+    /// compares).
+    pub fn fingerprints(&self) -> Vec<&str> {
+        self.all().map(|c| c.info.fingerprint.as_str()).collect()
     }
 
     /// Every configured CA with this subject (re-keyed CAs share one).

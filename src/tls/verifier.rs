@@ -123,11 +123,13 @@ impl PathVerifier {
             .usage
             .check_client_auth()
             .map_err(Rejection::Usage)?;
-        let (end_entity, presented) = chain.split_first().ok_or(Rejection::Unparsable)?;
+        let end_entity = chain.first().ok_or(Rejection::Unparsable)?;
         let ee = webpki::EndEntityCert::try_from(end_entity).map_err(|_| Rejection::Unparsable)?;
-        // Card middleware often sends the leaf alone: offer the configured intermediates too.
-        let mut all: Vec<CertificateDer<'_>> = presented.to_vec();
-        all.extend(cas.intermediates.iter().map(|c| c.der.clone()));
+        // Paths go through configured intermediates only, whatever the client sends (card
+        // middleware often sends the leaf alone): every certificate of an accepted path is then
+        // one whose CRLs are known, and is checked as itself, not as another of its name and key.
+        let all: Vec<CertificateDer<'_>> =
+            cas.intermediates.iter().map(|c| c.der.clone()).collect();
         let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         let accepted = std::cell::RefCell::new(None);
         let check = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {

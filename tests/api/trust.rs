@@ -59,6 +59,17 @@ pub fn issue(
     seconds: i64,
 ) -> (X509, PKey<Private>) {
     let key = ec_key();
+    (issue_for(subject, &key, issuer, ca, seconds), key)
+}
+
+/// Like [`issue`], for an existing key (a cross-certificate).
+pub fn issue_for(
+    subject: &openssl::x509::X509NameRef,
+    key: &PKey<Private>,
+    issuer: (&X509, &PKey<Private>),
+    ca: bool,
+    seconds: i64,
+) -> X509 {
     let mut b = X509::builder().unwrap();
     b.set_version(2).unwrap();
     let mut serial = BigNum::new().unwrap();
@@ -67,7 +78,7 @@ pub fn issue(
         .unwrap();
     b.set_subject_name(subject).unwrap();
     b.set_issuer_name(issuer.0.subject_name()).unwrap();
-    b.set_pubkey(&key).unwrap();
+    b.set_pubkey(key).unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     b.set_not_before(Asn1Time::from_unix(now - 60).unwrap().as_ref())
         .unwrap();
@@ -114,7 +125,7 @@ pub fn issue(
         b.append_extension(aki).unwrap();
     }
     b.sign(issuer.1, MessageDigest::sha256()).unwrap();
-    (b.build(), key)
+    b.build()
 }
 
 /// A CPS-shaped card's subject (no OU): `C=FR, CN=8…`.
@@ -558,4 +569,83 @@ async fn a_crl_restricted_to_end_entity_certificates_does_not_cover_an_intermedi
             .unwrap(),
         "0000"
     );
+}
+
+#[tokio::test]
+async fn a_presented_intermediate_never_stands_for_a_configured_one() {
+    // The bundle holds an intermediate whose own root is not trusted; the client presents a
+    // cross-certificate of that intermediate (same name, same key) under the trusted root, which
+    // the root revoked. Only configured intermediates make paths, so the revoked one is not used
+    // and the card has no path.
+    let s = shared();
+    let (root, root_key) = load("ca/root");
+    let (outsider, outsider_key) = load("ca/unknown-root");
+    let mut name = X509Name::builder().unwrap();
+    name.append_entry_by_text("C", "FR").unwrap();
+    name.append_entry_by_text("CN", "AC CROISEE DEV").unwrap();
+    let name = name.build();
+    let (inter, inter_key) = issue(&name, (&outsider, &outsider_key), true, 86_400);
+    let cross = issue_for(&name, &inter_key, (&root, &root_key), true, 86_400);
+    let (card, card_key) = issue(
+        &card_name("810001234565"),
+        (&inter, &inter_key),
+        false,
+        86_400,
+    );
+    let trust = s.base.join(format!("trust-cross-{}.pem", new_id()));
+    std::fs::write(
+        &trust,
+        format!(
+            "{}{}",
+            std::fs::read_to_string(s.pki_path("trust.pem")).unwrap(),
+            pem(&inter)
+        ),
+    )
+    .unwrap();
+    let dir = crl_dir("cross");
+    let now = time::OffsetDateTime::now_utc();
+    let fresh = (
+        now - time::Duration::minutes(1),
+        now + time::Duration::days(1),
+    );
+    let rekeyed =
+        X509::from_pem(&std::fs::read(s.pki_path("ca/intermediate-rekeyed.pem")).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("root.crl.pem"),
+        visiodroits::pki::issue_crl(
+            &pem(&root),
+            &key_pem(&root_key),
+            &[serial_of(&cross), serial_of(&rekeyed)],
+            fresh.0,
+            fresh.1,
+            2,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("cross.crl.pem"),
+        visiodroits::pki::issue_crl(&pem(&inter), &key_pem(&inter_key), &[], fresh.0, fresh.1, 1)
+            .unwrap(),
+    )
+    .unwrap();
+    let (trust_s, dir_s) = (trust.display().to_string(), dir.display().to_string());
+    let app = TestApp::spawn_with(|v| {
+        v.insert("VD_CLIENT_CA".into(), trust_s);
+        v.insert("VD_CRL_DIR".into(), dir_s);
+    })
+    .await;
+    for versions in [Versions::Tls12, Versions::Tls13] {
+        let refused = app
+            .ask_fresh(config_for(identity(&[&card, &cross], &card_key), versions))
+            .await;
+        assert!(refused.is_err(), "{versions:?}: {refused:?}");
+        assert_eq!(
+            app.ask_fresh(tls_for(Some("valid"), versions))
+                .await
+                .unwrap(),
+            "0000",
+            "{versions:?}"
+        );
+    }
 }

@@ -118,21 +118,6 @@ impl Partition {
         self.base.info.fresh(now, grace)
             && self.delta.as_ref().is_none_or(|d| d.info.fresh(now, grace))
     }
-
-    /// Whether `self` holds newer information than `other` (the base, then the delta).
-    fn newer_than(&self, other: &Partition) -> bool {
-        if self.base.info.newer_than(&other.base.info) {
-            return true;
-        }
-        if other.base.info.newer_than(&self.base.info) {
-            return false;
-        }
-        match (&self.delta, &other.delta) {
-            (Some(a), Some(b)) => a.info.newer_than(&b.info),
-            (Some(_), None) => true,
-            _ => false,
-        }
-    }
 }
 
 /// Whether a delta completes a base: it was built on this base or an older one, and is newer.
@@ -163,8 +148,8 @@ pub struct CrlSet {
     partitions: HashMap<CaId, Vec<Partition>>,
     /// Files that were refused, with the reason (logged and audited by the caller).
     pub refused: Vec<String>,
-    /// Issuer names of refused files, when the file could be read that far.
-    refused_issuers: HashSet<Vec<u8>>,
+    /// The files that were refused: the CRLs they held before stay in force.
+    refused_files: HashSet<PathBuf>,
 }
 
 /// The CRL files of `dir`, sorted: regular files whose name does not start with a dot (a CRL
@@ -213,7 +198,7 @@ impl CrlSet {
                 Ok(list) => loaded.extend(list),
                 Err(e) => {
                     set.refused.push(format!("{}: {e:#}", path.display()));
-                    set.refused_issuers.extend(issuers_of(&path));
+                    set.refused_files.insert(path);
                 }
             }
         }
@@ -284,26 +269,27 @@ impl CrlSet {
         });
     }
 
-    /// After a reload: keeps the previous CRLs of a CA (still configured in `cas`) whose new file
-    /// was refused, and the previous ones when the new are older (a replayed or stale download).
+    /// After a reload: keeps the previous CRLs that came from a file now refused (a CRL being
+    /// replaced by a broken or forged file stays in force), and the previous ones when the new
+    /// are older (a replayed or stale download), for the CAs still configured in `cas`.
     /// Fail-closed stays: a CA whose file was simply removed loses its CRL.
     pub fn keep_from(&mut self, previous: &CrlSet, cas: &CaSet) {
         for (ca, parts) in &previous.partitions {
-            let Some(configured) = cas.by_id(ca) else {
+            if cas.by_id(ca).is_none() {
                 continue;
-            };
+            }
             for old in parts {
+                let refused = |l: &Loaded| self.refused_files.contains(&l.info.source);
+                let keep_base = refused(&old.base);
+                let keep_delta = old.delta.as_ref().filter(|d| refused(d)).cloned();
                 let current = self.partitions.entry(*ca).or_default();
                 match current
                     .iter_mut()
                     .find(|p| p.base.info.scope == old.base.info.scope)
                 {
-                    None => {
-                        if self.refused_issuers.contains(&configured.subject_der) {
-                            current.push(old.clone());
-                        }
-                    }
-                    Some(p) if old.newer_than(p) => {
+                    None if keep_base => current.push(old.clone()),
+                    None => {}
+                    Some(p) if old.base.info.newer_than(&p.base.info) => {
                         self.refused.push(format!(
                             "{}: older than the CRL in force for {} ({}); the latter is kept",
                             p.base.info.source.display(),
@@ -312,7 +298,15 @@ impl CrlSet {
                         ));
                         *p = old.clone();
                     }
-                    Some(_) => {}
+                    Some(p) => {
+                        // The delta of a base still in force, whose new file was refused.
+                        if let Some(d) = keep_delta {
+                            let newer = p.delta.as_ref().is_none_or(|n| d.info.newer_than(&n.info));
+                            if newer && completes(&d.info, &p.base.info).is_ok() {
+                                p.delta = Some(d);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -415,20 +409,6 @@ fn ders_of(bytes: Vec<u8>) -> anyhow::Result<Vec<CertificateRevocationListDer<'s
     Ok(ders)
 }
 
-/// The issuer names of the CRLs of a file, read without any verification (to know whose CRL a
-/// refused file meant to replace).
-fn issuers_of(path: &Path) -> Vec<Vec<u8>> {
-    let Ok(ders) = fs::read(path)
-        .map_err(anyhow::Error::from)
-        .and_then(ders_of)
-    else {
-        return Vec::new();
-    };
-    ders.iter()
-        .filter_map(|d| parse::read(d).ok().map(|f| f.issuer.to_vec()))
-        .collect()
-}
-
 fn load_file(path: &Path, cas: &CaSet, refresh: i64) -> anyhow::Result<Vec<Loaded>> {
     ders_of(fs::read(path)?)?
         .into_iter()
@@ -436,8 +416,9 @@ fn load_file(path: &Path, cas: &CaSet, refresh: i64) -> anyhow::Result<Vec<Loade
         .collect()
 }
 
-/// Parses a CRL and finds the configured CA that issued it: one of that name whose key
-/// identifier (where both carry one) matches and whose key verifies the signature.
+/// Parses a CRL and finds the configured CA that issued it: one of that name, allowed to sign
+/// CRLs (KeyUsage `cRLSign` where it has a KeyUsage), whose key identifier (where both carry one)
+/// matches and whose key verifies the signature.
 fn verify(der: &[u8], source: &Path, cas: &CaSet, refresh: i64) -> anyhow::Result<Loaded> {
     let crl = X509Crl::from_der(der).context("not a CRL")?;
     let facts = parse::read(der)?;
@@ -640,11 +621,9 @@ mod tests {
             removed.status(&id, &[1], false, &[], 1000, 0),
             Status::Missing
         );
-        // A file refused: the CRLs in force for that name are kept.
+        // The base's file refused: the CRLs in force from it are kept.
         let mut refused = set_of(Vec::new());
-        refused
-            .refused_issuers
-            .insert(cas.intermediates[0].subject_der.clone());
+        refused.refused_files.insert(PathBuf::from("crl-5"));
         refused.keep_from(&old, &cas);
         assert_eq!(
             refused.status(&id, &[1], false, &[], 1000, 0),
@@ -653,7 +632,7 @@ mod tests {
         // The CA removed from the bundle: nothing of its CRLs is kept, refused file or not.
         let root_only = CaSet::load(&dir.join("ca/root.pem")).unwrap();
         let mut gone = set_of(Vec::new());
-        gone.refused_issuers = refused.refused_issuers.clone();
+        gone.refused_files = refused.refused_files.clone();
         gone.keep_from(&old, &root_only);
         assert_eq!(gone.status(&id, &[1], false, &[], 1000, 0), Status::Missing);
         let _ = std::fs::remove_dir_all(dir);

@@ -116,11 +116,12 @@ fn extensions(seq: Tlv<'_>) -> Result<Vec<Extension<'_>>, DerError> {
         let mut e = ext.value;
         let oid = der::expect(&mut e, der::OID)?.value;
         let critical = match der::optional(&mut e, der::BOOLEAN)? {
-            Some(b) => b.value == [0xff],
+            Some(b) => der::boolean(&b)?,
             None => false,
         };
         let value = der::expect(&mut e, der::OCTET_STRING)?.value;
-        if !e.is_empty() {
+        // An extension appears once (RFC 5280 §4.2): a second would be read as the reader pleases.
+        if !e.is_empty() || out.iter().any(|(o, _, _)| *o == oid) {
             return Err(DerError::Unexpected);
         }
         out.push((oid, critical, value));
@@ -138,10 +139,6 @@ fn integer(value: &[u8]) -> Result<Vec<u8>, DerError> {
         return Err(DerError::Unexpected);
     }
     Ok(super::normalise_serial(tlv.value).to_vec())
-}
-
-fn boolean(tlv: &Tlv<'_>) -> bool {
-    tlv.value == [0xff]
 }
 
 fn scope(value: &[u8]) -> Result<Scope, Refusal> {
@@ -167,12 +164,12 @@ fn scope(value: &[u8]) -> Result<Scope, Refusal> {
         }
     }
     if let Some(b) = der::optional(&mut input, 0x81)? {
-        if boolean(&b) {
+        if der::boolean(&b)? {
             scope.cas = false;
         }
     }
     if let Some(b) = der::optional(&mut input, 0x82)? {
-        if boolean(&b) {
+        if der::boolean(&b)? {
             scope.users = false;
         }
     }
@@ -180,12 +177,12 @@ fn scope(value: &[u8]) -> Result<Scope, Refusal> {
         return Err(Refusal::ReasonPartition);
     }
     if let Some(b) = der::optional(&mut input, 0x84)? {
-        if boolean(&b) {
+        if der::boolean(&b)? {
             return Err(Refusal::Indirect);
         }
     }
     if let Some(b) = der::optional(&mut input, 0x85)? {
-        if boolean(&b) {
+        if der::boolean(&b)? {
             return Err(Refusal::AttributeCertificates);
         }
     }
@@ -415,6 +412,23 @@ mod tests {
         assert_eq!(
             read(&idp(encode(0xa0, &encode(0xa1, &[])))),
             Err(Refusal::DistributionPointName)
+        );
+        // A BER "true" (0x01) is not read as false, nor as true: refused.
+        let mut ber_true = ext(&[0x2a, 0x03], true, &[0x05, 0x00]);
+        let at = ber_true.iter().rposition(|b| *b == 0xff).unwrap();
+        ber_true[at] = 0x01;
+        assert!(matches!(read(&crl(&[], &[ber_true])), Err(Refusal::Der(_))));
+        assert!(matches!(
+            read(&idp(encode(0x81, &[0x01]))),
+            Err(Refusal::Der(_))
+        ));
+        let twice = ext(CRL_NUMBER, false, &encode(der::INTEGER, &[1]));
+        assert!(
+            matches!(
+                read(&crl(&[], &[twice.clone(), twice])),
+                Err(Refusal::Der(_))
+            ),
+            "an extension twice"
         );
         let mut trailing = crl(&[], &[]);
         trailing.push(0);
