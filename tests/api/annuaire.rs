@@ -27,8 +27,7 @@ async fn rows(app: &TestApp) -> Vec<Row> {
 }
 
 fn sample() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data/PS_LibreAcces_Personne_activite_exemple.txt")
+    crate::helpers::repo().join("data/PS_LibreAcces_Personne_activite_exemple.txt")
 }
 
 /// Runs the real binary's `annuaire import FILE` on the test's database.

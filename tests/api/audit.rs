@@ -43,7 +43,9 @@ async fn the_chain_verifies_then_names_the_row_a_superuser_edited() {
     .unwrap();
     assert_eq!(rows.len(), 5);
     assert_eq!(rows[3].0, "DemandeDroits");
-    assert!(rows[3].2.is_some() && rows[3].3.as_deref() == Some(visiodroits::pki::DEV_FINESS));
+    assert!(
+        rows[3].2.is_some() && rows[3].3.as_deref() == Some(visiodroits_devkit::pki::DEV_FINESS)
+    );
     assert_eq!((rows[4].1.as_str(), rows[4].2.as_deref()), ("8002", None));
 
     // A superuser bypasses the triggers and edits the third row.

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use visiodroits::cli::import::{run_reader, Format};
-use visiodroits::client::messages::{field, Messages, Software};
-use visiodroits::client::{ClientIdentity, Versions};
-use visiodroits::load::{self, parse_mix, population, Op, Pace, Plan, Target};
 use visiodroits::soap::SoapVersion;
+use visiodroits_bench::{self as load, parse_mix, population, Op, Pace, Plan, Target};
+use visiodroits_client::messages::{field, Messages, Software};
+use visiodroits_client::{ClientIdentity, Versions};
 
 use crate::helpers::{shared, tls_for, TestApp};
 
@@ -134,15 +134,14 @@ async fn the_load_generator_drives_every_exchange_without_errors() {
 
 fn client(args: &[&str]) -> (bool, String) {
     let s = shared();
-    let out = Command::new(env!("CARGO_BIN_EXE_visiodroits"))
-        .arg("client")
+    let out = Command::new(crate::helpers::workspace_bin("visiodroits-client"))
         .arg(args[0])
         .arg("--ca")
         .arg(s.pki_path("ca/root.pem"))
         .arg("--p12")
         .arg(s.pki_path("clients/valid.p12"))
         .arg("--password")
-        .arg(visiodroits::pki::P12_PASSWORD)
+        .arg(visiodroits_devkit::pki::P12_PASSWORD)
         .args(&args[1..])
         .output()
         .unwrap();

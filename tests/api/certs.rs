@@ -11,8 +11,8 @@ use openssl::rsa::Rsa;
 use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
 use openssl::x509::{X509Name, X509};
 use rustls_pki_types::pem::PemObject;
-use visiodroits::client::{ClientIdentity, SoapConnection, Versions};
 use visiodroits::soap::SoapVersion;
+use visiodroits_client::{ClientIdentity, SoapConnection, Versions};
 
 use crate::helpers::{code, new_id, services_request, shared, wait_sealed, TestApp};
 
@@ -117,7 +117,7 @@ async fn present(app: &TestApp, chain: &[&X509], key: &PKey<Private>) -> anyhow:
     let key =
         rustls_pki_types::PrivateKeyDer::from_pem_slice(&key.private_key_to_pem_pkcs8().unwrap())
             .unwrap();
-    let config = visiodroits::client::tls_config(
+    let config = visiodroits_client::tls_config(
         &shared().pki_path("ca/root.pem"),
         Some(ClientIdentity { chain: certs, key }),
         Versions::Tls12,
@@ -336,7 +336,7 @@ async fn a_crl_for_an_issuer_that_is_not_configured_is_refused() {
     }
     let (unknown, unknown_key) = load("ca/unknown-root");
     let now = time::OffsetDateTime::now_utc();
-    let foreign = visiodroits::pki::issue_crl(
+    let foreign = visiodroits_devkit::pki::issue_crl(
         &String::from_utf8(unknown.to_pem().unwrap()).unwrap(),
         &String::from_utf8(unknown_key.private_key_to_pem_pkcs8().unwrap()).unwrap(),
         &[],

@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use visiodroits::config::{Config, Secret};
-use visiodroits::pgcluster::{Cluster, SUPERUSER};
 use visiodroits::soap::SoapVersion;
 use visiodroits::startup::Server;
+use visiodroits_devkit::pgcluster::{Cluster, SUPERUSER};
 
 use crate::helpers::{code, new_id, services_request, shared, tls_for};
 
@@ -47,10 +47,10 @@ async fn the_server_survives_a_database_restart() {
         .await
         .unwrap();
     let ask = || async {
-        let mut conn = visiodroits::client::SoapConnection::connect(
+        let mut conn = visiodroits_client::SoapConnection::connect(
             server.addr,
             "localhost",
-            tls_for(Some("valid"), visiodroits::client::Versions::Both),
+            tls_for(Some("valid"), visiodroits_client::Versions::Both),
         )
         .await
         .unwrap();
@@ -181,7 +181,7 @@ async fn a_refused_exchange_keeps_its_connection_and_a_killed_one_is_replaced() 
     app.server.shutdown().await.unwrap();
 }
 
-async fn ask(conn: &mut visiodroits::client::SoapConnection, amc: Option<&str>) -> String {
+async fn ask(conn: &mut visiodroits_client::SoapConnection, amc: Option<&str>) -> String {
     let request = services_request(SoapVersion::V12, &new_id(), amc);
     code(&conn.soap(SoapVersion::V12, request).await.unwrap())
 }

@@ -9,11 +9,33 @@ use std::sync::{Arc, OnceLock};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use uuid::Uuid;
-use visiodroits::client::{self, ClientIdentity, Reply, SoapConnection, Versions};
 use visiodroits::config::{env_var, Config};
-use visiodroits::pgcluster::{Cluster, SUPERUSER};
 use visiodroits::soap::SoapVersion;
 use visiodroits::startup::Server;
+use visiodroits_client::{ClientIdentity, Reply, SoapConnection, Versions};
+use visiodroits_devkit::pgcluster::{Cluster, SUPERUSER};
+
+/// The repository's root (the test binary belongs to `crates/visiodroits`).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A binary of another crate of the workspace, built beside this test binary by
+/// `cargo test --workspace` (scripts/test).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join(name);
+    assert!(
+        bin.exists(),
+        "{} is not built: run the suite with `cargo test --workspace` (scripts/test)",
+        bin.display()
+    );
+    bin
+}
 
 /// Builds a connection URL for `(user, database)`; `None` is the superuser.
 type UrlFn = Box<dyn Fn(Option<&str>, &str) -> String + Send + Sync>;
@@ -82,7 +104,7 @@ async fn init() -> anyhow::Result<Shared> {
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base)?;
     let pki = base.join("pki");
-    visiodroits::pki::generate(&pki)?;
+    visiodroits_devkit::pki::generate(&pki)?;
     let pseudo_key = base.join("pseudonymisation.key");
     std::fs::write(&pseudo_key, "0123456789abcdef0123456789abcdef-test-key")?;
 
@@ -137,7 +159,7 @@ async fn init() -> anyhow::Result<Shared> {
     }
     tx.commit().await?;
     // The fixtures go through the importer, like operators' files.
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/droits.csv");
+    let fixtures = crate::helpers::repo().join("tests/fixtures/droits.csv");
     let summary = visiodroits::cli::import::run(&tpl, &fixtures, true, false).await?;
     anyhow::ensure!(
         summary.rejected == 0,
@@ -331,8 +353,7 @@ pub fn copy_rekeyed_crl(dir: &Path) {
 
 /// Loads the sample Annuaire Santé extract of data/ into the database of `pool` (an owner).
 pub async fn load_sample_directory(pool: &PgPool) {
-    let directory = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data/PS_LibreAcces_Personne_activite_exemple.txt");
+    let directory = crate::helpers::repo().join("data/PS_LibreAcces_Personne_activite_exemple.txt");
     let loaded = visiodroits::cli::annuaire::run(pool, &directory, false)
         .await
         .expect("the sample directory loads");
@@ -349,7 +370,8 @@ pub fn tls_for(cert: Option<&str>, versions: Versions) -> Arc<rustls::ClientConf
         )
         .expect("dev client certificate")
     });
-    client::tls_config(&s.pki_path("ca/root.pem"), identity, versions).expect("client TLS config")
+    visiodroits_client::tls_config(&s.pki_path("ca/root.pem"), identity, versions)
+        .expect("client TLS config")
 }
 
 /// One ServicesOuverts (SOAP 1.2) on an open connection.
@@ -407,7 +429,7 @@ pub fn code(reply: &Reply) -> String {
 
 /// Asserts that a response validates against `wsdl/visiodroits.xsd` inside its SOAP envelope.
 pub fn assert_valid(reply: &Reply, version: SoapVersion) {
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join(match version {
+    let schema = crate::helpers::repo().join(match version {
         SoapVersion::V12 => "tests/schema/envelope12.xsd",
         SoapVersion::V11 => "tests/schema/envelope11.xsd",
     });

@@ -316,7 +316,7 @@ async fn an_envelope_split_across_many_small_writes_is_served() {
     tcp.set_nodelay(true).unwrap();
     let mut tls = tokio_rustls::TlsConnector::from(tls_for(
         Some("valid"),
-        visiodroits::client::Versions::Both,
+        visiodroits_client::Versions::Both,
     ))
     .connect("localhost".try_into().unwrap(), tcp)
     .await

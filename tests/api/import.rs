@@ -1,7 +1,5 @@
 //! `import`: CSV and JSON Lines, idempotent, bad lines reported, `--strict` all or nothing.
 
-use std::path::Path;
-
 use visiodroits::cli::import;
 
 use crate::helpers::{shared, TestApp};
@@ -18,7 +16,7 @@ async fn counts(app: &TestApp) -> (i64, i64, i64, i64, i64) {
 }
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
+    crate::helpers::repo().join(name)
 }
 
 #[tokio::test]

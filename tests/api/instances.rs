@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use visiodroits::client::{SoapConnection, Versions};
 use visiodroits::config::Config;
 use visiodroits::soap::SoapVersion;
 use visiodroits::startup::Server;
+use visiodroits_client::{SoapConnection, Versions};
 
 use crate::helpers::{code, first, new_id, services_request, shared, tls_for};
 use crate::rights::Rights;

@@ -214,7 +214,7 @@ async fn purge_removes_old_pairings_and_tarification_data_and_is_audited() {
         &app,
         "valid",
         &crate::tarification::valid_ps(),
-        visiodroits::pki::DEV_FINESS,
+        visiodroits_devkit::pki::DEV_FINESS,
     )
     .await;
     let mut conn = app.connect(Some("valid")).await.unwrap();
@@ -309,7 +309,7 @@ async fn a_refused_or_older_crl_keeps_the_previous_one_and_is_audited() {
     let read = |rel: &str| std::fs::read_to_string(s.pki_path(rel)).unwrap();
     let now = time::OffsetDateTime::now_utc();
     // The intermediate's CRL replaced by one signed with another key: refused, previous kept.
-    let forged = visiodroits::pki::issue_crl(
+    let forged = visiodroits_devkit::pki::issue_crl(
         &read("ca/intermediate.pem"),
         &read("ca/unknown-root.key"),
         &[],
@@ -326,13 +326,13 @@ async fn a_refused_or_older_crl_keeps_the_previous_one_and_is_audited() {
         "still served with the previous CRL"
     );
     assert!(
-        app.connect_with(Some("revoked"), visiodroits::client::Versions::Tls12)
+        app.connect_with(Some("revoked"), visiodroits_client::Versions::Tls12)
             .await
             .is_err(),
         "the previous CRL still revokes"
     );
     // An older CRL (replayed download): previous kept.
-    let older = visiodroits::pki::issue_crl(
+    let older = visiodroits_devkit::pki::issue_crl(
         &read("ca/intermediate.pem"),
         &read("ca/intermediate.key"),
         &[],
@@ -344,7 +344,7 @@ async fn a_refused_or_older_crl_keeps_the_previous_one_and_is_audited() {
     std::fs::write(dir.join("intermediate.crl.pem"), older).unwrap();
     app.server.reload_crls().await.unwrap();
     assert!(
-        app.connect_with(Some("revoked"), visiodroits::client::Versions::Tls12)
+        app.connect_with(Some("revoked"), visiodroits_client::Versions::Tls12)
             .await
             .is_err(),
         "the newer CRL stays in force"
@@ -381,7 +381,7 @@ async fn a_new_server_certificate_is_used_without_restart_and_open_connections_c
     for f in ["root.pem", "root.key"] {
         std::fs::copy(s.pki_path(&format!("ca/{f}")), dir.join("ca").join(f)).unwrap();
     }
-    visiodroits::pki::renew_server(&dir).unwrap();
+    visiodroits_devkit::pki::renew_server(&dir).unwrap();
     let (cert, key) = (dir.join("server/server.pem"), dir.join("server/server.key"));
     let (c, k) = (cert.display().to_string(), key.display().to_string());
     let app = TestApp::spawn_with(|v| {
@@ -391,16 +391,16 @@ async fn a_new_server_certificate_is_used_without_restart_and_open_connections_c
     .await;
     let mut old = app.connect(Some("valid")).await.unwrap();
     let first_cert = old.server_certificate.clone().unwrap();
-    visiodroits::pki::renew_server(&dir).unwrap();
+    visiodroits_devkit::pki::renew_server(&dir).unwrap();
     // The file watcher notices the new files within seconds.
     let mut renewed = None;
     for _ in 0..50 {
         let mut config = rustls::ClientConfig::clone(&crate::helpers::tls_for(
             Some("valid"),
-            visiodroits::client::Versions::Both,
+            visiodroits_client::Versions::Both,
         ));
         config.resumption = rustls::client::Resumption::disabled();
-        let c = visiodroits::client::SoapConnection::connect(
+        let c = visiodroits_client::SoapConnection::connect(
             app.addr(),
             "localhost",
             std::sync::Arc::new(config),
@@ -499,7 +499,7 @@ async fn crls_are_fetched_over_http_verified_and_a_bad_download_keeps_the_previo
     // A newer CRL signed with another key: refused, the fetched one stays.
     let read = |rel: &str| std::fs::read_to_string(s.pki_path(rel)).unwrap();
     let now = time::OffsetDateTime::now_utc();
-    let forged = visiodroits::pki::issue_crl(
+    let forged = visiodroits_devkit::pki::issue_crl(
         &read("ca/intermediate.pem"),
         &read("ca/unknown-root.key"),
         &[],

@@ -9,7 +9,7 @@ use crate::rights::{ask, Rights};
 fn identities() -> BTreeSet<String> {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/droits.csv"
+        "/../../tests/fixtures/droits.csv"
     ))
     .unwrap();
     let mut rd = csv::Reader::from_reader(text.as_bytes());
@@ -75,7 +75,7 @@ async fn no_identity_reaches_dispensation_audit_or_logs() {
         &app,
         "valid",
         &crate::tarification::valid_ps(),
-        visiodroits::pki::DEV_FINESS,
+        visiodroits_devkit::pki::DEV_FINESS,
     )
     .await;
     let mut conn = app.connect(Some("valid")).await.unwrap();

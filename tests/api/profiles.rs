@@ -3,8 +3,8 @@
 //! (8004); a CPE card carries it (8001 on another); the operator may trust declarations; an ORG
 //! certificate alone serves ServicesOuverts only.
 
-use visiodroits::pki::{CPE_PS, CPS_RPPS, DEV_FINESS, OTHER_FINESS};
 use visiodroits::soap::SoapVersion;
+use visiodroits_devkit::pki::{CPE_PS, CPS_RPPS, DEV_FINESS, OTHER_FINESS};
 
 use crate::helpers::{code, first, new_id, services_on, wait_sealed, TestApp};
 use crate::rights::{ask, Rights};
@@ -200,7 +200,7 @@ async fn an_older_cps2ter_card_with_a_profession_label_in_ou_is_a_cps_card() {
     let app = TestApp::spawn().await;
     let (inter, inter_key) = load("ca/intermediate");
     // The OU is a BMPString, as older card CAs wrote names.
-    let name = visiodroits::tls::certinfo::encode_name(&[
+    let name = visiodroits_wire::der::name(&[
         &[("2.5.4.6", visiodroits::tls::der::PRINTABLE_STRING, "FR")],
         &[("2.5.4.11", visiodroits::tls::der::BMP_STRING, "Pharmacien")],
         &[(
@@ -213,9 +213,9 @@ async fn an_older_cps2ter_card_with_a_profession_label_in_ou_is_a_cps_card() {
     let (cert, key) = issue(&name, (&inter, &inter_key), false, 86_400);
     let config = config_for(
         identity(&[&cert, &inter], &key),
-        visiodroits::client::Versions::Both,
+        visiodroits_client::Versions::Both,
     );
-    let mut conn = visiodroits::client::SoapConnection::connect(app.addr(), "localhost", config)
+    let mut conn = visiodroits_client::SoapConnection::connect(app.addr(), "localhost", config)
         .await
         .unwrap();
     let reply = conn

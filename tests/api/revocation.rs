@@ -1,8 +1,8 @@
 //! Connection reuse and revocation (spec/security.md): sessions resume, and a revocation bites at
 //! once — on open keep-alive connections and on resumed sessions alike.
 
-use visiodroits::client::{SoapConnection, Versions};
 use visiodroits::soap::SoapVersion;
+use visiodroits_client::{SoapConnection, Versions};
 
 use crate::helpers::{code, new_id, services_request, shared, tls_for, TestApp};
 
@@ -51,7 +51,7 @@ fn revoke_valid(dir: &std::path::Path) {
         .map(|c| c.serial_number().to_bn().unwrap().to_vec())
         .collect();
     let now = time::OffsetDateTime::now_utc();
-    let crl = visiodroits::pki::issue_crl(
+    let crl = visiodroits_devkit::pki::issue_crl(
         &std::fs::read_to_string(s.pki_path("ca/intermediate.pem")).unwrap(),
         &std::fs::read_to_string(s.pki_path("ca/intermediate.key")).unwrap(),
         &serials,

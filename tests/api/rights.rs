@@ -1,8 +1,8 @@
 //! DemandeDroits → FournitDroits over TLS with the dev PKI and the imported fixtures
 //! (tests/fixtures/droits.csv).
 
-use visiodroits::pki::{DEV_FINESS, DEV_RPPS, OTHER_FINESS};
 use visiodroits::soap::SoapVersion;
+use visiodroits_devkit::pki::{DEV_FINESS, DEV_RPPS, OTHER_FINESS};
 
 use crate::helpers::{all, assert_valid, code, envelope, first, new_id, TestApp};
 
@@ -72,7 +72,7 @@ impl Rights {
 }
 
 /// Sends `req` with the dev certificate `cert` and returns the reply (schema-checked).
-pub async fn ask(app: &TestApp, cert: Option<&str>, req: &Rights) -> visiodroits::client::Reply {
+pub async fn ask(app: &TestApp, cert: Option<&str>, req: &Rights) -> visiodroits_client::Reply {
     let mut conn = app.connect(cert).await.unwrap();
     let reply = conn
         .soap(SoapVersion::V12, req.xml(SoapVersion::V12, &new_id()))

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use visiodroits::client::Versions;
 use visiodroits::soap::SoapVersion;
+use visiodroits_client::Versions;
 
 use crate::helpers::{code, new_id, services_request, tls_for, ServerProcess};
 

@@ -211,7 +211,7 @@ async fn http2_is_served_over_alpn() {
     let app = TestApp::spawn().await;
     let mut config = rustls::ClientConfig::clone(&crate::helpers::tls_for(
         Some("valid"),
-        visiodroits::client::Versions::Both,
+        visiodroits_client::Versions::Both,
     ));
     config.alpn_protocols = vec![b"h2".to_vec()];
     let tcp = tokio::net::TcpStream::connect(app.addr()).await.unwrap();

@@ -5,9 +5,9 @@
 use std::process::Command;
 
 use base64::Engine;
-use visiodroits::client::Reply;
-use visiodroits::pki::{DEV_FINESS, DEV_RPPS, OTHER_FINESS};
 use visiodroits::soap::SoapVersion;
+use visiodroits_client::Reply;
+use visiodroits_devkit::pki::{DEV_FINESS, DEV_RPPS, OTHER_FINESS};
 
 use crate::helpers::{all, assert_valid, code, envelope, first, new_id, shared, TestApp};
 use crate::rights::{ask, Rights};

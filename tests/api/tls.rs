@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use visiodroits::client::Versions;
 use visiodroits::soap::SoapVersion;
+use visiodroits_client::Versions;
 
 use crate::helpers::{code, new_id, services_request, shared, TestApp};
 
@@ -167,7 +167,7 @@ async fn a_crl_signed_by_another_key_is_refused_and_does_not_break_the_issuer() 
         dir.join("intermediate.crl.pem"),
     )
     .unwrap();
-    let forged = visiodroits::pki::issue_crl(
+    let forged = visiodroits_devkit::pki::issue_crl(
         &std::fs::read_to_string(s.pki_path("ca/intermediate.pem")).unwrap(),
         &std::fs::read_to_string(s.pki_path("ca/unknown-root.key")).unwrap(),
         &[],
@@ -244,15 +244,15 @@ async fn services_can_be_called_without_a_client_certificate() {
 async fn pkcs12_identity_of_the_dev_pki_is_usable() {
     let app = TestApp::spawn().await;
     let s = shared();
-    let id = visiodroits::client::ClientIdentity::from_pkcs12(
+    let id = visiodroits_client::ClientIdentity::from_pkcs12(
         &s.pki_path("clients/valid.p12"),
-        visiodroits::pki::P12_PASSWORD,
+        visiodroits_devkit::pki::P12_PASSWORD,
     )
     .unwrap();
     let config =
-        visiodroits::client::tls_config(&s.pki_path("ca/root.pem"), Some(id), Versions::Both)
+        visiodroits_client::tls_config(&s.pki_path("ca/root.pem"), Some(id), Versions::Both)
             .unwrap();
-    let mut conn = visiodroits::client::SoapConnection::connect(app.addr(), "localhost", config)
+    let mut conn = visiodroits_client::SoapConnection::connect(app.addr(), "localhost", config)
         .await
         .unwrap();
     let reply = conn

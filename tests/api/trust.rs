@@ -15,7 +15,7 @@ use openssl::x509::extension::{
 };
 use openssl::x509::{X509Name, X509};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use visiodroits::client::{ClientIdentity, SoapConnection, Versions};
+use visiodroits_client::{ClientIdentity, SoapConnection, Versions};
 
 use crate::helpers::{code, new_id, services_on, shared, tls_for, TestApp};
 
@@ -147,7 +147,7 @@ pub fn identity(chain: &[&X509], key: &PKey<Private>) -> ClientIdentity {
 }
 
 pub fn config_for(identity: ClientIdentity, versions: Versions) -> Arc<rustls::ClientConfig> {
-    visiodroits::client::tls_config(&shared().pki_path("ca/root.pem"), Some(identity), versions)
+    visiodroits_client::tls_config(&shared().pki_path("ca/root.pem"), Some(identity), versions)
         .unwrap()
 }
 
@@ -235,7 +235,7 @@ async fn two_cas_with_one_name_each_have_their_crl() {
     .unwrap();
     let dir = crl_dir("twins");
     let now = time::OffsetDateTime::now_utc();
-    let twin_crl = visiodroits::pki::issue_crl(
+    let twin_crl = visiodroits_devkit::pki::issue_crl(
         &pem(&twin),
         &key_pem(&twin_key),
         &[serial_of(&gone)],
@@ -293,7 +293,7 @@ async fn a_delta_crl_completes_its_base_without_dropping_its_revocations() {
     let dir = crl_dir("delta");
     let now = time::OffsetDateTime::now_utc();
     // Base 5 revokes `other-structure` and holds `org`; delta 6 revokes `cpe`, releases `org`.
-    let base = visiodroits::pki::issue_crl(
+    let base = visiodroits_devkit::pki::issue_crl(
         &pem(&inter),
         &key_pem(&inter_key),
         &[serial_of(&cert("other-structure")), serial_of(&cert("org"))],
@@ -303,7 +303,7 @@ async fn a_delta_crl_completes_its_base_without_dropping_its_revocations() {
     )
     .unwrap();
     std::fs::write(dir.join("intermediate.crl.pem"), base).unwrap();
-    let delta = visiodroits::pki::issue_delta_crl(
+    let delta = visiodroits_devkit::pki::issue_delta_crl(
         &pem(&inter),
         &key_pem(&inter_key),
         &[serial_of(&cert("cpe"))],
@@ -370,7 +370,7 @@ async fn a_reload_whose_server_key_is_broken_still_applies_the_new_crls() {
     let (valid, _) = load("clients/valid");
     let (revoked, _) = load("clients/revoked");
     let now = time::OffsetDateTime::now_utc();
-    let crl = visiodroits::pki::issue_crl(
+    let crl = visiodroits_devkit::pki::issue_crl(
         &pem(&inter),
         &key_pem(&inter_key),
         &[serial_of(&valid), serial_of(&revoked)],
@@ -612,7 +612,7 @@ async fn a_presented_intermediate_never_stands_for_a_configured_one() {
         X509::from_pem(&std::fs::read(s.pki_path("ca/intermediate-rekeyed.pem")).unwrap()).unwrap();
     std::fs::write(
         dir.join("root.crl.pem"),
-        visiodroits::pki::issue_crl(
+        visiodroits_devkit::pki::issue_crl(
             &pem(&root),
             &key_pem(&root_key),
             &[serial_of(&cross), serial_of(&rekeyed)],
@@ -625,8 +625,15 @@ async fn a_presented_intermediate_never_stands_for_a_configured_one() {
     .unwrap();
     std::fs::write(
         dir.join("cross.crl.pem"),
-        visiodroits::pki::issue_crl(&pem(&inter), &key_pem(&inter_key), &[], fresh.0, fresh.1, 1)
-            .unwrap(),
+        visiodroits_devkit::pki::issue_crl(
+            &pem(&inter),
+            &key_pem(&inter_key),
+            &[],
+            fresh.0,
+            fresh.1,
+            1,
+        )
+        .unwrap(),
     )
     .unwrap();
     let (trust_s, dir_s) = (trust.display().to_string(), dir.display().to_string());

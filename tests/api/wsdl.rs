@@ -45,8 +45,11 @@ async fn wsdl_address_follows_the_host_the_client_used() {
     assert_eq!(xsd.status, 200);
     assert_eq!(
         xsd.body,
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/wsdl/visiodroits.xsd"))
-            .unwrap()
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../wsdl/visiodroits.xsd"
+        ))
+        .unwrap()
     );
     assert_eq!(
         conn.get("/visiodroits?xsd=../../etc/passwd")
@@ -65,7 +68,7 @@ async fn a_standard_soap_client_loads_the_wsdl_and_calls_services_ouverts() {
     let url = format!("https://localhost:{}/visiodroits?wsdl", app.addr().port());
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/zeep_services.py"
+        "/../../tests/clients/zeep_services.py"
     );
     let python = visiodroits::config::env_var("VD_TEST_PYTHON").unwrap_or_else(|| "python3".into());
     let out = tokio::process::Command::new(python)

@@ -1,0 +1,742 @@
+//! Development PKI in the IGC-Santé shape (`pki dev DIR`), used by `demo`, the tests and the bench.
+//!
+//! Layout under DIR (PEM unless said):
+//! - `ca/root.{pem,key}`: "AC RACINE IGC-SANTE DEV"; `ca/intermediate.{pem,key}`: "AC IGC-SANTE DEV
+//!   PERSONNES" (issues the client certificates); `ca/intermediate-rekeyed.{pem,key}`: a re-keyed
+//!   intermediate under the *same name*, revoked by the root (IGC-Santé re-keys under one name);
+//!   `trust.pem`: the three, the client anchors.
+//! - `ca/unknown-root.{pem,key}`: a CA the server does not trust.
+//! - `crl/root.crl.pem` (revokes the re-keyed intermediate), `crl/intermediate.crl.pem` (revokes
+//!   `revoked`), `crl/intermediate-rekeyed.crl.pem`: one CRL per CA.
+//! - `crl-variants/intermediate-expired.crl.pem`: a CRL past its nextUpdate.
+//! - `server/server.{pem,key}`: localhost / 127.0.0.1, issued by the root.
+//! - `clients/NAME.{pem,key,p12}` for NAME in [`CLIENTS`]; `.pem` holds the leaf then the
+//!   intermediate; PKCS#12 password [`P12_PASSWORD`].
+//! - `ttp/ttp.{pem,key}`: the trusted third party's RSA encryption certificate; `ttp/other.{pem,key}`:
+//!   another RSA recipient (payloads for it must be refused).
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::Context;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevocationReason, RevokedCertParams, SanType, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+
+/// Password of every PKCS#12 file of the dev PKI.
+pub const P12_PASSWORD: &str = "visiodroits";
+
+/// The pharmacy (structure) of the valid dev certificate: FINESS.
+pub const DEV_FINESS: &str = "750000001";
+/// Another pharmacy.
+pub const OTHER_FINESS: &str = "920000002";
+/// The RPPS of the valid dev pharmacist (11 digits, Luhn-valid).
+pub const DEV_RPPS: &str = "10001234565";
+/// The RPPS of the real-shaped CPS card (the public test vector's `CN=899700075122`).
+pub const CPS_RPPS: &str = "99700075122";
+/// The identifier of the CPE card: `3` + FINESS + `/` + the pharmacy's own number.
+pub const CPE_PS: &str = "3750000001/1234";
+
+/// A client certificate of the dev PKI.
+pub struct DevClient {
+    pub name: &'static str,
+    shape: Shape,
+    what: ClientKind,
+}
+
+/// How the subject is written.
+#[derive(Clone)]
+enum Shape {
+    /// `C, O, OU, CN`: the tidy test shape (a CPE card under the default profiles).
+    Tidy { cn: String, ou: String },
+    /// A real CPS card: `SN+CN+GN` in one multi-valued RDN, `title`, `C`; no O, no OU.
+    Cps {
+        sn: &'static str,
+        cn: String,
+        gn: &'static str,
+    },
+    /// A person's card without OU (CPS under the default profiles), written by rcgen.
+    NoOu { cn: String },
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum ClientKind {
+    Valid,
+    Revoked,
+    Expired,
+    NotYetValid,
+    UnknownCa,
+    /// KeyUsage digitalSignature, no ExtendedKeyUsage.
+    NoEku,
+    /// A card's signature certificate: KeyUsage nonRepudiation only.
+    SignatureOnly,
+    /// Issued by the re-keyed intermediate that the root revoked.
+    UnderRevokedRekeyed,
+}
+
+/// Names of the client certificates, with what they are for.
+pub const CLIENTS: &[(&str, &str)] = &[
+    (
+        "valid",
+        "pharmacist of the dev pharmacy, CN 8+RPPS and OU 1+FINESS (a CPE card's shape)",
+    ),
+    ("revoked", "listed in the intermediate CA's CRL"),
+    ("expired", "notAfter in the past"),
+    ("not-yet-valid", "notBefore in the future"),
+    (
+        "bad-ou",
+        "OU is a SIRET (type 3): names a structure no profile binds",
+    ),
+    ("other-structure", "pharmacist of another pharmacy (OU)"),
+    ("unknown-ca", "issued by a CA the server does not trust"),
+    (
+        "cps",
+        "real CPS card: SN=PHARMACH0007512+CN=899700075122+GN=CAROLE,title=Pharmacien,C=FR",
+    ),
+    ("cpe", "CPE card: CN 3750000001/1234, OU 1750000001"),
+    (
+        "org",
+        "ORG certificate of the dev pharmacy's software: OU 1750000001, no person",
+    ),
+    ("noeku", "a card without ExtendedKeyUsage"),
+    (
+        "signature-only",
+        "a card's signature certificate (nonRepudiation only)",
+    ),
+    (
+        "rekeyed-revoked",
+        "issued by the re-keyed intermediate (same name) that the root revoked",
+    ),
+];
+
+fn clients() -> Vec<DevClient> {
+    let ps = |rpps: &str| format!("8{rpps}");
+    let tidy = |cn: String, ou: String| Shape::Tidy { cn, ou };
+    let finess = |f: &str| format!("1{f}");
+    vec![
+        DevClient {
+            name: "valid",
+            shape: tidy(ps(DEV_RPPS), finess(DEV_FINESS)),
+            what: ClientKind::Valid,
+        },
+        DevClient {
+            name: "revoked",
+            shape: tidy(ps("10001234573"), finess(DEV_FINESS)),
+            what: ClientKind::Revoked,
+        },
+        DevClient {
+            name: "expired",
+            shape: tidy(ps("10001234581"), finess(DEV_FINESS)),
+            what: ClientKind::Expired,
+        },
+        DevClient {
+            name: "not-yet-valid",
+            shape: tidy(ps("10001234599"), finess(DEV_FINESS)),
+            what: ClientKind::NotYetValid,
+        },
+        DevClient {
+            name: "bad-ou",
+            shape: tidy(ps("10001234607"), "312345678900017".into()),
+            what: ClientKind::Valid,
+        },
+        DevClient {
+            name: "other-structure",
+            shape: tidy(ps("10001234615"), finess(OTHER_FINESS)),
+            what: ClientKind::Valid,
+        },
+        DevClient {
+            name: "unknown-ca",
+            shape: tidy(ps("10001234623"), finess(DEV_FINESS)),
+            what: ClientKind::UnknownCa,
+        },
+        DevClient {
+            name: "cps",
+            shape: Shape::Cps {
+                sn: "PHARMACH0007512",
+                cn: ps(CPS_RPPS),
+                gn: "CAROLE",
+            },
+            what: ClientKind::Valid,
+        },
+        DevClient {
+            name: "cpe",
+            shape: tidy(CPE_PS.into(), finess(DEV_FINESS)),
+            what: ClientKind::Valid,
+        },
+        DevClient {
+            name: "org",
+            shape: tidy("LOGICIEL OFFICINE DEV".into(), finess(DEV_FINESS)),
+            what: ClientKind::Valid,
+        },
+        DevClient {
+            name: "noeku",
+            shape: Shape::NoOu {
+                cn: ps("10001234631"),
+            },
+            what: ClientKind::NoEku,
+        },
+        DevClient {
+            name: "signature-only",
+            shape: Shape::NoOu {
+                cn: ps("10001234649"),
+            },
+            what: ClientKind::SignatureOnly,
+        },
+        DevClient {
+            name: "rekeyed-revoked",
+            shape: Shape::NoOu {
+                cn: ps("10001234656"),
+            },
+            what: ClientKind::UnderRevokedRekeyed,
+        },
+    ]
+}
+
+/// The PS identifier a dev client's certificate carries (tests and the demo).
+pub fn client_ps_id(name: &str) -> Option<String> {
+    clients()
+        .into_iter()
+        .find(|c| c.name == name)
+        .map(|c| match c.shape {
+            Shape::Tidy { cn, .. } | Shape::Cps { cn, .. } | Shape::NoOu { cn } => cn,
+        })
+}
+
+/// Generates the whole dev PKI under `dir`. Existing files are replaced.
+pub fn generate(dir: &Path) -> anyhow::Result<()> {
+    for sub in ["ca", "crl", "crl-variants", "server", "clients", "ttp"] {
+        fs::create_dir_all(dir.join(sub))?;
+    }
+    let now = OffsetDateTime::now_utc();
+
+    let root_key = ec_key()?;
+    let root_params = ca_params("AC RACINE IGC-SANTE DEV", now, 3650)?;
+    let root_cert = root_params.self_signed(&root_key)?;
+    let root = Issuer::new(root_params, root_key);
+
+    let inter_key = ec_key()?;
+    let mut inter_params = ca_params("AC IGC-SANTE DEV PERSONNES", now, 3000)?;
+    inter_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    let inter_cert = inter_params.signed_by(&inter_key, &root)?;
+    let inter_pem = inter_cert.pem();
+    let inter = Issuer::new(inter_params, inter_key);
+
+    // The re-keyed intermediate: the same name, another key, revoked by the root.
+    let rekeyed_key = ec_key()?;
+    let mut rekeyed_params = ca_params("AC IGC-SANTE DEV PERSONNES", now, 3000)?;
+    rekeyed_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    let rekeyed_serial = rekeyed_params
+        .serial_number
+        .clone()
+        .expect("ca_params sets a serial");
+    let rekeyed_cert = rekeyed_params.signed_by(&rekeyed_key, &root)?;
+    let rekeyed_pem = rekeyed_cert.pem();
+    let rekeyed = Issuer::new(rekeyed_params, rekeyed_key);
+
+    let unknown_key = ec_key()?;
+    let unknown_params = ca_params("AC RACINE INCONNUE DEV", now, 3650)?;
+    let unknown_cert = unknown_params.self_signed(&unknown_key)?;
+    let unknown = Issuer::new(unknown_params, unknown_key);
+
+    write(dir, "ca/root.pem", &root_cert.pem())?;
+    write_key(dir, "ca/root.key", &root.key().serialize_pem())?;
+    write(dir, "ca/intermediate.pem", &inter_pem)?;
+    write_key(dir, "ca/intermediate.key", &inter.key().serialize_pem())?;
+    write(dir, "ca/unknown-root.pem", &unknown_cert.pem())?;
+    write_key(dir, "ca/unknown-root.key", &unknown.key().serialize_pem())?;
+    write(dir, "ca/intermediate-rekeyed.pem", &rekeyed_pem)?;
+    write_key(
+        dir,
+        "ca/intermediate-rekeyed.key",
+        &rekeyed.key().serialize_pem(),
+    )?;
+    write(
+        dir,
+        "trust.pem",
+        &format!("{}{}{}", root_cert.pem(), inter_pem, rekeyed_pem),
+    )?;
+
+    // Server certificate, issued by the root (clients trust ca/root.pem for the server).
+    let server_key = ec_key()?;
+    let mut sp = CertificateParams::new(vec!["localhost".to_string()])?;
+    sp.subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    sp.distinguished_name = dn(&[
+        (DnType::CountryName, "FR"),
+        (DnType::OrganizationName, "VISIODROITS DEV"),
+        (DnType::CommonName, "localhost"),
+    ]);
+    leaf_common(&mut sp, now - Duration::days(1), now + Duration::days(825));
+    sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = sp.signed_by(&server_key, &root)?;
+    write(dir, "server/server.pem", &server_cert.pem())?;
+    write_key(dir, "server/server.key", &server_key.serialize_pem())?;
+
+    // Client certificates.
+    let mut revoked_serials = Vec::new();
+    for client in clients() {
+        let key = ec_key()?;
+        let (nb, na) = match client.what {
+            ClientKind::Expired => (now - Duration::days(400), now - Duration::days(1)),
+            ClientKind::NotYetValid => (now + Duration::days(30), now + Duration::days(400)),
+            _ => (now - Duration::days(1), now + Duration::days(1095)),
+        };
+        let (issuer, chain_pem) = match client.what {
+            ClientKind::UnknownCa => (&unknown, unknown_cert.pem()),
+            ClientKind::UnderRevokedRekeyed => (&rekeyed, rekeyed_pem.clone()),
+            _ => (&inter, inter_pem.clone()),
+        };
+        let cert_pem = match &client.shape {
+            Shape::Cps { sn, cn, gn } => multi_valued_cps(
+                &key,
+                (sn, cn, gn),
+                (nb, na),
+                &chain_pem,
+                &issuer.key().serialize_pem(),
+            )?,
+            Shape::Tidy { .. } | Shape::NoOu { .. } => {
+                let mut p = CertificateParams::default();
+                p.distinguished_name = match &client.shape {
+                    Shape::Tidy { cn, ou } => dn(&[
+                        (DnType::CountryName, "FR"),
+                        (DnType::OrganizationName, "PHARMACIE DEV"),
+                        (DnType::OrganizationalUnitName, ou.as_str()),
+                        (DnType::CommonName, cn.as_str()),
+                    ]),
+                    Shape::NoOu { cn } => dn(&[
+                        (DnType::CountryName, "FR"),
+                        (DnType::CustomDnType(vec![2, 5, 4, 12]), "Pharmacien"),
+                        (DnType::CommonName, cn.as_str()),
+                    ]),
+                    Shape::Cps { .. } => unreachable!("written by OpenSSL above"),
+                };
+                leaf_common(&mut p, nb, na);
+                p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+                match client.what {
+                    ClientKind::NoEku => p.extended_key_usages.clear(),
+                    ClientKind::SignatureOnly => {
+                        p.key_usages = vec![KeyUsagePurpose::ContentCommitment]
+                    }
+                    _ => {}
+                }
+                if client.what == ClientKind::Revoked {
+                    revoked_serials.push(p.serial_number.clone().expect("leaf_common sets one"));
+                }
+                p.signed_by(&key, issuer)?.pem()
+            }
+        };
+        let pem = format!("{cert_pem}{chain_pem}");
+        write(dir, &format!("clients/{}.pem", client.name), &pem)?;
+        write_key(
+            dir,
+            &format!("clients/{}.key", client.name),
+            &key.serialize_pem(),
+        )?;
+        let p12 = pkcs12(&cert_pem, &key.serialize_pem(), &chain_pem, client.name)?;
+        fs::write(dir.join(format!("clients/{}.p12", client.name)), p12)?;
+    }
+
+    // CRLs: one per CA, fresh for a year (the demo reuses its PKI), plus an expired variant.
+    let fresh = (now - Duration::hours(1), now + Duration::days(365));
+    write(
+        dir,
+        "crl/root.crl.pem",
+        &crl(&root, std::slice::from_ref(&rekeyed_serial), fresh, 1)?,
+    )?;
+    write(
+        dir,
+        "crl/intermediate-rekeyed.crl.pem",
+        &crl(&rekeyed, &[], fresh, 1)?,
+    )?;
+    write(
+        dir,
+        "crl/intermediate.crl.pem",
+        &crl(&inter, &revoked_serials, fresh, 1)?,
+    )?;
+    let stale = (now - Duration::days(10), now - Duration::days(1));
+    write(
+        dir,
+        "crl-variants/intermediate-expired.crl.pem",
+        &crl(&inter, &revoked_serials, stale, 1)?,
+    )?;
+
+    // Trusted third party's encryption certificates (RSA: CMS key transport).
+    for name in ["ttp", "other"] {
+        let key = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?;
+        let mut p = CertificateParams::default();
+        let cn = if name == "ttp" {
+            "TIERS DE CONFIANCE VISIODROITS DEV"
+        } else {
+            "AUTRE DESTINATAIRE DEV"
+        };
+        p.distinguished_name = dn(&[
+            (DnType::CountryName, "FR"),
+            (DnType::OrganizationName, "VISIODROITS DEV"),
+            (DnType::CommonName, cn),
+        ]);
+        leaf_common(&mut p, now - Duration::days(1), now + Duration::days(1095));
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyEncipherment,
+            KeyUsagePurpose::DataEncipherment,
+        ];
+        let cert = p.signed_by(&key, &root)?;
+        write(dir, &format!("ttp/{name}.pem"), &cert.pem())?;
+        write_key(dir, &format!("ttp/{name}.key"), &key.serialize_pem())?;
+    }
+    Ok(())
+}
+
+/// Issues a CRL signed by the CA in `ca_pem`/`ca_key_pem`, revoking `revoked` serials (big-endian
+/// bytes), valid from `this_update` to `next_update`. Returns PEM.
+pub fn issue_crl(
+    ca_pem: &str,
+    ca_key_pem: &str,
+    revoked: &[Vec<u8>],
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+    number: u64,
+) -> anyhow::Result<String> {
+    let key = KeyPair::from_pem(ca_key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(ca_pem, key)?;
+    let serials: Vec<SerialNumber> = revoked
+        .iter()
+        .map(|s| SerialNumber::from_slice(s))
+        .collect();
+    crl(&issuer, &serials, (this_update, next_update), number)
+}
+
+/// Issues a *delta* CRL (DeltaCRLIndicator `base`, CRLNumber `number`) signed by the EC CA in
+/// `ca_pem`/`ca_key_pem`, listing `revoked` serials (and `released` ones with reason
+/// removeFromCRL). rcgen writes no delta CRL, so its DER is written here. Returns PEM.
+#[allow(clippy::too_many_arguments)]
+pub fn issue_delta_crl(
+    ca_pem: &str,
+    ca_key_pem: &str,
+    revoked: &[Vec<u8>],
+    released: &[Vec<u8>],
+    base: u64,
+    number: u64,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> anyhow::Result<String> {
+    use visiodroits_wire::der::{
+        encode, BIT_STRING, BOOLEAN, ENUMERATED, INTEGER, OCTET_STRING, OID, SEQUENCE,
+    };
+    let x509 = openssl::x509::X509::from_pem(ca_pem.as_bytes())?;
+    let ski = subject_key_id(&x509.to_der()?)?;
+    let key = openssl::pkey::PKey::private_key_from_pem(ca_key_pem.as_bytes())?;
+    let int = |bytes: &[u8]| {
+        let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+        let b = &bytes[start..];
+        let mut v = Vec::with_capacity(b.len() + 1);
+        if b.first().is_none_or(|f| f & 0x80 != 0) {
+            v.push(0);
+        }
+        v.extend_from_slice(b);
+        encode(INTEGER, &v)
+    };
+    let time = |t: OffsetDateTime| {
+        let text = format!(
+            "{:02}{:02}{:02}{:02}{:02}{:02}Z",
+            t.year() % 100,
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+        encode(visiodroits_wire::der::UTC_TIME, text.as_bytes())
+    };
+    let ext = |oid: &str, critical: bool, value: Vec<u8>| {
+        let mut e = encode(OID, &visiodroits_wire::der::oid_value(oid).expect("an OID"));
+        if critical {
+            e.extend(encode(BOOLEAN, &[0xff]));
+        }
+        e.extend(encode(OCTET_STRING, &value));
+        encode(SEQUENCE, &e)
+    };
+    let ecdsa_sha256 = encode(
+        SEQUENCE,
+        &encode(
+            OID,
+            &visiodroits_wire::der::oid_value("1.2.840.10045.4.3.2").expect("an OID"),
+        ),
+    );
+    let mut entries = Vec::new();
+    for (serial, removed) in revoked
+        .iter()
+        .map(|s| (s, false))
+        .chain(released.iter().map(|s| (s, true)))
+    {
+        let mut e = int(serial);
+        e.extend(time(this_update));
+        if removed {
+            let reason = ext("2.5.29.21", false, encode(ENUMERATED, &[8]));
+            e.extend(encode(SEQUENCE, &reason));
+        }
+        entries.extend(encode(SEQUENCE, &e));
+    }
+    let mut exts = ext("2.5.29.20", false, int(&number.to_be_bytes()));
+    exts.extend(ext("2.5.29.27", true, int(&base.to_be_bytes())));
+    if let Some(ski) = &ski {
+        exts.extend(ext(
+            "2.5.29.35",
+            false,
+            encode(SEQUENCE, &encode(0x80, ski)),
+        ));
+    }
+    let mut tbs = encode(INTEGER, &[1]);
+    tbs.extend(&ecdsa_sha256);
+    tbs.extend(x509.subject_name().to_der()?);
+    tbs.extend(time(this_update));
+    tbs.extend(time(next_update));
+    if !entries.is_empty() {
+        tbs.extend(encode(SEQUENCE, &entries));
+    }
+    tbs.extend(encode(0xa0, &encode(SEQUENCE, &exts)));
+    let tbs = encode(SEQUENCE, &tbs);
+    let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key)?;
+    let signature = signer.sign_oneshot_to_vec(&tbs)?;
+    let mut bits = vec![0u8];
+    bits.extend(signature);
+    let mut list = tbs;
+    list.extend(ecdsa_sha256);
+    list.extend(encode(BIT_STRING, &bits));
+    let der = encode(SEQUENCE, &list);
+    Ok(String::from_utf8(
+        openssl::x509::X509Crl::from_der(&der)?.to_pem()?,
+    )?)
+}
+
+/// The SubjectKeyIdentifier of a certificate, if it has one.
+fn subject_key_id(der: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+    use x509_parser::extensions::ParsedExtension;
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
+        .map_err(|_| anyhow::anyhow!("not a CA certificate"))?;
+    Ok(cert
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+            _ => None,
+        }))
+}
+
+fn crl(
+    issuer: &Issuer<'_, KeyPair>,
+    revoked: &[SerialNumber],
+    (this_update, next_update): (OffsetDateTime, OffsetDateTime),
+    number: u64,
+) -> anyhow::Result<String> {
+    let params = CertificateRevocationListParams {
+        this_update,
+        next_update,
+        crl_number: SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|serial| RevokedCertParams {
+                serial_number: serial.clone(),
+                revocation_time: this_update,
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    Ok(params.signed_by(issuer)?.pem()?)
+}
+
+/// A real CPS card's certificate, written with OpenSSL: rcgen writes one attribute per RDN, and
+/// the card's subject has SN, CN and GN in one multi-valued RDN (and no O, no OU).
+fn multi_valued_cps(
+    key: &KeyPair,
+    (sn, cn, gn): (&str, &str, &str),
+    (not_before, not_after): (OffsetDateTime, OffsetDateTime),
+    issuer_pem: &str,
+    issuer_key_pem: &str,
+) -> anyhow::Result<String> {
+    use openssl::asn1::{Asn1Integer, Asn1Time};
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
+    use openssl::x509::{X509Name, X509};
+    use visiodroits_wire::der;
+    let name = der::name(&[
+        &[
+            ("2.5.4.4", der::PRINTABLE_STRING, sn),
+            ("2.5.4.3", der::PRINTABLE_STRING, cn),
+            ("2.5.4.42", der::UTF8_STRING, gn),
+        ],
+        &[("2.5.4.12", der::UTF8_STRING, "Pharmacien")],
+        &[("2.5.4.6", der::PRINTABLE_STRING, "FR")],
+    ]);
+    let issuer = X509::from_pem(issuer_pem.as_bytes())?;
+    let issuer_key = PKey::private_key_from_pem(issuer_key_pem.as_bytes())?;
+    let public = PKey::public_key_from_pem(key.public_key_pem().as_bytes())?;
+    let mut b = X509::builder()?;
+    b.set_version(2)?;
+    let serial = BigNum::from_slice(random_serial().as_ref())?;
+    b.set_serial_number(Asn1Integer::from_bn(&serial)?.as_ref())?;
+    b.set_subject_name(X509Name::from_der(&name)?.as_ref())?;
+    b.set_issuer_name(issuer.subject_name())?;
+    b.set_pubkey(&public)?;
+    b.set_not_before(Asn1Time::from_unix(not_before.unix_timestamp())?.as_ref())?;
+    b.set_not_after(Asn1Time::from_unix(not_after.unix_timestamp())?.as_ref())?;
+    b.append_extension(BasicConstraints::new().critical().build()?)?;
+    b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
+    b.append_extension(ExtendedKeyUsage::new().client_auth().build()?)?;
+    b.sign(&issuer_key, MessageDigest::sha256())?;
+    Ok(String::from_utf8(b.build().to_pem()?)?)
+}
+
+fn ec_key() -> anyhow::Result<KeyPair> {
+    Ok(KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?)
+}
+
+fn dn(parts: &[(DnType, &str)]) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    for (ty, value) in parts {
+        dn.push(ty.clone(), *value);
+    }
+    dn
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes = *uuid::Uuid::new_v4().as_bytes();
+    bytes[0] &= 0x7f; // positive
+    bytes[0] |= 0x10; // no leading zero byte to strip
+    SerialNumber::from_slice(&bytes)
+}
+
+fn ca_params(cn: &str, now: OffsetDateTime, days: i64) -> anyhow::Result<CertificateParams> {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn(&[
+        (DnType::CountryName, "FR"),
+        (DnType::OrganizationName, "ASIP-SANTE DEV"),
+        (DnType::OrganizationalUnitName, "IGC-SANTE DEV"),
+        (DnType::CommonName, cn),
+    ]);
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    p.not_before = now - Duration::days(1);
+    p.not_after = now + Duration::days(days);
+    p.serial_number = Some(random_serial());
+    p.use_authority_key_identifier_extension = true;
+    Ok(p)
+}
+
+fn leaf_common(p: &mut CertificateParams, not_before: OffsetDateTime, not_after: OffsetDateTime) {
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.not_before = not_before;
+    p.not_after = not_after;
+    p.serial_number = Some(random_serial());
+    p.use_authority_key_identifier_extension = true;
+}
+
+fn pkcs12(cert_pem: &str, key_pem: &str, chain_pem: &str, name: &str) -> anyhow::Result<Vec<u8>> {
+    use openssl::{pkcs12::Pkcs12, pkey::PKey, stack::Stack, x509::X509};
+    let cert = X509::from_pem(cert_pem.as_bytes())?;
+    let key = PKey::private_key_from_pem(key_pem.as_bytes())?;
+    let mut chain = Stack::new()?;
+    for c in X509::stack_from_pem(chain_pem.as_bytes())? {
+        chain.push(c)?;
+    }
+    let p12 = Pkcs12::builder()
+        .name(name)
+        .pkey(&key)
+        .cert(&cert)
+        .ca(chain)
+        .build2(P12_PASSWORD)
+        .context("cannot build PKCS#12")?;
+    Ok(p12.to_der()?)
+}
+
+/// Through a hidden file renamed into place: a running server reloading its CRL directory while
+/// `pki big-crl` writes (the bench does) never reads half a file.
+fn write(dir: &Path, rel: &str, text: &str) -> anyhow::Result<()> {
+    let path = dir.join(rel);
+    visiodroits_wire::fs::write_atomically(&path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_key(dir: &Path, rel: &str, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(rel);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Replaces the intermediate CA's CRL in `dir` by one listing `count` random serials (plus the
+/// dev `revoked` certificate): for measuring CRL loading and handshakes with a large CRL.
+pub fn big_crl(dir: &Path, count: usize) -> anyhow::Result<()> {
+    let ca_pem = fs::read_to_string(dir.join("ca/intermediate.pem"))?;
+    let key_pem = fs::read_to_string(dir.join("ca/intermediate.key"))?;
+    let revoked_pem = fs::read(dir.join("clients/revoked.pem"))?;
+    let revoked = openssl::x509::X509::from_pem(&revoked_pem)?;
+    let mut serials = Vec::with_capacity(count + 1);
+    serials.push(revoked.serial_number().to_bn()?.to_vec());
+    let mut buf = vec![0u8; 16 * count];
+    openssl::rand::rand_bytes(&mut buf)?;
+    for chunk in buf.chunks(16) {
+        let mut s = chunk.to_vec();
+        s[0] = (s[0] & 0x7f) | 0x10;
+        serials.push(s);
+    }
+    let now = OffsetDateTime::now_utc();
+    let crl = issue_crl(
+        &ca_pem,
+        &key_pem,
+        &serials,
+        now - Duration::hours(1),
+        now + Duration::days(30),
+        2,
+    )?;
+    write(dir, "crl/intermediate.crl.pem", &crl)
+}
+
+/// Issues a new server certificate for localhost / 127.0.0.1 from the root CA in `dir`, into
+/// `dir/server/server.{pem,key}` (certificate rotation tests and drills).
+pub fn renew_server(dir: &Path) -> anyhow::Result<()> {
+    let root_pem = fs::read_to_string(dir.join("ca/root.pem"))?;
+    let root_key = KeyPair::from_pem(&fs::read_to_string(dir.join("ca/root.key"))?)?;
+    let root = Issuer::from_ca_cert_pem(&root_pem, root_key)?;
+    fs::create_dir_all(dir.join("server"))?;
+    let now = OffsetDateTime::now_utc();
+    let key = ec_key()?;
+    let mut sp = CertificateParams::new(vec!["localhost".to_string()])?;
+    sp.subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    sp.distinguished_name = dn(&[
+        (DnType::CountryName, "FR"),
+        (DnType::OrganizationName, "VISIODROITS DEV"),
+        (DnType::CommonName, "localhost"),
+    ]);
+    leaf_common(&mut sp, now - Duration::days(1), now + Duration::days(825));
+    sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = sp.signed_by(&key, &root)?;
+    write(dir, "server/server.pem", &cert.pem())?;
+    write_key(dir, "server/server.key", &key.serialize_pem())
+}
+
+/// What `pki dev` prints: the client certificates and their purpose.
+pub fn describe() -> String {
+    CLIENTS
+        .iter()
+        .map(|(name, what)| format!("  clients/{name}.pem|.key|.p12  {what}\n"))
+        .collect()
+}

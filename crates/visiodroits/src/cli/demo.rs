@@ -1,0 +1,268 @@
+//! `demo`: the README's first command. A private PostgreSQL cluster, the dev PKI and demo data
+//! under `./var`, then the server on 127.0.0.1:8443 with ready-to-paste commands.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::config::{Config, Secret};
+use crate::startup::Server;
+use crate::store::amc::{self, Amc, Contact, Service};
+use visiodroits_devkit::pgcluster::{Cluster, SUPERUSER};
+
+/// The login role the demo server connects as.
+pub const LOGIN_ROLE: &str = "visiodroits";
+/// The demo database.
+pub const DATABASE: &str = "visiodroits";
+
+/// The demo beneficiaries and their rights (CSV import format).
+pub const DEMO_RIGHTS: &[u8] = include_bytes!("../../../../data/demo-droits.csv");
+
+/// The demo professional directory: the sample Annuaire Santé extract (the dev PKI's cards'
+/// holders at the dev pharmacies).
+pub const DEMO_DIRECTORY: &[u8] =
+    include_bytes!("../../../../data/PS_LibreAcces_Personne_activite_exemple.txt");
+
+/// The demo AMCs.
+pub fn demo_amcs() -> Vec<Amc> {
+    vec![
+        Amc {
+            number: "12345678".into(),
+            name: "MUTUELLE DEMO".into(),
+            services: vec![
+                (Service::Rights, true),
+                (Service::Tarification, true),
+                (Service::Cancellation, true),
+            ],
+            contact: Contact {
+                name: Some("Support tiers payant".into()),
+                email: Some("tiers-payant@mutuelle-demo.invalid".into()),
+                phone: Some("0100000000".into()),
+            },
+        },
+        Amc {
+            number: "987654321".into(),
+            name: "PREVOYANCE EXEMPLE".into(),
+            services: vec![
+                (Service::Rights, true),
+                (Service::Tarification, false),
+                (Service::Cancellation, false),
+            ],
+            contact: Contact {
+                name: None,
+                email: Some("contact@prevoyance-exemple.invalid".into()),
+                phone: None,
+            },
+        },
+    ]
+}
+
+/// Everything the demo prepared.
+pub struct Prepared {
+    /// The private cluster, unless DATABASE_URL named a database.
+    pub cluster: Option<Cluster>,
+    pub config: Config,
+    pub pki: PathBuf,
+}
+
+/// Prepares `dir` (cluster, PKI, keys, database, demo data) and returns the server configuration.
+pub async fn prepare(dir: &Path, overrides: HashMap<String, String>) -> anyhow::Result<Prepared> {
+    let dir = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(dir)
+    };
+    std::fs::create_dir_all(&dir)?;
+    let pki = dir.join("pki");
+    // A PKI from before the real-shaped cards is made anew.
+    if !pki.join("trust.pem").exists() || !pki.join("clients/cps.pem").exists() {
+        visiodroits_devkit::pki::generate(&pki).context("cannot create the dev PKI")?;
+        println!("dev PKI created in {}", pki.display());
+    }
+    let key_file = dir.join("pseudonymisation.key");
+    if !key_file.exists() {
+        write_private(&key_file, hex::encode(random_bytes::<32>()).as_bytes())?;
+    }
+
+    // DATABASE_URL (an owner connection) replaces the private cluster when set.
+    let (cluster, admin_url, app_url) = match crate::config::database_url_from_env() {
+        Ok(url) => (None, url.clone(), url),
+        Err(_) => {
+            let base = dir.join("pg");
+            let cluster = tokio::task::spawn_blocking(move || Cluster::start(&base)).await??;
+            let admin =
+                super::migrate::admin_pool(&Secret::new(cluster.url(SUPERUSER, "postgres")))
+                    .await?;
+            super::migrate::create_database(&admin, DATABASE).await?;
+            admin.close().await;
+            let admin_url = Secret::new(cluster.url(SUPERUSER, DATABASE));
+            let app_url = Secret::new(cluster.url(LOGIN_ROLE, DATABASE));
+            (Some(cluster), admin_url, app_url)
+        }
+    };
+    super::migrate::run(&admin_url, cluster.as_ref().map(|_| LOGIN_ROLE)).await?;
+    let admin = super::migrate::admin_pool(&admin_url).await?;
+    let mut tx = admin.begin().await?;
+    for a in demo_amcs() {
+        amc::upsert(&mut tx, &a).await?;
+    }
+    tx.commit().await?;
+    // The demo data set goes through the same importer as operators' files.
+    super::import::run_reader(
+        &admin,
+        Box::new(std::io::Cursor::new(DEMO_RIGHTS)),
+        super::import::Format::Csv,
+        true,
+        false,
+    )
+    .await
+    .context("demo data set")?;
+    super::annuaire::run_reader(
+        &admin,
+        Box::new(std::io::Cursor::new(DEMO_DIRECTORY)),
+        "PS_LibreAcces_Personne_activite_exemple.txt",
+        false,
+    )
+    .await
+    .context("demo directory")?;
+    admin.close().await;
+
+    let p = |rel: &str| pki.join(rel).display().to_string();
+    let defaults: HashMap<String, String> = [
+        ("VD_TLS_CERT", p("server/server.pem")),
+        ("VD_TLS_KEY", p("server/server.key")),
+        ("VD_CLIENT_CA", p("trust.pem")),
+        ("VD_CRL_DIR", p("crl")),
+        ("VD_TTP_CERT", p("ttp/ttp.pem")),
+        ("VD_TTP_KEY", p("ttp/ttp.key")),
+        (
+            "VD_PSEUDONYMISATION_KEY_FILE",
+            key_file.display().to_string(),
+        ),
+        ("DATABASE_URL", app_url.expose().clone()),
+        ("VD_LOG_FORMAT", "text".to_string()),
+        ("VD_INSTANCE_ID", "demo".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let config = Config::from_env_over(defaults, overrides)?;
+    Ok(Prepared {
+        cluster,
+        config,
+        pki,
+    })
+}
+
+/// Runs the demo until Ctrl-C, then stops the server and the cluster.
+pub async fn run(dir: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let prepared = prepare(dir, HashMap::new()).await?;
+    crate::telemetry::init(prepared.config.log_format, &prepared.config.log_filter);
+    let server = Server::start(prepared.config.clone()).await?;
+    println!(
+        "{}",
+        instructions(&prepared.pki, server.addr, server.ops_addr)
+    );
+    println!(
+        "ready in {:.1} s — Ctrl-C stops the server and the database",
+        started.elapsed().as_secs_f64()
+    );
+    let result = server.run_until_signal().await;
+    if let Some(cluster) = prepared.cluster {
+        tokio::task::spawn_blocking(move || cluster.stop()).await??;
+    }
+    result
+}
+
+/// The ready-to-paste commands printed by the demo: a shell function `vd` posting a SOAP 1.2
+/// envelope with the pharmacist's certificate, then one call per operation, each reusing what the
+/// previous answered (dossier number, accreditation number).
+const SCRIPT: &str = r#"vd() { curl -sS --cacert @CA@ --cert @PEM@ --key @KEY@ -H 'Content-Type: application/soap+xml; charset=utf-8' --data-binary "$1" @URL@; echo; }
+new_id() { cat /proc/sys/kernel/random/uuid; }
+ENV="<soap:Envelope xmlns:soap='http://www.w3.org/2003/05/soap-envelope' xmlns:vd='urn:visiodroits:v1'><soap:Body>"
+END="</soap:Body></soap:Envelope>"
+HEAD() { echo "<vd:entete><vd:id_logiciel>DEMO-CURL</vd:id_logiciel><vd:version_logiciel>1.0</vd:version_logiciel><vd:id_requete>$(new_id)</vd:id_requete></vd:entete>"; }
+PS="<vd:ps><vd:identifiant_ps>@PS@</vd:identifiant_ps><vd:numero_structure>@FINESS@</vd:numero_structure></vd:ps>"
+LINES="<vd:id_prescription>1</vd:id_prescription><vd:prescripteur>123456789</vd:prescripteur><vd:date_facturation>@DATE@</vd:date_facturation><vd:ligne><vd:id_ligne>1</vd:id_ligne><vd:code_prestation>PH7</vd:code_prestation><vd:date_execution>@DATE@</vd:date_execution><vd:quantite>2</vd:quantite><vd:prix_unitaire>10.00</vd:prix_unitaire><vd:montant_facture>20.00</vd:montant_facture><vd:base_remboursement>20.00</vd:base_remboursement><vd:taux_ro>65</vd:taux_ro><vd:montant_ro>13.00</vd:montant_ro></vd:ligne>"
+
+# ServicesOuverts: the AMCs hosted here, their services, the encryption certificate
+vd "$ENV<vd:demande_services>$(HEAD)</vd:demande_services>$END"
+
+# DemandeDroits for the demo beneficiary PAUL MARTIN (NIR 1850578006084 key 91, born 19850512): keep the dossier number
+R=$(vd "$ENV<vd:demande_droits>$(HEAD)$PS<vd:beneficiaire><vd:nir>1850578006084</vd:nir><vd:cle_nir>91</vd:cle_nir><vd:date_naissance>19850512</vd:date_naissance><vd:rang_gemellaire>1</vd:rang_gemellaire></vd:beneficiaire><vd:amc><vd:numero_amc>12345678</vd:numero_amc></vd:amc><vd:date_reference>@DATE@</vd:date_reference><vd:domaines><vd:domaine>PHAR</vd:domaine></vd:domaines></vd:demande_droits>$END"); echo "$R"
+DOSSIER=$(echo "$R" | grep -o '<vd:numero_dossier>[^<]*' | cut -d'>' -f2); echo "dossier: $DOSSIER"
+
+# DldTar DEVIS (a quote: binds nothing)
+vd "$ENV<vd:demande_tarification>$(HEAD)$PS<vd:numero_dossier>$DOSSIER</vd:numero_dossier><vd:mode>DEVIS</vd:mode><vd:prescription>$LINES</vd:prescription></vd:demande_tarification>$END"
+
+# DldTar PEC (binding): keep the accreditation number
+R=$(vd "$ENV<vd:demande_tarification>$(HEAD)$PS<vd:numero_dossier>$DOSSIER</vd:numero_dossier><vd:mode>PEC</vd:mode><vd:prescription>$LINES</vd:prescription></vd:demande_tarification>$END"); echo "$R"
+ACCREDITATION=$(echo "$R" | grep -o '<vd:numero_accreditation>[^<]*' | cut -d'>' -f2); echo "accreditation: $ACCREDITATION"
+
+# AnnulationTar of that PEC
+vd "$ENV<vd:demande_annulation>$(HEAD)$PS<vd:numero_dossier>$DOSSIER</vd:numero_dossier><vd:numero_accreditation>$ACCREDITATION</vd:numero_accreditation><vd:id_prescription>1</vd:id_prescription></vd:demande_annulation>$END"
+
+# Encrypted DEVIS: the prescription encrypted with openssl to the trusted third party's certificate
+DATA=$(printf '%s' "<vd:prescription xmlns:vd='urn:visiodroits:v1'>$LINES</vd:prescription>" | openssl cms -encrypt -binary -outform DER -recip @TTP@ | base64 -w0)
+vd "$ENV<vd:demande_tarification>$(HEAD)$PS<vd:numero_dossier>$DOSSIER</vd:numero_dossier><vd:mode>DEVIS</vd:mode><vd:prescription_chiffree><vd:donnees>$DATA</vd:donnees></vd:prescription_chiffree></vd:demande_tarification>$END"
+"#;
+
+/// The text printed by the demo: endpoints, then [`SCRIPT`] filled in.
+pub fn instructions(pki: &Path, addr: std::net::SocketAddr, ops: std::net::SocketAddr) -> String {
+    let url = format!("https://localhost:{}/visiodroits", addr.port());
+    let cert = |name: &str| pki.join("clients").join(name).display().to_string();
+    let ca = pki.join("ca/root.pem").display().to_string();
+    let script = SCRIPT
+        .replace("@CA@", &ca)
+        .replace("@PEM@", &cert("cps.pem"))
+        .replace("@KEY@", &cert("cps.key"))
+        .replace("@URL@", &url)
+        .replace("@TTP@", &pki.join("ttp/ttp.pem").display().to_string())
+        .replace("@PS@", &format!("8{}", visiodroits_devkit::pki::CPS_RPPS))
+        .replace("@FINESS@", visiodroits_devkit::pki::DEV_FINESS)
+        .replace("@DATE@", &chrono::Utc::now().date_naive().to_string());
+    format!(
+        "\nVisiodroits demo\n\
+         ================\n\
+         Endpoint : {url}\n\
+         WSDL     : {url}?wsdl\n\
+         Health   : http://{ops}/readyz   Metrics: http://{ops}/metrics\n\
+         SoapUI   : client certificate {p12} (PKCS#12, password {pw}); trust {ca}\n\n\
+         Paste these lines in a shell (bash): every operation with the pharmacist's CPS card\n\
+         ({subject}: no OU; the card names the professional, the\n\
+         message declares the pharmacy, and the demo's professional directory lists it there).\n\
+         ----8<----\n{script}----8<----\n",
+        p12 = cert("cps.p12"),
+        subject = "SN=PHARMACH0007512+CN=899700075122+GN=CAROLE,title=Pharmacien,C=FR",
+        pw = visiodroits_devkit::pki::P12_PASSWORD,
+    )
+}
+
+/// A `ServicesOuverts` request (demo and tests).
+pub fn services_request(request_id: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope" xmlns:vd="urn:visiodroits:v1"><soap:Body><vd:demande_services><vd:entete><vd:id_logiciel>DEMO-CURL</vd:id_logiciel><vd:version_logiciel>1.0</vd:version_logiciel><vd:id_requete>{request_id}</vd:id_requete></vd:entete></vd:demande_services></soap:Body></soap:Envelope>"#
+    )
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    openssl::rand::rand_bytes(&mut b).expect("the OS random source is available");
+    b
+}
+
+fn write_private(path: &Path, content: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(content)?;
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! Admin command line: one module per command.
+
+pub mod annuaire;
+pub mod audit;
+pub mod crl;
+pub mod demo;
+pub mod import;
+pub mod migrate;
+pub mod pairing;
+pub mod purge;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "visiodroits",
+    version,
+    about = "Visiodroits server: rights and real-time tarification for AMCs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve (configuration from the environment, see .env.example).
+    Serve,
+    /// The embedded default: private PostgreSQL, dev PKI and demo data under ./var, serving on
+    /// 127.0.0.1:8443.
+    Demo {
+        /// Where the demo keeps its cluster, PKI and keys.
+        #[arg(long, default_value = "var")]
+        dir: PathBuf,
+    },
+    /// Apply the migrations to DATABASE_URL (an owner or superuser connection).
+    Migrate {
+        /// Also create or update this login role for the server (member of the exchange roles,
+        /// inheriting nothing).
+        #[arg(long)]
+        login_role: Option<String>,
+    },
+    /// Development PKI.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+    /// Validate the configuration (files, keys, CRLs) without serving.
+    CheckConfig,
+    /// Load rights from FILE (CSV, or JSON Lines for .jsonl) into DATABASE_URL (an owner
+    /// connection): idempotent upsert, progress on a terminal, a summary at the end.
+    Import {
+        file: PathBuf,
+        /// Refuse the whole file on the first bad line (one transaction).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// The professional directory (ANS Annuaire Santé extract): where each professional
+    /// exercises, checked for CPS cards.
+    Annuaire {
+        #[command(subcommand)]
+        command: AnnuaireCommand,
+    },
+    /// Trusted third party only: which beneficiary a dossier belongs to, and its tarifications
+    /// (runs as vd_tiers_confiance).
+    Pairing { dossier: String },
+    /// CRLs: what the CRL directory holds per issuer; reload the running server now.
+    Crl {
+        #[command(subcommand)]
+        command: CrlCommand,
+    },
+    /// Retention (spec/data.md): delete expired dossiers' pairing rows, then old tarification
+    /// data, in batches; audited. Audit rows are kept.
+    Purge {
+        /// Count what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Days after a dossier's expiry before its pairing row goes.
+        #[arg(long, default_value_t = 90)]
+        pairing_days: u32,
+        /// Days after a dossier's expiry before its tarification data goes.
+        #[arg(long, default_value_t = 1095)]
+        tarification_days: u32,
+    },
+    /// The audit journal.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CrlCommand {
+    /// Issuers, thisUpdate/nextUpdate, entries, freshness (exit non-zero if an issuer would be
+    /// refused).
+    Status,
+    /// Ask the running server (on VD_METRICS_LISTEN) to reload its CRLs and certificate now.
+    Refresh,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AnnuaireCommand {
+    /// Load FILE (`PS_LibreAcces_Personne_activite_*.txt`) into DATABASE_URL (an owner
+    /// connection), replacing the previous load atomically; progress on a terminal, a summary at
+    /// the end; exits 1 when lines were rejected (they are skipped).
+    Import { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain (as vd_auditeur); exit non-zero and name the first broken row.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Generate the development PKI (IGC-Santé shape) into DIR.
+    Dev { dir: PathBuf },
+    /// Replace the dev intermediate CA's CRL in DIR by one with COUNT random entries (to measure
+    /// large CRLs).
+    BigCrl { dir: PathBuf, count: usize },
+}

@@ -1,0 +1,19 @@
+//! Visiodroits server: rights consultation ("Demande / Fournit les droits") and real-time
+//! tarification (DLD-Tar) for French complementary health insurers (AMC), over SOAP and mTLS.
+//!
+//! Data flows one way: TLS acceptor → SOAP envelope → exchange → domain → store.
+
+pub mod cli;
+pub mod code;
+pub mod config;
+pub mod domain;
+pub mod exchange;
+pub mod http;
+pub mod metrics;
+pub mod ops;
+pub mod soap;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod tls;
+pub mod wsdl;

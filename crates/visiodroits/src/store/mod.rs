@@ -1,0 +1,143 @@
+//! PostgreSQL access. Every transaction starts with `SET LOCAL ROLE` to the role of spec/data.md
+//! that the work needs; the login role inherits nothing (NOINHERIT), so a query outside such a
+//! transaction has no rights at all.
+
+pub mod amc;
+pub mod annuaire;
+pub mod audit;
+#[cfg(test)]
+mod ceiling_scripts;
+pub mod import;
+pub mod pool;
+pub mod retention;
+pub mod rights;
+pub mod tarification;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::PgPool;
+
+use crate::config::Secret;
+pub use pool::{Pool, Tx};
+
+/// Migrations embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// The database roles of spec/data.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Rights,
+    Tarification,
+    AuditWriter,
+    Auditor,
+    TrustedThirdParty,
+    /// Chains audit rows (`vd_audit_sealer`): reads the journal, inserts seals.
+    AuditSealer,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Rights => "vd_droits",
+            Role::Tarification => "vd_tarif",
+            Role::AuditWriter => "vd_audit_writer",
+            Role::Auditor => "vd_auditeur",
+            Role::TrustedThirdParty => "vd_tiers_confiance",
+            Role::AuditSealer => "vd_audit_sealer",
+        }
+    }
+
+    /// `BEGIN` and the role in one simple query: one round trip.
+    fn begin(self) -> &'static str {
+        match self {
+            Role::Rights => "BEGIN; SET LOCAL ROLE vd_droits",
+            Role::Tarification => "BEGIN; SET LOCAL ROLE vd_tarif",
+            Role::AuditWriter => "BEGIN; SET LOCAL ROLE vd_audit_writer",
+            Role::Auditor => "BEGIN; SET LOCAL ROLE vd_auditeur",
+            Role::TrustedThirdParty => "BEGIN; SET LOCAL ROLE vd_tiers_confiance",
+            Role::AuditSealer => "BEGIN; SET LOCAL ROLE vd_audit_sealer",
+        }
+    }
+}
+
+/// The roles the server's login role is granted: the exchange roles and the audit sealer, not the
+/// auditor's nor the trusted third party's (those are for admin commands).
+pub const SERVER_ROLES: &[Role] = &[
+    Role::Rights,
+    Role::Tarification,
+    Role::AuditWriter,
+    Role::AuditSealer,
+];
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// A pool that connects lazily: the server starts (and `/readyz` says why it is not ready)
+    /// even while the database is down.
+    pub fn connect_lazy(
+        url: &Secret<String>,
+        size: u32,
+        acquire: Duration,
+    ) -> anyhow::Result<Self> {
+        let options = PgConnectOptions::from_str(url.expose())
+            .map_err(|_| anyhow::anyhow!("DATABASE_URL: not a valid PostgreSQL URL"))?
+            .application_name("visiodroits");
+        Ok(Store {
+            pool: Pool::new(options, size, acquire),
+        })
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Begins a transaction under `role` (one round trip).
+    pub async fn begin_as(&self, role: Role) -> sqlx::Result<Tx> {
+        self.pool.begin_with(role.begin()).await
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        self.pool.ping().await
+    }
+}
+
+/// Creates (or updates) a login role for the server, member of [`SERVER_ROLES`] without
+/// inheriting their rights. Run with a superuser connection (demo, tests, operators' setup).
+pub async fn provision_login_role(admin: &PgPool, login: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !login.is_empty()
+            && login
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+        "login role names are lower-case letters, digits and _"
+    );
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(login)
+            .fetch_one(admin)
+            .await?;
+    if !exists {
+        // Concurrent test databases may race here: a duplicate is as good as a success.
+        let create = format!("CREATE ROLE {login} LOGIN NOINHERIT");
+        if let Err(e) = sqlx::query(&create).execute(admin).await {
+            let dup = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c == "42710" || c == "23505");
+            if !dup {
+                return Err(e.into());
+            }
+        }
+    }
+    for role in SERVER_ROLES {
+        let grant = format!("GRANT {} TO {login}", role.name());
+        sqlx::query(&grant).execute(admin).await?;
+    }
+    Ok(())
+}
