@@ -458,7 +458,7 @@ pub fn new_id() -> String {
 /// Waits until the sealer has chained every audit row of `app` (at most 10 s).
 pub async fn wait_sealed(app: &TestApp) {
     for _ in 0..100 {
-        let v = visiodroits::store::audit::verify(&app.db).await.unwrap();
+        let v = visiodroits::audit::chain::verify(&app.db).await.unwrap();
         if v.unsealed == 0 {
             return;
         }

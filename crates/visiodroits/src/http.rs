@@ -58,7 +58,7 @@ async fn soap(
         rec.duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
         rec.reason = Some(reason);
         let store = s.exchanges.store.clone();
-        tokio::spawn(async move { exchange::write_audit_alone(&store, rec).await });
+        crate::audit::spawn_alone(&store, rec);
     };
     let refuse = |version: SoapVersion, status: StatusCode, fault: Fault| {
         s.metrics

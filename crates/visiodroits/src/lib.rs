@@ -3,6 +3,7 @@
 //!
 //! Data flows one way: TLS acceptor → SOAP envelope → exchange → domain → store.
 
+pub mod audit;
 pub mod cli;
 pub mod code;
 pub mod config;

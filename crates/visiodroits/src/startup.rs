@@ -12,6 +12,7 @@ use openssl::pkey::PKey;
 use openssl::x509::X509;
 use tokio::task::JoinHandle;
 
+use crate::audit::handshake::HandshakeAudit;
 use crate::config::{Config, Secret};
 use crate::exchange::common::ServerInfo;
 use crate::exchange::encrypted::Decryptor;
@@ -21,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::ops::{self, OpsState};
 use crate::soap::XmlLimits;
 use crate::store::Store;
-use crate::tls::acceptor::{CpsAcceptor, HandshakeAudit};
+use crate::tls::acceptor::CpsAcceptor;
 use crate::tls::reload::Reloader;
 use crate::tls::TlsContext;
 
@@ -74,7 +75,7 @@ async fn watch_and_reload(reloader: Reloader, period: Duration) {
 /// Chains committed audit rows shortly after commit, forever. Errors (database down) are logged
 /// once per streak and retried.
 async fn seal_audit(store: Store) {
-    use crate::store::audit::seal_pending;
+    use crate::audit::chain::seal_pending;
     const BATCH: i64 = 2000;
     let mut failing = false;
     loop {

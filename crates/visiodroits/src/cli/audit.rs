@@ -1,7 +1,7 @@
 //! `audit verify`: walk the hash chain and name the first broken row.
 
+use crate::audit::chain as audit;
 use crate::config::Secret;
-use crate::store::audit;
 
 /// Verifies the chain; `Ok(report)` when intact, `Err` naming the first broken row otherwise.
 pub async fn verify(url: &Secret<String>) -> anyhow::Result<String> {

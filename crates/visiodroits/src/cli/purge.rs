@@ -2,8 +2,8 @@
 
 use std::io::{BufRead, Write};
 
+use crate::audit::{self, AuditRecord};
 use crate::config::Secret;
-use crate::store::audit::{self, AuditRecord};
 use crate::store::retention;
 
 /// Asks on the terminal; `true` only for an explicit yes.

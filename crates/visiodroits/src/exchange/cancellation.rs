@@ -8,10 +8,11 @@ use super::tarification::{
     answer_stored, bound_caller, carries_identity, dossier_number, fingerprint, ps,
 };
 use super::{Call, ExchangeError, Exchanges};
+use crate::audit;
 use crate::code::Code;
 use crate::soap::writer::envelope;
 use crate::store::tarification as store;
-use crate::store::{audit, Role};
+use crate::store::Role;
 
 /// `numero_accreditation`: 2 owner characters, `M`, 13 Crockford base32 characters.
 fn accreditation_ok(v: &str) -> bool {

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use crate::audit::{self, AuditRecord};
 use crate::code::Code;
 use crate::config::{RightsClientCert, Secret, StructureCheck};
 use crate::soap::fault::Fault;
 use crate::soap::{Envelope, SoapVersion};
-use crate::store::audit::{self, AuditRecord};
 use crate::store::Store;
 use crate::tls::identity::{Connection, PeerIdentity};
 use common::ServerInfo;
@@ -148,10 +148,7 @@ pub fn audit_base(instance: &str, operation: &'static str, conn: &Connection) ->
         ..AuditRecord::default()
     };
     if let Some(cert) = conn.identity.certificate() {
-        rec.cert_subject = Some(cert.subject.clone());
-        rec.cert_issuer = Some(cert.issuer.clone());
-        rec.cert_serial = Some(cert.serial.clone());
-        rec.cert_fingerprint = Some(cert.fingerprint.clone());
+        rec.certificate(cert);
     }
     if let PeerIdentity::Certified(c) = &conn.identity {
         rec.profile = Some(c.profile.as_str());
@@ -233,7 +230,7 @@ pub async fn dispatch(ex: &Exchanges, env: &Envelope, op: Operation, conn: &Conn
     if !audited {
         // Business errors and refusals wrote nothing else: their audit row stands alone.
         let rec = call.audit_as(outcome.code).clone();
-        write_audit_alone(&ex.store, rec).await;
+        audit::write_alone(&ex.store, rec).await;
     }
     let structure = call.audit.structure.clone().unwrap_or_default();
     tracing::info!(
@@ -245,22 +242,6 @@ pub async fn dispatch(ex: &Exchanges, env: &Envelope, op: Operation, conn: &Conn
         "exchange"
     );
     outcome
-}
-
-/// Writes an audit row in its own transaction, bounded in time: an audit that cannot be written
-/// (database down) is logged, and the answer already decided is not delayed further.
-pub async fn write_audit_alone(store: &Store, rec: AuditRecord) {
-    match tokio::time::timeout(Duration::from_secs(2), audit::insert_alone(store, &rec)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::error!(operation = rec.operation, code = rec.code, error = %e, "audit row not written")
-        }
-        Err(_) => tracing::error!(
-            operation = rec.operation,
-            code = rec.code,
-            "audit row not written: timeout"
-        ),
-    }
 }
 
 /// A normal response carrying a business code (no payload beyond the head).

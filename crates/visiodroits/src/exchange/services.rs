@@ -4,10 +4,11 @@ use base64::Engine;
 
 use super::common::{self, Problems};
 use super::{Call, ExchangeError, Exchanges};
+use crate::audit;
 use crate::code::Code;
 use crate::soap::writer::envelope;
 use crate::store::amc::{self, Service};
-use crate::store::{audit, Role};
+use crate::store::Role;
 
 /// Handles `demande_services`.
 pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {

@@ -18,6 +18,7 @@ use super::caller::{self, Caller};
 use super::common::{self, Problems};
 use super::rights::parse_date;
 use super::{Call, ExchangeError, Exchanges};
+use crate::audit;
 use crate::code::Code;
 use crate::domain::tarification::{self, DomainRules, Line};
 use crate::domain::{DossierNumber, Hundredths};
@@ -25,7 +26,7 @@ use crate::soap::envelope::{parse_fragment, XmlLimits};
 use crate::soap::writer::envelope;
 use crate::soap::Element;
 use crate::store::tarification::{self as store, NewTarification, StoredLine};
-use crate::store::{audit, Role};
+use crate::store::Role;
 
 /// Patient identity elements: never in a tarification, in clear or encrypted (`ps/nom` is the
 /// pharmacist's name and allowed).

@@ -4,7 +4,6 @@
 
 pub mod amc;
 pub mod annuaire;
-pub mod audit;
 #[cfg(test)]
 mod ceiling_scripts;
 pub mod import;

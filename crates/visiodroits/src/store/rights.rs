@@ -5,8 +5,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::audit::AuditRecord;
 use crate::domain::{AmcNumber, BirthDate, BirthRank, Hundredths, Nir};
-use crate::store::audit::AuditRecord;
 
 pub use crate::domain::rules::{Rule, Unit};
 
@@ -275,16 +275,15 @@ pub struct NewDossier<'a> {
 
 /// The statement of [`issue_dossier`].
 pub(super) static ISSUE_DOSSIER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
+    crate::audit::record::after(
         "WITH pairing AS (
              INSERT INTO identite.appariement (numero_dossier, beneficiaire_id, contrat_id)
-             VALUES ($21, $22, $23)),
+             VALUES ($1, $2, $3)),
          dossier AS (
              INSERT INTO dispensation.dossier (numero_dossier, numero_amc, structure, expiration,
                                                cle_plafond, regles)
-             VALUES ($21, $24, $25, $26, $27, $28::jsonb))
-         {}",
-        crate::store::audit::INSERT
+             VALUES ($1, $4, $5, $6, $7, $8::jsonb))",
+        8,
     )
 });
 
@@ -295,7 +294,7 @@ pub async fn issue_dossier(
     d: &NewDossier<'_>,
     audit: &AuditRecord,
 ) -> sqlx::Result<()> {
-    crate::store::audit::bind(sqlx::query(&ISSUE_DOSSIER), audit)
+    let data = sqlx::query(&ISSUE_DOSSIER)
         .bind(d.number)
         .bind(d.beneficiary)
         .bind(d.contract)
@@ -303,8 +302,7 @@ pub async fn issue_dossier(
         .bind(d.structure)
         .bind(d.expiration)
         .bind(d.ceiling_key)
-        .bind(d.rules)
-        .execute(&mut *tx)
-        .await?;
+        .bind(d.rules);
+    audit.bind(data).execute(&mut *tx).await?;
     Ok(())
 }

@@ -7,8 +7,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::audit::AuditRecord;
 use crate::domain::tarification::{CeilingKey, Outcome};
-use crate::store::audit::AuditRecord;
 
 /// A dossier as tarification sees it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -192,36 +192,35 @@ pub struct NewTarification<'a> {
 
 /// The statement of [`record`].
 pub(super) static RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
+    crate::audit::record::after(
         "WITH t AS (
              INSERT INTO dispensation.tarification (numero_dossier, id_requete, structure, mode,
                  id_prescription, chiffree, donnees_chiffrees, total_facture, total_ro,
                  total_amc, total_reste_a_charge, numero_accreditation)
-             VALUES ($21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32) RETURNING id),
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id),
          l AS (
              INSERT INTO dispensation.ligne (tarification_id, id_ligne, code_prestation,
                  date_execution, quantite, prix_unitaire, montant_facture, base_remboursement,
                  taux_ro, montant_ro, code_cip, code_lpp, montant_amc, reste_a_charge,
                  code_garantie, code_ligne)
-             SELECT (SELECT id FROM t), * FROM UNNEST($33::int[], $34::text[], $35::date[],
-                 $36::int[], $37::bigint[], $38::bigint[], $39::bigint[], $40::smallint[],
-                 $41::bigint[], $42::text[], $43::text[], $44::bigint[], $45::bigint[],
-                 $46::text[], $47::text[])),
+             SELECT (SELECT id FROM t), * FROM UNNEST($13::int[], $14::text[], $15::date[],
+                 $16::int[], $17::bigint[], $18::bigint[], $19::bigint[], $20::smallint[],
+                 $21::bigint[], $22::text[], $23::text[], $24::bigint[], $25::bigint[],
+                 $26::text[], $27::text[])),
          u AS (
              UPDATE dispensation.consommation c SET consomme = c.consomme + k.a
-               FROM UNNEST($48::text[], $49::text[], $50::smallint[], $51::bigint[]) AS k(g, p, y, a)
-              WHERE c.cle_plafond = $52 AND c.code_garantie = k.g
+               FROM UNNEST($28::text[], $29::text[], $30::smallint[], $31::bigint[]) AS k(g, p, y, a)
+              WHERE c.cle_plafond = $32 AND c.code_garantie = k.g
                 AND c.code_prestation = k.p AND c.annee = k.y),
          cp AS (
              INSERT INTO dispensation.consommation_pec (tarification_id, cle_plafond,
                  code_garantie, code_prestation, annee, montant)
-             SELECT (SELECT id FROM t), $52, * FROM UNNEST($48::text[], $49::text[],
-                 $50::smallint[], $51::bigint[])),
+             SELECT (SELECT id FROM t), $32, * FROM UNNEST($28::text[], $29::text[],
+                 $30::smallint[], $31::bigint[])),
          r AS (
              INSERT INTO dispensation.reponse (id_requete, empreinte, reponse)
-             VALUES ($22, $53, $54))
-         {}",
-        crate::store::audit::INSERT
+             VALUES ($2, $33, $34))",
+        34,
     )
 });
 
@@ -242,7 +241,7 @@ pub async fn record(
     } else {
         Vec::new()
     };
-    crate::store::audit::bind(sqlx::query(&RECORD), audit)
+    let data = sqlx::query(&RECORD)
         .bind(t.dossier)
         .bind(t.request_id)
         .bind(t.structure)
@@ -346,9 +345,8 @@ pub async fn record(
         .bind(consumed.iter().map(|(_, a)| *a).collect::<Vec<_>>())
         .bind(t.ceiling_key)
         .bind(t.fingerprint)
-        .bind(t.response)
-        .execute(&mut *tx)
-        .await?;
+        .bind(t.response);
+    audit.bind(data).execute(&mut *tx).await?;
     Ok(())
 }
 
@@ -423,10 +421,10 @@ pub async fn cancel(
     audit: &AuditRecord,
 ) -> sqlx::Result<()> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
+        crate::audit::record::after(
             "WITH given AS (
                  SELECT cle_plafond, code_garantie, code_prestation, annee, montant
-                   FROM dispensation.consommation_pec WHERE tarification_id = $21),
+                   FROM dispensation.consommation_pec WHERE tarification_id = $1),
              locked AS (
                  SELECT c.cle_plafond, c.code_garantie, c.code_prestation, c.annee
                    FROM dispensation.consommation c
@@ -441,20 +439,18 @@ pub async fn cancel(
                     AND l.code_prestation = g.code_prestation AND l.annee = g.annee),
              cancelled AS (
                  UPDATE dispensation.tarification SET annulee = true, annulee_le = now()
-                  WHERE id = $21),
+                  WHERE id = $1),
              stored AS (
                  INSERT INTO dispensation.reponse (id_requete, empreinte, reponse)
-                 VALUES ($22, $23, $24))
-             {}",
-            crate::store::audit::INSERT
+                 VALUES ($2, $3, $4))",
+            4,
         )
     });
-    crate::store::audit::bind(sqlx::query(&SQL), audit)
+    let data = sqlx::query(&SQL)
         .bind(tarification)
         .bind(request_id)
         .bind(fingerprint)
-        .bind(response)
-        .execute(&mut *tx)
-        .await?;
+        .bind(response);
+    audit.bind(data).execute(&mut *tx).await?;
     Ok(())
 }

@@ -21,72 +21,9 @@ use tower::Layer;
 
 use super::identity::Connection;
 use super::TlsContext;
+use crate::audit::handshake::HandshakeAudit;
 use crate::config::Config;
 use crate::metrics::Metrics;
-
-/// Audits refused handshakes, rate-limited per peer and in total so that a flood cannot fill the
-/// audit table (the metrics still count every refusal).
-pub struct HandshakeAudit {
-    pub store: crate::store::Store,
-    pub instance: String,
-    limits: std::sync::Mutex<RateState>,
-}
-
-struct RateState {
-    window: std::time::Instant,
-    total: u32,
-    per_peer: std::collections::HashMap<std::net::IpAddr, u32>,
-}
-
-/// At most this many audited refusals per peer address, and in total, per minute.
-const PER_PEER_PER_MINUTE: u32 = 20;
-const TOTAL_PER_MINUTE: u32 = 600;
-
-impl HandshakeAudit {
-    pub fn new(store: crate::store::Store, instance: String) -> Self {
-        HandshakeAudit {
-            store,
-            instance,
-            limits: std::sync::Mutex::new(RateState {
-                window: std::time::Instant::now(),
-                total: 0,
-                per_peer: std::collections::HashMap::new(),
-            }),
-        }
-    }
-
-    /// Audits a CRL refused at reload (the reason names the file, never request data).
-    pub fn crl_refused(&self, reason: &str) {
-        let rec = crate::store::audit::AuditRecord {
-            instance: self.instance.clone(),
-            operation: "crl",
-            code: crate::code::Code::Technical.as_str(),
-            reason: Some(crate::soap::fault::truncate(reason, 500)),
-            ..Default::default()
-        };
-        let store = self.store.clone();
-        tokio::spawn(async move { crate::exchange::write_audit_alone(&store, rec).await });
-    }
-
-    fn allow(&self, peer: std::net::IpAddr) -> bool {
-        let mut s = self.limits.lock().expect("audit rate state");
-        if s.window.elapsed() >= Duration::from_secs(60) {
-            s.window = std::time::Instant::now();
-            s.total = 0;
-            s.per_peer.clear();
-        }
-        if s.total >= TOTAL_PER_MINUTE {
-            return false;
-        }
-        let n = s.per_peer.entry(peer).or_insert(0);
-        if *n >= PER_PEER_PER_MINUTE {
-            return false;
-        }
-        *n += 1;
-        s.total += 1;
-        true
-    }
-}
 
 /// Polls the handshake with the verifier's refused-certificate slot cleared before each poll and
 /// read when the handshake fails in that poll.
@@ -181,24 +118,7 @@ where
                     let reason = handshake_failure_reason(&e);
                     this.metrics.handshake_refused(&reason);
                     tracing::info!(peer = %peer, reason = %reason, "TLS handshake refused");
-                    if this.audit.allow(peer.ip()) {
-                        let rec = crate::store::audit::AuditRecord {
-                            instance: this.audit.instance.clone(),
-                            operation: "handshake",
-                            code: crate::code::Code::CertificatePolicy.as_str(),
-                            peer: Some(peer.to_string()),
-                            cert_subject: cert.as_ref().map(|c| c.subject.clone()),
-                            cert_issuer: cert.as_ref().map(|c| c.issuer.clone()),
-                            cert_serial: cert.as_ref().map(|c| c.serial.clone()),
-                            cert_fingerprint: cert.as_ref().map(|c| c.fingerprint.clone()),
-                            reason: Some(reason),
-                            ..Default::default()
-                        };
-                        let store = this.audit.store.clone();
-                        tokio::spawn(async move {
-                            crate::exchange::write_audit_alone(&store, rec).await;
-                        });
-                    } else {
+                    if !this.audit.refused(peer, cert.as_ref(), reason) {
                         this.metrics
                             .connection_refused("handshake_audit_rate_limited");
                     }

@@ -10,25 +10,15 @@ use super::certinfo::CertInfo;
 use super::path::VerifiedChain;
 use super::profile::{CertProfile, Profiles, Recognised};
 
-/// What the audit and the logs may know of a client certificate (no health data in it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCertificate {
-    pub subject: String,
-    pub issuer: String,
-    /// Serial, upper-case hex.
-    pub serial: String,
-    /// SHA-256 fingerprint of the DER, lower-case hex.
-    pub fingerprint: String,
-}
+pub use crate::audit::ClientCertificate;
 
-impl ClientCertificate {
-    pub fn of(info: &CertInfo) -> Self {
-        ClientCertificate {
-            subject: info.subject.clone(),
-            issuer: info.issuer.clone(),
-            serial: info.serial_hex(),
-            fingerprint: info.fingerprint.clone(),
-        }
+/// The audit's description of a parsed certificate.
+pub fn client_certificate(info: &CertInfo) -> ClientCertificate {
+    ClientCertificate {
+        subject: info.subject.clone(),
+        issuer: info.issuer.clone(),
+        serial: info.serial_hex(),
+        fingerprint: info.fingerprint.clone(),
     }
 }
 
@@ -165,7 +155,7 @@ impl ChainCache {
         }
         let leaf = CertInfo::parse(chain.first()?)?;
         let described = Arc::new(Described {
-            cert: Arc::new(ClientCertificate::of(&leaf)),
+            cert: Arc::new(client_certificate(&leaf)),
             recognised: self.profiles.recognise(&leaf),
             leaf,
             verified: Mutex::new(None),
@@ -181,5 +171,5 @@ impl ChainCache {
 
 /// The audit description of a (possibly unverified) chain's leaf.
 pub fn describe_der(chain: &[rustls_pki_types::CertificateDer<'_>]) -> Option<ClientCertificate> {
-    CertInfo::parse(chain.first()?).map(|i| ClientCertificate::of(&i))
+    CertInfo::parse(chain.first()?).map(|i| client_certificate(&i))
 }

@@ -23,7 +23,7 @@ pub struct Reloader {
     /// The files as they were at the last (re)load, whoever triggered it.
     loaded: Arc<Mutex<FilesState>>,
     /// Where refused CRLs are audited.
-    pub audit: Option<Arc<super::acceptor::HandshakeAudit>>,
+    pub audit: Option<Arc<crate::audit::handshake::HandshakeAudit>>,
     /// Where CRL downloads are counted.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// One download round at a time (the reload itself is serialised by the TLS context).

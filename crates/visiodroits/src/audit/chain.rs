@@ -1,17 +1,14 @@
-//! The audit journal: writing rows, sealing them into the hash chain, verifying the chain.
-//!
-//! A row holds who, what and how it ended — never health data, NIR, names or lines. Rows are
-//! written in the exchange's transaction. The sealer (one at a time across instances, by
-//! advisory lock) chains committed rows in `audit.sceau` in the order it finds them:
-//! `hash = SHA-256(prev_hash || canonical(row))`.
+//! The hash chain: the sealer (one at a time across instances, by advisory lock) chains committed
+//! rows in `audit.sceau` in the order it finds them, `hash = SHA-256(prev_hash || canonical(row))`;
+//! `audit verify` walks it.
 
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Role, Store};
+use crate::store::{Role, Store};
 
 /// Advisory lock key of the sealer ("vd-seal").
 const SEALER_LOCK: i64 = 0x0076_642d_7365_616c;
@@ -20,85 +17,6 @@ const SEALER_LOCK: i64 = 0x0076_642d_7365_616c;
 const MAX_GAP: i64 = 10_000;
 /// Gaps older than this are ids of rolled-back transactions: forgotten.
 const GAP_TTL: &str = "1 hour";
-
-/// One audit row, as an exchange builds it.
-#[derive(Debug, Clone, Default)]
-pub struct AuditRecord {
-    pub instance: String,
-    pub operation: &'static str,
-    pub code: &'static str,
-    pub duration_ms: i32,
-    pub request_id: Option<Uuid>,
-    pub response_id: Option<Uuid>,
-    pub client_time: Option<DateTime<Utc>>,
-    pub peer: Option<String>,
-    pub cert_subject: Option<String>,
-    pub cert_issuer: Option<String>,
-    pub cert_serial: Option<String>,
-    pub cert_fingerprint: Option<String>,
-    pub ps_id: Option<String>,
-    pub structure: Option<String>,
-    pub amc: Option<String>,
-    pub dossier: Option<Uuid>,
-    pub accreditation: Option<String>,
-    /// A fixed-vocabulary reason (refusals), never request content.
-    pub reason: Option<String>,
-    /// The certificate profile that recognised the client certificate (`CPS`, `CPE`…).
-    pub profile: Option<&'static str>,
-    /// How the structure was established: `certificat`, `annuaire`, `declaree` (trusted by
-    /// configuration) or `sans_certificat`.
-    pub structure_source: Option<&'static str>,
-}
-
-/// The INSERT of an audit row ($1 to $20). Statements that write their data and the audit row
-/// together (one round trip) prefix it with a `WITH` of the data's inserts numbered from $21.
-pub const INSERT: &str =
-    "INSERT INTO audit.journal (instance, operation, code, duree_ms, id_requete,
-    id_reponse, horodatage_client, adresse_pair, cert_sujet, cert_emetteur, cert_serie,
-    cert_empreinte, identifiant_ps, numero_structure, numero_amc, numero_dossier,
-    numero_accreditation, motif, profil_certificat, origine_structure)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-    $19, $20)";
-
-/// Writes `rec` in the caller's transaction (whose role may insert into the journal).
-pub async fn insert(tx: &mut PgConnection, rec: &AuditRecord) -> sqlx::Result<()> {
-    bind(sqlx::query(INSERT), rec).execute(&mut *tx).await?;
-    Ok(())
-}
-
-/// Binds `rec` as $1 to $20 of [`INSERT`].
-pub fn bind<'q>(
-    q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
-    rec: &'q AuditRecord,
-) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
-    q.bind(&rec.instance)
-        .bind(rec.operation)
-        .bind(rec.code)
-        .bind(rec.duration_ms)
-        .bind(rec.request_id)
-        .bind(rec.response_id)
-        .bind(rec.client_time)
-        .bind(&rec.peer)
-        .bind(&rec.cert_subject)
-        .bind(&rec.cert_issuer)
-        .bind(&rec.cert_serial)
-        .bind(&rec.cert_fingerprint)
-        .bind(&rec.ps_id)
-        .bind(&rec.structure)
-        .bind(&rec.amc)
-        .bind(rec.dossier)
-        .bind(&rec.accreditation)
-        .bind(&rec.reason)
-        .bind(rec.profile)
-        .bind(rec.structure_source)
-}
-
-/// Writes `rec` in a transaction of its own, as `vd_audit_writer` (refusals, business errors).
-pub async fn insert_alone(store: &Store, rec: &AuditRecord) -> sqlx::Result<()> {
-    let mut tx = store.begin_as(Role::AuditWriter).await?;
-    insert(&mut tx, rec).await?;
-    tx.commit().await
-}
 
 /// A journal row as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
