@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 
 use crate::audit::handshake::HandshakeAudit;
 use crate::config::{Config, Secret};
-use crate::exchange::common::ServerInfo;
-use crate::exchange::encrypted::Decryptor;
+use crate::exchange::head::ServerInfo;
+use crate::exchange::tarification::encrypted::Decryptor;
 use crate::exchange::Exchanges;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;

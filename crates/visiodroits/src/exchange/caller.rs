@@ -4,9 +4,11 @@
 //! trusted as declared when the operator chose so, or declared without a certificate when
 //! `DemandeDroits` accepts that.
 
+use super::fields::Declared;
 use super::{Call, ExchangeError};
 use crate::code::Code;
 use crate::config::StructureCheck;
+use crate::domain::{PsId, StructureNumber};
 use crate::store::annuaire::{self, Exercises};
 use crate::tls::identity::{CertIdentity, PeerIdentity};
 
@@ -37,9 +39,9 @@ impl StructureSource {
 /// The caller of an exchange once established.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub ps_id: String,
+    pub ps_id: PsId,
     /// `numero_structure`: what the dossier is bound to.
-    pub structure: String,
+    pub structure: StructureNumber,
     pub source: StructureSource,
 }
 
@@ -61,52 +63,60 @@ pub fn professional<'a>(
     }
 }
 
-/// The message's `ps` bound to the certificate (8001 when they differ). `Ok(None)` when the
-/// structure must be declared and was not: the caller reports that field (6000).
+/// The message's `ps` bound to the certificate: 8001 when they differ; 6000 when the structure
+/// must be declared (a CPS card carries none) and is not.
 pub fn bind(
     cert: &CertIdentity,
-    ps_id: &str,
-    declared: Option<&str>,
+    declared: &Declared,
     check: StructureCheck,
-) -> Result<Option<Caller>, ExchangeError> {
-    if cert.ps_id.as_deref() != Some(ps_id) {
+) -> Result<Caller, ExchangeError> {
+    if cert.ps_id.as_deref() != Some(declared.ps_id.as_str()) {
         return Err(ExchangeError::Access(Code::PsMismatch));
     }
-    let (structure, source) = match (&cert.structure, declared) {
-        (Some(carried), Some(d)) if d != carried => {
-            return Err(ExchangeError::Access(Code::PsMismatch))
+    let (structure, source) = match (&cert.structure, &declared.structure) {
+        (Some(carried), declared) => {
+            // A profile whose OU pattern yields something else than a FINESS binds nothing.
+            let carried = StructureNumber::parse(carried)
+                .ok_or(ExchangeError::Access(Code::CertificatePolicy))?;
+            if declared.as_ref().is_some_and(|d| d != &carried) {
+                return Err(ExchangeError::Access(Code::PsMismatch));
+            }
+            (carried, StructureSource::Certificate)
         }
-        (Some(carried), _) => (carried.clone(), StructureSource::Certificate),
-        (None, None) => return Ok(None),
+        (None, None) => {
+            return Err(ExchangeError::Invalid(vec![
+                "ps/numero_structure: obligatoire, la carte ne porte pas la structure".into(),
+            ]))
+        }
         (None, Some(d)) => (
-            d.to_string(),
+            d.clone(),
             match check {
                 StructureCheck::Directory => StructureSource::Directory,
                 StructureCheck::Declared => StructureSource::Declared,
             },
         ),
     };
-    Ok(Some(Caller {
-        ps_id: ps_id.to_string(),
+    Ok(Caller {
+        ps_id: declared.ps_id.clone(),
         structure,
         source,
-    }))
+    })
 }
 
 impl Caller {
     /// Without a client certificate: the structure is the one declared.
-    pub fn uncertified(ps_id: &str, structure: &str) -> Self {
+    pub fn uncertified(ps_id: &PsId, structure: &StructureNumber) -> Self {
         Caller {
-            ps_id: ps_id.to_string(),
-            structure: structure.to_string(),
+            ps_id: ps_id.clone(),
+            structure: structure.clone(),
             source: StructureSource::Uncertified,
         }
     }
 
     /// Completes the audit row with the caller, whatever the exchange's outcome.
     pub fn audit(&self, call: &mut Call<'_>) {
-        call.audit.ps_id = Some(self.ps_id.clone());
-        call.audit.structure = Some(self.structure.clone());
+        call.audit.ps_id = Some(self.ps_id.to_string());
+        call.audit.structure = Some(self.structure.to_string());
         call.audit.structure_source = Some(self.source.as_str());
     }
 
@@ -116,7 +126,7 @@ impl Caller {
         if self.source != StructureSource::Directory {
             return Ok(());
         }
-        match annuaire::exercises(tx, &self.ps_id, &self.structure).await? {
+        match annuaire::exercises(tx, self.ps_id.as_str(), self.structure.as_str()).await? {
             Exercises::Yes => Ok(()),
             Exercises::No | Exercises::NotLoaded => {
                 Err(ExchangeError::Access(Code::StructureNotEstablished))
@@ -146,9 +156,17 @@ mod tests {
         }
     }
 
-    fn code(r: Result<Option<Caller>, ExchangeError>) -> Option<Code> {
+    fn declared(ps: &str, structure: Option<&str>) -> Declared {
+        Declared {
+            ps_id: PsId::parse(ps).unwrap(),
+            structure: structure.map(|s| StructureNumber::parse(s).unwrap()),
+        }
+    }
+
+    fn code(r: Result<Caller, ExchangeError>) -> Option<Code> {
         match r {
             Err(ExchangeError::Access(c)) => Some(c),
+            Err(ExchangeError::Invalid(_)) => Some(Code::InvalidRequest),
             _ => None,
         }
     }
@@ -158,40 +176,41 @@ mod tests {
         let cpe = cert(CertProfile::Cpe, "3750000001/1", Some("750000001"));
         let cps = cert(CertProfile::Cps, "899700075122", None);
         let d = StructureCheck::Directory;
+        let bound = |c: &CertIdentity, ps, s, check| bind(c, &declared(ps, s), check);
         assert_eq!(
-            bind(&cpe, "3750000001/1", None, d).unwrap().unwrap().source,
+            bound(&cpe, "3750000001/1", None, d).unwrap().source,
             StructureSource::Certificate
         );
         assert_eq!(
-            bind(&cpe, "3750000001/1", Some("750000001"), d)
+            bound(&cpe, "3750000001/1", Some("750000001"), d)
                 .unwrap()
-                .unwrap()
-                .structure,
+                .structure
+                .as_str(),
             "750000001"
         );
         assert_eq!(
-            code(bind(&cpe, "3750000001/1", Some("920000002"), d)),
+            code(bound(&cpe, "3750000001/1", Some("920000002"), d)),
             Some(Code::PsMismatch)
         );
         assert_eq!(
-            code(bind(&cps, "810001234565", Some("750000001"), d)),
+            code(bound(&cps, "810001234565", Some("750000001"), d)),
             Some(Code::PsMismatch)
         );
-        assert!(bind(&cps, "899700075122", None, d).unwrap().is_none());
-        let c = bind(&cps, "899700075122", Some("750000001"), d)
-            .unwrap()
-            .unwrap();
+        assert_eq!(
+            code(bound(&cps, "899700075122", None, d)),
+            Some(Code::InvalidRequest)
+        );
+        let c = bound(&cps, "899700075122", Some("750000001"), d).unwrap();
         assert_eq!(
             (c.structure.as_str(), c.source),
             ("750000001", StructureSource::Directory)
         );
-        let c = bind(
+        let c = bound(
             &cps,
             "899700075122",
             Some("750000001"),
             StructureCheck::Declared,
         )
-        .unwrap()
         .unwrap();
         assert_eq!(c.source, StructureSource::Declared);
     }

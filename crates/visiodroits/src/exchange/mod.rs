@@ -1,10 +1,12 @@
-//! Exchanges: one module per operation (wire ↔ domain, then domain and store), and the single
-//! place where an exchange's outcome becomes a response or a SOAP Fault, and an audit row.
+//! Exchanges: one module per operation — `request` (wire → domain types, every faulty field
+//! collected), `response` (domain → wire), and a short handler in the spec's check order — and the
+//! single place where an exchange's outcome becomes a response or a SOAP Fault, and an audit row.
 
 pub mod caller;
 pub mod cancellation;
-pub mod common;
-pub mod encrypted;
+pub mod fields;
+pub mod head;
+pub mod retry;
 pub mod rights;
 pub mod services;
 pub mod tarification;
@@ -21,7 +23,7 @@ use crate::soap::fault::Fault;
 use crate::soap::{Envelope, SoapVersion};
 use crate::store::Store;
 use crate::tls::identity::{Connection, PeerIdentity};
-use common::ServerInfo;
+use head::ServerInfo;
 
 /// The operations of the WSDL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +85,7 @@ pub struct Exchanges {
     pub ttp_cert_der: Option<Vec<u8>>,
     /// The trusted third party's key, where this server is the trusted third party (encrypted
     /// tarification open).
-    pub decryptor: Option<encrypted::Decryptor>,
+    pub decryptor: Option<tarification::encrypted::Decryptor>,
     pub owner_code: String,
     pub instance_code: char,
     pub rights_client_cert: RightsClientCert,
@@ -129,7 +131,31 @@ pub struct Call<'a> {
     started: Instant,
 }
 
+/// What parsing a request saw, valid or not: noted in the audit row, and echoed in an error
+/// response.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub client_time: Option<chrono::DateTime<chrono::FixedOffset>>,
+    pub amc: Option<String>,
+    pub dossier: Option<crate::domain::DossierNumber>,
+    pub accreditation: Option<String>,
+    pub echo: Vec<(&'static str, String)>,
+}
+
 impl Call<'_> {
+    /// Notes what the parse saw; a request with faulty fields is 6000, one detail per field.
+    pub fn take<T>(
+        &mut self,
+        (seen, parsed): (Seen, Result<T, Vec<String>>),
+    ) -> Result<T, ExchangeError> {
+        self.audit.client_time = seen.client_time.map(|t| t.with_timezone(&chrono::Utc));
+        self.audit.amc = seen.amc.or(self.audit.amc.take());
+        self.audit.dossier = seen.dossier.map(|d| d.uuid()).or(self.audit.dossier);
+        self.audit.accreditation = seen.accreditation.or(self.audit.accreditation.take());
+        self.echo.extend(seen.echo);
+        parsed.map_err(ExchangeError::Invalid)
+    }
+
     /// The audit row with its outcome and duration, ready to be written.
     pub fn audit_as(&mut self, code: Code) -> &AuditRecord {
         self.audit.code = code.as_str();
@@ -172,7 +198,7 @@ pub async fn dispatch(ex: &Exchanges, env: &Envelope, op: Operation, conn: &Conn
         body: &env.body,
         version: env.version,
         conn,
-        request_id: common::request_id_of(&env.body),
+        request_id: fields::request_id_of(&env.body),
         response_id: Uuid::new_v4(),
         audit: audit_base(&ex.server.instance_id, op.name(), conn),
         echo: Vec::new(),
@@ -254,7 +280,7 @@ fn error_response(
 ) -> Outcome {
     let body = crate::soap::writer::envelope(call.version, |x| {
         x.open(op.response_element());
-        common::write_head(
+        head::write_head(
             x,
             &ex.server,
             call.request_id,

@@ -6,26 +6,10 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::audit::AuditRecord;
-use crate::domain::{AmcNumber, BirthDate, BirthRank, Hundredths, Nir};
+use crate::domain::{AmcNumber, BirthDate, BirthRank, Hundredths, Nir, StructureNumber};
 
+pub use crate::domain::rights::Guarantee;
 pub use crate::domain::rules::{Rule, Unit};
-
-/// A beneficiary's guarantee in one domain, with its contract.
-#[derive(Debug, Clone)]
-pub struct Guarantee {
-    pub contract_id: i64,
-    pub contract_number: String,
-    pub adherent_number: Option<String>,
-    pub responsible: bool,
-    pub domain: String,
-    pub label: String,
-    pub code: String,
-    pub priority: i16,
-    pub network: Option<String>,
-    pub start: NaiveDate,
-    pub end: NaiveDate,
-    pub rules: Vec<Rule>,
-}
 
 /// What the rights exchange needs to decide, read in one round trip: the AMC (number, name,
 /// whether its rights service is open; `None` when unknown), the beneficiary (AMC, birth date,
@@ -266,7 +250,7 @@ pub struct NewDossier<'a> {
     pub beneficiary: i64,
     pub contract: i64,
     pub amc: &'a str,
-    pub structure: &'a str,
+    pub structure: &'a StructureNumber,
     pub expiration: DateTime<Utc>,
     pub ceiling_key: &'a [u8],
     /// JSON snapshot of the guarantee rules, no identity in it.
@@ -299,7 +283,7 @@ pub async fn issue_dossier(
         .bind(d.beneficiary)
         .bind(d.contract)
         .bind(d.amc)
-        .bind(d.structure)
+        .bind(d.structure.as_str())
         .bind(d.expiration)
         .bind(d.ceiling_key)
         .bind(d.rules);

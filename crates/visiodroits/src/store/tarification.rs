@@ -3,23 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::audit::AuditRecord;
+use crate::domain::dossier::Dossier;
+use crate::domain::prescription::DispensedLine;
 use crate::domain::tarification::{CeilingKey, Outcome};
-
-/// A dossier as tarification sees it.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Dossier {
-    pub numero_amc: String,
-    pub structure: String,
-    pub expiration: DateTime<Utc>,
-    pub statut: String,
-    pub cle_plafond: Vec<u8>,
-    pub regles: String,
-}
+use crate::domain::{snapshot, AccreditationNumber, AmcNumber, StructureNumber};
 
 /// What a tarification request finds, in one round trip: the response already given to its
 /// `id_requete` (fingerprint, response), its dossier, and whether a live PEC exists for its
@@ -59,7 +52,7 @@ pub async fn request_state(
     request_id: Uuid,
     dossier: Uuid,
     prescription: i32,
-) -> sqlx::Result<RequestState> {
+) -> anyhow::Result<RequestState> {
     let r: StateRow = sqlx::query_as(REQUEST_STATE)
         .bind(request_id)
         .bind(dossier)
@@ -68,16 +61,26 @@ pub async fn request_state(
         .await?;
     let stored = r.empreinte.zip(r.reponse);
     // The dossier's columns are all there, or none is (no such dossier).
-    let dossier = (|| {
-        Some(Dossier {
-            numero_amc: r.numero_amc?,
-            structure: r.structure?,
-            expiration: r.expiration?,
-            statut: r.statut?,
-            cle_plafond: r.cle_plafond?,
-            regles: r.regles?,
-        })
-    })();
+    let dossier = match (
+        r.numero_amc,
+        r.structure,
+        r.expiration,
+        r.statut,
+        r.cle_plafond,
+        r.regles,
+    ) {
+        (Some(amc), Some(structure), Some(expiration), Some(statut), Some(key), Some(rules)) => {
+            Some(Dossier {
+                amc: AmcNumber::parse(&amc).context("a dossier's AMC number")?,
+                structure: StructureNumber::parse(&structure).context("a dossier's structure")?,
+                expiration,
+                open: statut == "OUVERT",
+                ceiling_key: key,
+                domains: snapshot::read(&rules)?,
+            })
+        }
+        _ => None,
+    };
     Ok(RequestState {
         stored,
         dossier,
@@ -157,33 +160,18 @@ pub async fn consumption(
         .collect())
 }
 
-/// A clear line as stored (none for an encrypted request).
-pub struct StoredLine {
-    pub id: i32,
-    pub prestation: String,
-    pub execution: NaiveDate,
-    pub quantity: i32,
-    pub unit_price: i64,
-    pub billed: i64,
-    pub base: i64,
-    pub rate: i16,
-    pub amo: i64,
-    pub cip: Option<String>,
-    pub lpp: Option<String>,
-}
-
 /// A tarification to record.
 pub struct NewTarification<'a> {
     pub dossier: Uuid,
     pub request_id: Uuid,
-    pub structure: &'a str,
+    pub structure: &'a StructureNumber,
     pub commitment: bool,
     pub prescription: i32,
     /// The ciphertext as received, for an encrypted request.
     pub ciphertext: Option<&'a [u8]>,
-    pub clear_lines: &'a [StoredLine],
+    pub clear_lines: &'a [DispensedLine],
     pub outcome: &'a Outcome,
-    pub accreditation: Option<&'a str>,
+    pub accreditation: Option<&'a AccreditationNumber>,
     pub ceiling_key: &'a [u8],
     /// The request's content fingerprint and the response, kept for idempotent retries.
     pub fingerprint: &'a [u8],
@@ -224,15 +212,28 @@ pub(super) static RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new
     )
 });
 
+/// How recording a tarification ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Done,
+    /// Another live PEC of this prescription in this dossier committed first (7009): the unique
+    /// index `tarification_pec_unique` says so.
+    CommitmentExists,
+    /// A concurrent request with the same `id_requete` committed first (`reponse_pkey`): its
+    /// stored response is the answer. The transaction is then aborted.
+    RequestRaced,
+}
+
 /// Records a tarification, its lines and results, (PEC) its consumption, the response for
-/// retries and the exchange's audit row, in one statement.
+/// retries and the exchange's audit row, in one statement. The named constraints that two
+/// concurrent requests can hit become their business outcomes here.
 pub async fn record(
     tx: &mut PgConnection,
     t: &NewTarification<'_>,
     audit: &AuditRecord,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<Recorded> {
     let o = t.outcome;
-    let clear: BTreeMap<i32, &StoredLine> = t.clear_lines.iter().map(|l| (l.id, l)).collect();
+    let clear: BTreeMap<i32, &DispensedLine> = t.clear_lines.iter().map(|l| (l.id, l)).collect();
     let ids: Vec<i32> = o.lines.iter().map(|r| r.id as i32).collect();
     let get = |r: &crate::domain::tarification::LineResult| clear.get(&(r.id as i32)).copied();
     // What a PEC consumes; nothing for a quote.
@@ -244,7 +245,7 @@ pub async fn record(
     let data = sqlx::query(&RECORD)
         .bind(t.dossier)
         .bind(t.request_id)
-        .bind(t.structure)
+        .bind(t.structure.as_str())
         .bind(if t.commitment { "PEC" } else { "DEVIS" })
         .bind(t.prescription)
         .bind(t.ciphertext.is_some())
@@ -253,7 +254,7 @@ pub async fn record(
         .bind(o.total_amo)
         .bind(o.total_amc)
         .bind(o.total_patient)
-        .bind(t.accreditation)
+        .bind(t.accreditation.map(AccreditationNumber::as_str))
         .bind(&ids)
         .bind(
             o.lines
@@ -346,16 +347,22 @@ pub async fn record(
         .bind(t.ceiling_key)
         .bind(t.fingerprint)
         .bind(t.response);
-    audit.bind(data).execute(&mut *tx).await?;
-    Ok(())
+    match audit.bind(data).execute(&mut *tx).await {
+        Ok(_) => Ok(Recorded::Done),
+        Err(e) => match e.as_database_error().and_then(|d| d.constraint()) {
+            Some("tarification_pec_unique") => Ok(Recorded::CommitmentExists),
+            Some("reponse_pkey") => Ok(Recorded::RequestRaced),
+            _ => Err(e),
+        },
+    }
 }
 
 /// A PEC that may be cancelled.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct Commitment {
     pub id: i64,
-    pub structure: String,
-    pub annulee: bool,
+    pub structure: StructureNumber,
+    pub cancelled: bool,
 }
 
 /// What a cancellation finds, in one round trip: the response already given to its
@@ -378,9 +385,9 @@ pub async fn cancellation_state(
     tx: &mut PgConnection,
     request_id: Uuid,
     dossier: Uuid,
-    accreditation: &str,
+    accreditation: &AccreditationNumber,
     prescription: i32,
-) -> sqlx::Result<CancellationState> {
+) -> anyhow::Result<CancellationState> {
     let r: CancellationRow = sqlx::query_as(
         "SELECT r.empreinte, r.reponse, t.id, t.structure, t.annulee
            FROM (SELECT 1) AS one
@@ -393,7 +400,7 @@ pub async fn cancellation_state(
     )
     .bind(request_id)
     .bind(dossier)
-    .bind(accreditation)
+    .bind(accreditation.as_str())
     .bind(prescription)
     .fetch_one(&mut *tx)
     .await?;
@@ -402,8 +409,9 @@ pub async fn cancellation_state(
         commitment: match (r.id, r.structure, r.annulee) {
             (Some(id), Some(structure), Some(annulee)) => Some(Commitment {
                 id,
-                structure,
-                annulee,
+                structure: StructureNumber::parse(&structure)
+                    .context("a tarification's structure")?,
+                cancelled: annulee,
             }),
             _ => None,
         },
@@ -419,7 +427,7 @@ pub async fn cancel(
     fingerprint: &[u8],
     response: &str,
     audit: &AuditRecord,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<Recorded> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         crate::audit::record::after(
             "WITH given AS (
@@ -451,6 +459,11 @@ pub async fn cancel(
         .bind(request_id)
         .bind(fingerprint)
         .bind(response);
-    audit.bind(data).execute(&mut *tx).await?;
-    Ok(())
+    match audit.bind(data).execute(&mut *tx).await {
+        Ok(_) => Ok(Recorded::Done),
+        Err(e) if e.as_database_error().and_then(|d| d.constraint()) == Some("reponse_pkey") => {
+            Ok(Recorded::RequestRaced)
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -8,6 +8,11 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 
+use super::super::fields::Problems;
+use crate::code::Code;
+use crate::domain::prescription::Prescription;
+use crate::soap::envelope::{parse_fragment, XmlLimits};
+
 /// The trusted third party's certificate and key, where this server is the trusted third party.
 pub struct Decryptor {
     cert: X509,
@@ -42,6 +47,35 @@ impl Decryptor {
     pub fn decrypt(&self, der: &[u8]) -> Option<Vec<u8>> {
         let cms = CmsContentInfo::from_der(der).ok()?;
         cms.decrypt(&self.key, &self.cert).ok()
+    }
+}
+
+/// Decrypts an encrypted prescription in memory and checks it as a clear one: 7007 where this
+/// server does not decrypt, 7006 for another recipient, corrupt data or bad content, 7005 for
+/// identity elements inside.
+pub fn prescription(
+    decryptor: Option<&Decryptor>,
+    der: &[u8],
+    declared_fingerprint: Option<&str>,
+) -> Result<Prescription, Code> {
+    let decryptor = decryptor.ok_or(Code::EncryptedNotAccepted)?;
+    if declared_fingerprint.is_some_and(|f| !decryptor.is_our_certificate(f)) {
+        return Err(Code::EncryptedUnreadable);
+    }
+    let clear = decryptor.decrypt(der).ok_or(Code::EncryptedUnreadable)?;
+    // The clear content lives in memory only, and is checked like a clear prescription.
+    let text = std::str::from_utf8(&clear).map_err(|_| Code::EncryptedUnreadable)?;
+    let el = parse_fragment(text, &XmlLimits::default()).map_err(|_| Code::EncryptedUnreadable)?;
+    if !el.in_vd || el.name != "prescription" {
+        return Err(Code::EncryptedUnreadable);
+    }
+    if el.contains_named(super::IDENTITY_ELEMENTS) {
+        return Err(Code::MixedData);
+    }
+    let mut inner = Problems::default();
+    match super::request::prescription(&el, &mut inner) {
+        Some(p) if inner.is_empty() => Ok(p),
+        _ => Err(Code::EncryptedUnreadable),
     }
 }
 

@@ -1,0 +1,68 @@
+//! Idempotent retries of tarification and cancellation (spec: "Retries"): the same `id_requete`
+//! with the same content gets the stored response unchanged; with other content, 7008.
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{Call, ExchangeError, Exchanges};
+use crate::audit;
+use crate::code::Code;
+use crate::soap::Element;
+use crate::store::tarification as store;
+use crate::store::{Role, Tx};
+
+/// The SHA-256 of the request's content (its body element without `entete/horodatage`) and SOAP
+/// version: "same content" for retries.
+pub fn fingerprint(call: &Call<'_>) -> Vec<u8> {
+    fn walk(el: &Element, h: &mut Sha256, top: bool) {
+        h.update(el.name.as_bytes());
+        h.update([0u8, u8::from(el.in_vd)]);
+        h.update(el.value().as_bytes());
+        h.update([1u8]);
+        for c in &el.children {
+            if top && c.name == "entete" {
+                for e in c.children.iter().filter(|e| e.name != "horodatage") {
+                    walk(e, h, false);
+                }
+            } else {
+                walk(c, h, false);
+            }
+        }
+        h.update([2u8]);
+    }
+    let mut h = Sha256::new();
+    h.update(call.version.namespace().as_bytes());
+    walk(call.body, &mut h, true);
+    h.finalize().to_vec()
+}
+
+/// What a request found stored under its `id_requete`: the same content gets the stored response
+/// (audited, committed); other content is 7008.
+pub async fn replay(
+    mut tx: Tx,
+    call: &mut Call<'_>,
+    (stored_fp, response): (Vec<u8>, String),
+    content: &[u8],
+) -> Result<String, ExchangeError> {
+    if stored_fp != content {
+        return Err(ExchangeError::Business(Code::RequestIdReused));
+    }
+    audit::insert(&mut tx, call.audit_as(Code::Ok)).await?;
+    tx.commit().await?;
+    Ok(response)
+}
+
+/// After a concurrent request with the same `id_requete` won the race to store its response:
+/// that response, read in a new transaction, as [`replay`] would give it.
+pub async fn raced(
+    ex: &Exchanges,
+    call: &mut Call<'_>,
+    request_id: Uuid,
+    content: &[u8],
+) -> Result<String, ExchangeError> {
+    let mut tx = ex.store.begin_as(Role::Tarification).await?;
+    match store::stored_response(&mut tx, request_id).await? {
+        Some(stored) => replay(tx, call, stored, content).await,
+        None => Err(ExchangeError::Business(Code::RequestIdReused)),
+    }
+}

@@ -1,0 +1,176 @@
+//! `DldTar` → `FournitTarification`: the AMC's amount per dispensing line on a dossier, as a
+//! quote (`DEVIS`) or a binding commitment (`PEC`, with an accreditation number).
+//!
+//! Runs only under `vd_tarif`: it never touches `identite`. The checks, in the order [`handle`]
+//! makes them: the certificate (8002, 8003), identity elements anywhere (7005), the fields (6000),
+//! `ps` against the certificate (8001), the structure (the certificate's, or declared and found
+//! in the directory: 8004), a retry of the `id_requete` (its stored response, or 7008), the
+//! dossier (7001, 7003, 7004, 7002), the encrypted payload (7007, 7006, then the same checks on
+//! its content), an existing PEC (7009).
+
+pub mod encrypted;
+pub mod request;
+mod response;
+
+use super::caller;
+use super::{retry, Call, ExchangeError, Exchanges};
+use crate::code::Code;
+use crate::domain::dossier::{self, Dossier};
+use crate::domain::prescription::Prescription;
+use crate::domain::tarification::{self, Outcome};
+use crate::domain::AccreditationNumber;
+use crate::soap::Element;
+use crate::store::tarification::{self as store, NewTarification, Recorded};
+use crate::store::{Role, Tx};
+use request::Payload;
+
+/// Patient identity elements: never in a tarification, in clear or encrypted (`ps/nom` is the
+/// pharmacist's name and allowed).
+pub const IDENTITY_ELEMENTS: &[&str] = &[
+    "beneficiaire",
+    "nir",
+    "cle_nir",
+    "date_naissance",
+    "rang_gemellaire",
+    "nom_beneficiaire",
+    "prenom",
+    "nom",
+    "numero_adherent",
+];
+
+/// Whether identity elements appear anywhere outside `ps`.
+pub fn carries_identity(el: &Element) -> bool {
+    el.children.iter().filter(|c| c.name != "ps").any(|c| {
+        IDENTITY_ELEMENTS.contains(&c.name.as_str()) || c.contains_named(IDENTITY_ELEMENTS)
+    })
+}
+
+/// Handles `demande_tarification`.
+pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
+    let cert = caller::professional(call, true)?
+        .ok_or(ExchangeError::Access(Code::CertificateRequired))?;
+    if carries_identity(call.body) {
+        return Err(ExchangeError::Business(Code::MixedData));
+    }
+    let req = call.take(request::parse(call.body))?;
+    let caller = caller::bind(cert, &req.ps, ex.structure_check)?;
+    caller.audit(call);
+    let content = retry::fingerprint(call);
+    // Decryption (RSA, then the XML checks) runs before the transaction so that no database
+    // connection waits on it; its outcome is reported in the spec's order, after the dossier's.
+    let (ciphertext, prescription) = open(ex, req.payload);
+    let prescription_id = prescription.as_ref().map_or(0, |p| p.id);
+
+    let mut tx = ex.store.begin_as(Role::Tarification).await?;
+    caller.confirm(&mut tx).await?;
+    let state =
+        store::request_state(&mut tx, req.request_id, req.dossier.uuid(), prescription_id).await?;
+    if let Some(stored) = state.stored {
+        // The same request again: the same answer, nothing consumed twice.
+        return retry::replay(tx, call, stored, &content).await;
+    }
+    call.audit.amc = state.dossier.as_ref().map(|d| d.amc.as_str().to_string());
+    let d = dossier::usable_by(state.dossier, &caller.structure, chrono::Utc::now())
+        .map_err(ExchangeError::Business)?;
+    let prescription = prescription.map_err(ExchangeError::Business)?;
+    if req.commitment && state.live_commitment {
+        return Err(ExchangeError::Business(Code::CommitmentExists));
+    }
+    let outcome = price(&mut tx, &d, &prescription, req.commitment).await?;
+    let accreditation = accreditation(ex, req.commitment)?;
+    call.audit.accreditation = accreditation.as_ref().map(AccreditationNumber::to_string);
+    let response = response::write(
+        call,
+        &ex.server,
+        req.dossier,
+        prescription.id,
+        &outcome,
+        accreditation.as_ref(),
+    );
+    let new = NewTarification {
+        dossier: req.dossier.uuid(),
+        request_id: req.request_id,
+        structure: &caller.structure,
+        commitment: req.commitment,
+        prescription: prescription.id,
+        ciphertext: ciphertext.as_deref(),
+        clear_lines: if ciphertext.is_some() {
+            &[]
+        } else {
+            &prescription.lines
+        },
+        outcome: &outcome,
+        accreditation: accreditation.as_ref(),
+        ceiling_key: &d.ceiling_key,
+        fingerprint: &content,
+        response: &response,
+    };
+    record(ex, call, tx, &new).await
+}
+
+/// A new accreditation number for a PEC.
+fn accreditation(
+    ex: &Exchanges,
+    commitment: bool,
+) -> Result<Option<AccreditationNumber>, ExchangeError> {
+    if !commitment {
+        return Ok(None);
+    }
+    AccreditationNumber::generate(&ex.owner_code, ex.instance_code)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("OS random source: {e}").into())
+}
+
+/// The prescription of the payload, and the ciphertext to keep for an encrypted one.
+fn open(ex: &Exchanges, payload: Payload) -> (Option<Vec<u8>>, Result<Prescription, Code>) {
+    match payload {
+        Payload::Clear(p) => (None, Ok(p)),
+        Payload::Encrypted {
+            der,
+            declared_fingerprint,
+        } => {
+            let fp = declared_fingerprint.as_deref();
+            let p = encrypted::prescription(ex.decryptor.as_ref(), &der, fp);
+            (Some(der), p)
+        }
+    }
+}
+
+/// The tarification, its lines and consumption, the stored response and the audit row: one
+/// statement, then the commit. A concurrent PEC of the prescription is 7009; a concurrent request
+/// with the same `id_requete` gives its stored response.
+async fn record(
+    ex: &Exchanges,
+    call: &mut Call<'_>,
+    mut tx: Tx,
+    new: &NewTarification<'_>,
+) -> Result<String, ExchangeError> {
+    match store::record(&mut tx, new, call.audit_as(Code::Ok)).await? {
+        Recorded::Done => {
+            tx.commit().await?;
+            Ok(new.response.to_string())
+        }
+        Recorded::CommitmentExists => Err(ExchangeError::Business(Code::CommitmentExists)),
+        Recorded::RequestRaced => {
+            drop(tx);
+            retry::raced(ex, call, new.request_id, new.fingerprint).await
+        }
+    }
+}
+
+/// The engine on the dossier's rules, with the ceilings' consumption as it stands (locked for a
+/// PEC, until the transaction ends).
+async fn price(
+    tx: &mut Tx,
+    d: &Dossier,
+    p: &Prescription,
+    commitment: bool,
+) -> Result<Outcome, ExchangeError> {
+    let lines: Vec<_> = p.lines.iter().map(|l| l.line()).collect();
+    let keys: Vec<_> = tarification::ceilings_touched(&d.domains, &lines)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let already = store::consumption(tx, &d.ceiling_key, &keys, commitment).await?;
+    Ok(tarification::compute(&d.domains, &lines, &already))
+}

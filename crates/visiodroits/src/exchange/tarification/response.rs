@@ -1,0 +1,58 @@
+//! `fournit_tarification`: the dossier, the mode, and the result — totals, the accreditation
+//! number of a PEC, and per line the AMC's amount, what is left to the patient and the line code.
+
+use super::super::head::{self, ServerInfo};
+use super::super::Call;
+use crate::code::Code;
+use crate::domain::tarification::Outcome;
+use crate::domain::{AccreditationNumber, DossierNumber, Hundredths};
+use crate::soap::writer::envelope;
+
+fn cents(v: i64) -> String {
+    Hundredths::from_hundredths(v).to_string()
+}
+
+/// The response to a computed tarification.
+pub fn write(
+    call: &Call<'_>,
+    server: &ServerInfo,
+    dossier: DossierNumber,
+    prescription: i32,
+    outcome: &Outcome,
+    accreditation: Option<&AccreditationNumber>,
+) -> String {
+    envelope(call.version, |x| {
+        x.open("fournit_tarification");
+        head::write_head(x, server, call.request_id, call.response_id, Code::Ok, &[]);
+        x.leaf("numero_dossier", &dossier.to_string()).leaf(
+            "mode",
+            if accreditation.is_some() {
+                "PEC"
+            } else {
+                "DEVIS"
+            },
+        );
+        x.open("resultat")
+            .leaf("id_prescription", &prescription.to_string())
+            .leaf("total_facture", &cents(outcome.total_billed))
+            .leaf("total_ro", &cents(outcome.total_amo))
+            .leaf("total_amc", &cents(outcome.total_amc))
+            .leaf("total_reste_a_charge", &cents(outcome.total_patient))
+            .leaf_opt(
+                "numero_accreditation",
+                accreditation.map(AccreditationNumber::as_str),
+            );
+        for r in &outcome.lines {
+            x.open("ligne")
+                .leaf("id_ligne", &r.id.to_string())
+                .leaf("montant_amc", &cents(r.amc))
+                .leaf("reste_a_charge", &cents(r.patient))
+                .leaf_opt("code_garantie", r.guarantee.as_deref())
+                .leaf("code_ligne", r.code.as_str())
+                .leaf("libelle_ligne", r.code.label())
+                .close("ligne");
+        }
+        x.close("resultat");
+        x.close("fournit_tarification");
+    })
+}
