@@ -32,6 +32,39 @@ async fn health_readiness_and_metrics() {
 }
 
 #[tokio::test]
+async fn each_exchange_logs_one_line_in_its_span() {
+    let app = TestApp::spawn().await;
+    let mut conn = app.connect(Some("valid")).await.unwrap();
+    let id = new_id();
+    let reply = conn
+        .soap(
+            SoapVersion::V12,
+            services_request(SoapVersion::V12, &id, None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code(&reply), "0000");
+    let logs = crate::helpers::captured_logs();
+    // Everything the exchange logs (its queries too) is in its span; one line closes it.
+    let in_span: Vec<_> = logs.lines().filter(|l| l.contains(&id)).collect();
+    assert!(in_span.iter().all(|l| l.contains(&format!(
+        "exchange{{id_requete=\"{id}\" operation=\"ServicesOuverts\" instance=\"test\""
+    ))));
+    let lines: Vec<_> = in_span
+        .iter()
+        .filter(|l| l.ends_with(": exchange"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line for the exchange: {in_span:?}");
+    let line = lines[0];
+    for field in [
+        "code=\"0000\" duration_ms=".to_string(),
+        format!("structure=\"{}\"}}", visiodroits_devkit::pki::DEV_FINESS),
+    ] {
+        assert!(line.contains(&field), "{field} in {line}");
+    }
+}
+
+#[tokio::test]
 async fn readiness_reports_an_unreachable_database() {
     let app = TestApp::spawn_with(|v| {
         v.insert(

@@ -14,6 +14,7 @@ pub mod wire;
 
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::audit::{self, AuditRecord};
@@ -192,13 +193,25 @@ pub struct Outcome {
     pub code: Code,
 }
 
-/// Runs the exchange named by the envelope's body for the caller of `conn`.
+/// Runs the exchange named by the envelope's body for the caller of `conn`, in its own span
+/// (`id_requete`, operation, instance; then code, duration and structure), closed by one
+/// `exchange` event. Identity and health data are never fields.
 pub async fn dispatch(ex: &Exchanges, env: &Envelope, op: Operation, conn: &Connection) -> Outcome {
+    let request_id = fields::request_id_of(&env.body);
+    let span = tracing::info_span!(
+        "exchange",
+        id_requete = request_id.map(|u| u.to_string()).unwrap_or_default(),
+        operation = op.name(),
+        instance = ex.server.instance_id.as_str(),
+        code = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+        structure = tracing::field::Empty,
+    );
     let mut call = Call {
         body: &env.body,
         version: env.version,
         conn,
-        request_id: fields::request_id_of(&env.body),
+        request_id,
         response_id: Uuid::new_v4(),
         audit: audit_base(&ex.server.instance_id, op.name(), conn),
         echo: Vec::new(),
@@ -206,68 +219,57 @@ pub async fn dispatch(ex: &Exchanges, env: &Envelope, op: Operation, conn: &Conn
     };
     call.audit.request_id = call.request_id;
     call.audit.response_id = Some(call.response_id);
+    let outcome = run(ex, op, &mut call).instrument(span.clone()).await;
+    span.record("code", outcome.code.as_str());
+    span.record("duration_ms", call.started.elapsed().as_secs_f64() * 1000.0);
+    if let Some(structure) = &call.audit.structure {
+        span.record("structure", structure.as_str());
+    }
+    span.in_scope(|| tracing::info!("exchange"));
+    outcome
+}
 
+/// The operation's handler, then its outcome as a response and, for anything but a success
+/// (whose handler wrote it in its own transaction), the audit row.
+async fn run(ex: &Exchanges, op: Operation, call: &mut Call<'_>) -> Outcome {
     let result = match op {
-        Operation::Services => services::handle(ex, &mut call).await,
-        Operation::Rights => rights::handle(ex, &mut call).await,
-        Operation::Tarification => tarification::handle(ex, &mut call).await,
-        Operation::Cancellation => cancellation::handle(ex, &mut call).await,
+        Operation::Services => services::handle(ex, call).await,
+        Operation::Rights => rights::handle(ex, call).await,
+        Operation::Tarification => tarification::handle(ex, call).await,
+        Operation::Cancellation => cancellation::handle(ex, call).await,
     };
-
-    let (outcome, audited) = match result {
-        // A successful handler wrote its audit row in its own transaction.
-        Ok(body) => (
-            Outcome {
+    let outcome = match result {
+        Ok(body) => {
+            return Outcome {
                 status: http::StatusCode::OK,
                 body,
                 code: Code::Ok,
-            },
-            true,
-        ),
-        Err(ExchangeError::Invalid(details)) => (
-            error_response(ex, op, &call, Code::InvalidRequest, &details),
-            false,
-        ),
-        Err(ExchangeError::Business(code)) => (error_response(ex, op, &call, code, &[]), false),
-        Err(ExchangeError::Access(code)) => {
-            let f = Fault::for_code(code);
-            let outcome = Outcome {
-                status: f.http_status(),
-                body: f.to_xml(env.version),
-                code,
-            };
-            (outcome, false)
+            }
         }
+        Err(ExchangeError::Invalid(details)) => {
+            error_response(ex, op, call, Code::InvalidRequest, &details)
+        }
+        Err(ExchangeError::Business(code)) => error_response(ex, op, call, code, &[]),
+        Err(ExchangeError::Access(code)) => fault(call.version, code),
         Err(ExchangeError::Internal(e)) => {
-            tracing::error!(
-                operation = op.name(),
-                error = format!("{e:#}"),
-                "exchange failed"
-            );
-            let f = Fault::for_code(Code::Technical);
-            let outcome = Outcome {
-                status: f.http_status(),
-                body: f.to_xml(env.version),
-                code: Code::Technical,
-            };
-            (outcome, false)
+            tracing::error!(error = format!("{e:#}"), "exchange failed");
+            fault(call.version, Code::Technical)
         }
     };
-    if !audited {
-        // Business errors and refusals wrote nothing else: their audit row stands alone.
-        let rec = call.audit_as(outcome.code).clone();
-        audit::write_alone(&ex.store, rec).await;
-    }
-    let structure = call.audit.structure.clone().unwrap_or_default();
-    tracing::info!(
-        id_requete = call.request_id.map(|u| u.to_string()).unwrap_or_default(),
-        operation = op.name(),
-        code = outcome.code.as_str(),
-        duration_ms = call.started.elapsed().as_secs_f64() * 1000.0,
-        structure,
-        "exchange"
-    );
+    // Business errors and refusals wrote nothing else: their audit row stands alone.
+    let rec = call.audit_as(outcome.code).clone();
+    audit::write_alone(&ex.store, rec).await;
     outcome
+}
+
+/// A SOAP Fault for `code`.
+fn fault(version: SoapVersion, code: Code) -> Outcome {
+    let f = Fault::for_code(code);
+    Outcome {
+        status: f.http_status(),
+        body: f.to_xml(version),
+        code,
+    }
 }
 
 /// A normal response carrying a business code (no payload beyond the head).
