@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use visiodroits::cli::import::{run_reader, Format};
 use visiodroits::soap::SoapVersion;
+use visiodroits::store::transactions::{self, Transaction};
+use visiodroits_bench::ceiling::Ceiling;
 use visiodroits_bench::{self as load, parse_mix, population, Op, Pace, Plan, Target};
-use visiodroits_client::messages::{field, Messages, Software};
+use visiodroits_client::messages::{field, Messages, Payload, Software};
 use visiodroits_client::{ClientIdentity, Versions};
 
 use crate::helpers::{shared, tls_for, TestApp};
@@ -240,4 +242,213 @@ async fn a_vendor_runs_every_exchange_from_the_command_line() {
     assert!(!ok);
     assert_eq!(field(&out, "code").as_deref(), Some("7010"), "{out}");
     let _ = std::fs::remove_file(&file);
+}
+
+/// The statements logged in the span of the exchange `request_id`, in order (sqlx logs
+/// `db.statement`, or only a `summary` for a bare `COMMIT`; the pool's `BEGIN` is not logged).
+fn statements_of(request_id: &str) -> Vec<String> {
+    let unquote = |field: &str, line: &str| -> Option<String> {
+        let text = line.split(&format!(" {field}=\"")).nth(1)?;
+        let mut out = String::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => return Some(out.trim().to_string()),
+                '\\' => match chars.next()? {
+                    'n' => out.push('\n'),
+                    other => out.push(other),
+                },
+                c => out.push(c),
+            }
+        }
+        None
+    };
+    crate::helpers::captured_logs()
+        .lines()
+        .filter(|l| {
+            l.contains(&format!("id_requete=\"{request_id}\"")) && l.contains(" db.statement=")
+        })
+        .filter_map(|l| {
+            unquote("db.statement", l)
+                .filter(|s| !s.is_empty())
+                .or_else(|| unquote("summary", l))
+        })
+        .collect()
+}
+
+/// Sends `body`; the answer, which must be a success.
+async fn send(conn: &mut visiodroits_client::SoapConnection, body: String) -> String {
+    let reply = conn.soap(SoapVersion::V12, body).await.unwrap();
+    assert_eq!(
+        field(&reply.body, "code").as_deref(),
+        Some("0000"),
+        "{}",
+        reply.body
+    );
+    reply.body
+}
+
+/// Runs `ceiling` with pgbench: `clients` clients, `count` transactions each.
+fn pgbench(app: &TestApp, ceiling: Ceiling, clients: u32, count: u32, defines: &[String]) {
+    let s = shared();
+    let today = chrono::Utc::now().date_naive();
+    let script = s
+        .base
+        .join(format!("ceiling-{}-{ceiling:?}.sql", app.db_name));
+    std::fs::write(&script, ceiling.script(today).unwrap()).unwrap();
+    let mut cmd = Command::new(s.pg_tool("pgbench"));
+    cmd.args(["-n", "-M", "prepared"])
+        .arg(format!("-c{clients}"))
+        .arg(format!("-t{count}"))
+        .arg("-f")
+        .arg(&script);
+    for d in defines {
+        cmd.arg("-D").arg(d);
+    }
+    let out = cmd.arg(s.app_url(&app.db_name)).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{ceiling:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_ceilings_run_the_transactions_the_exchanges_run_and_write_the_same_rows() {
+    let app = with_population(30).await;
+    let target = target(&app, 30);
+    let messages = &target.messages;
+    let mut conn = app.connect(Some("valid")).await.unwrap();
+    let today = chrono::Utc::now().date_naive().to_string();
+
+    // One exchange of each ceiling, as the load generator sends it.
+    let (nir, key, birth) = population::person(0);
+    let rights_id = uuid::Uuid::new_v4();
+    let request = visiodroits_client::messages::RightsRequest {
+        nir,
+        key,
+        birth,
+        rank: 1,
+        amc: population::AMC.into(),
+        adherent: None,
+        date: today.clone(),
+        domains: vec!["PHAR".into()],
+    };
+    let body = send(&mut conn, messages.rights(rights_id, &request)).await;
+    let dossier = field(&body, "numero_dossier").unwrap();
+    let mut tarifications = Vec::new();
+    for (commitment, prescription) in [(false, 1), (true, 2)] {
+        let id = uuid::Uuid::new_v4();
+        let p = load::prescription(prescription, &today);
+        let body = messages.tarification(id, &dossier, commitment, &Payload::Clear(p));
+        send(&mut conn, body).await;
+        tarifications.push((commitment, id));
+    }
+
+    // What each exchange sent is its transaction, statement for statement.
+    let expected = |tx: Transaction| {
+        let mut all = Vec::new();
+        all.extend(tx.statements.iter().map(|s| s.trim().to_string()));
+        all.push("COMMIT".into());
+        all
+    };
+    assert_eq!(
+        statements_of(&rights_id.to_string()),
+        expected(transactions::rights())
+    );
+    for (commitment, id) in &tarifications {
+        assert_eq!(
+            statements_of(&id.to_string()),
+            expected(transactions::tarification(*commitment)),
+            "commitment: {commitment}"
+        );
+    }
+
+    // The ceilings run against the same database, one dossier per pgbench client copied from the
+    // server's, as scripts/bench prepares them.
+    sqlx::query(
+        "INSERT INTO dispensation.dossier (numero_dossier, numero_amc, structure, expiration, cle_plafond, regles)
+         SELECT ('00000000-0000-4000-8000-' || lpad(c::text, 12, '0'))::uuid, d.numero_amc, d.structure,
+                d.expiration, sha256(('bench-' || c)::bytea), d.regles
+           FROM dispensation.dossier d, generate_series(0, 1) c
+          WHERE d.numero_dossier = $1::uuid",
+    )
+    .bind(&dossier)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let rules: String = sqlx::query_scalar(
+        "SELECT regles::text FROM dispensation.dossier WHERE numero_dossier = $1::uuid",
+    )
+    .bind(&dossier)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let defines: Vec<String> = [
+        "population=30".to_string(),
+        format!("amc={}", population::AMC),
+        format!("structure={}", visiodroits_devkit::pki::DEV_FINESS),
+        format!("rules={rules}"),
+        "instance=bench".into(),
+        "subject=CN=bench".into(),
+        "issuer=CN=bench".into(),
+        "serial=01".into(),
+        format!("fingerprint={}", "0".repeat(64)),
+        "ps=810001234565".into(),
+        "response=<r/>".into(),
+        "n=0".into(),
+        "prescription_base=1000".into(),
+    ]
+    .into();
+    for ceiling in [Ceiling::Rights, Ceiling::Quote, Ceiling::Commitment] {
+        pgbench(&app, ceiling, 2, 3, &defines);
+    }
+
+    // They wrote what the exchanges write: dossiers and their audit rows, tarifications with the
+    // same totals, lines and consumption.
+    let audited: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT operation, count(*) FROM audit.journal WHERE instance = 'bench' GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        audited,
+        [("DemandeDroits".to_string(), 6), ("DldTar".to_string(), 12)]
+    );
+    let pairings: i64 = sqlx::query_scalar("SELECT count(*) FROM identite.appariement")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(pairings, 7, "the server's dossier and the ceiling's six");
+    for mode in ["DEVIS", "PEC"] {
+        let rows: Vec<(bool, String)> = sqlx::query_as(
+            "SELECT t.numero_dossier::text LIKE '00000000-%',
+                    concat_ws('|', t.total_facture, t.total_ro, t.total_amc, t.total_reste_a_charge,
+                        t.numero_accreditation IS NULL,
+                        (SELECT string_agg(concat_ws('|', l.id_ligne, l.code_prestation, l.date_execution,
+                             l.quantite, l.prix_unitaire, l.montant_facture, l.base_remboursement, l.taux_ro,
+                             l.montant_ro, l.code_cip, l.code_lpp, l.montant_amc, l.reste_a_charge,
+                             l.code_garantie, l.code_ligne), ';' ORDER BY l.id_ligne)
+                           FROM dispensation.ligne l WHERE l.tarification_id = t.id),
+                        (SELECT string_agg(concat_ws('|', c.code_garantie, c.code_prestation, c.annee, c.montant), ';')
+                           FROM dispensation.consommation_pec c WHERE c.tarification_id = t.id))
+               FROM dispensation.tarification t WHERE t.mode = $1",
+        )
+        .bind(mode)
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+        let server: Vec<_> = rows.iter().filter(|(bench, _)| !bench).collect();
+        assert_eq!(server.len(), 1, "{mode}: {rows:?}");
+        let ceiling: Vec<_> = rows.iter().filter(|(bench, _)| *bench).collect();
+        assert_eq!(ceiling.len(), 6, "{mode}");
+        for (_, written) in ceiling {
+            assert_eq!(
+                written, &server[0].1,
+                "{mode}: the ceiling writes what the server writes"
+            );
+        }
+    }
 }

@@ -219,6 +219,14 @@ impl Shared {
         (self.url)(user, db)
     }
 
+    /// A PostgreSQL client program (`pgbench`, `psql`): the private cluster's, or from `PATH`.
+    pub fn pg_tool(&self, name: &str) -> PathBuf {
+        match &self._cluster {
+            Some(c) => c.bin_dir().join(name),
+            None => PathBuf::from(name),
+        }
+    }
+
     pub fn admin_url(&self, db: &str) -> String {
         (self.url)(None, db)
     }

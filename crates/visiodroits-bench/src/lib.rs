@@ -6,6 +6,7 @@
 //! the CPU a request cost the server, the generator and the rest of the machine comes from /proc
 //! (`cpu`).
 
+pub mod ceiling;
 pub mod cpu;
 pub mod population;
 pub mod report;
@@ -22,7 +23,7 @@ use rustls::ClientConfig;
 use serde::Serialize;
 
 use visiodroits_client::encrypt::Recipient;
-use visiodroits_client::messages::{field, Messages};
+use visiodroits_client::messages::{field, Line, Messages, Prescription};
 use visiodroits_client::SoapConnection;
 use worker::Worker;
 
@@ -114,6 +115,34 @@ pub fn parse_mix(s: &str) -> anyhow::Result<Vec<(Op, u32)>> {
         "handshake operations are measured alone"
     );
     Ok(mix)
+}
+
+/// The prescription of every tarification of the load, dated `today`: a PH7 line and an LPP
+/// line whose rule has an annual ceiling (the ceilings price the same, see `ceiling`).
+pub fn prescription(id: u32, today: &str) -> Prescription {
+    let line = |id, prestation: &str, q, pu: &str, f: &str, br: &str, t, ro: &str| Line {
+        id,
+        prestation: prestation.into(),
+        execution: today.into(),
+        quantity: q,
+        unit_price: pu.into(),
+        billed: f.into(),
+        base: br.into(),
+        rate: t,
+        amo: ro.into(),
+        cip: (prestation != "LPP").then(|| "3400930000001".into()),
+        lpp: (prestation == "LPP").then(|| "1234567".into()),
+    };
+    Prescription {
+        id,
+        date: today.into(),
+        prescriber: "123456789".into(),
+        billing_date: today.into(),
+        lines: vec![
+            line(1, "PH7", 2, "10.00", "20.00", "20.00", 65, "13.00"),
+            line(2, "LPP", 1, "1.50", "1.50", "1.00", 60, "0.60"),
+        ],
+    }
 }
 
 /// Where and as whom to connect.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use visiodroits_bench as load;
+use visiodroits_bench::ceiling::Ceiling;
 use visiodroits_bench::cpu::{CpuPerExchange, Driver, Sample};
 use visiodroits_bench::report::{self, Record};
 use visiodroits_bench::{population, Pace, Plan, Target};
@@ -112,13 +113,12 @@ enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
-    /// Run a pgbench script (the SQL of one exchange) and record it as that exchange's ceiling.
+    /// Run the transaction of one exchange with pgbench (the server's statements, generated
+    /// into a script) and record it as that exchange's ceiling.
     Ceiling {
-        /// The operation the script stands for (droits, devis, pec).
+        /// The exchange: droits, devis or pec.
         #[arg(long)]
         op: String,
-        #[arg(long)]
-        script: PathBuf,
         #[arg(long, default_value_t = 8)]
         clients: usize,
         #[arg(long, default_value_t = 10)]
@@ -131,6 +131,11 @@ enum BenchCommand {
         defines: Vec<String>,
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// Print the pgbench script of a ceiling (droits, devis, pec), as `ceiling` runs it.
+    CeilingScript {
+        #[arg(long)]
+        op: String,
     },
     /// Write report.md and latency.svg into --out from the records of --input.
     Report {
@@ -231,15 +236,19 @@ async fn run(command: BenchCommand) -> anyhow::Result<()> {
             );
             append(json.as_ref(), &[report::idle_record(&o, &tls)])?;
         }
+        BenchCommand::CeilingScript { op } => print!("{}", ceiling_script(&op)?),
         BenchCommand::Ceiling {
             op,
-            script,
             clients,
             duration,
             database,
             defines,
             json,
         } => {
+            let script = std::env::temp_dir()
+                .join(format!("visiodroits-bench-{}-{op}.sql", std::process::id()));
+            std::fs::write(&script, ceiling_script(&op)?)
+                .with_context(|| format!("cannot write {}", script.display()))?;
             let mut cmd = Command::new("pgbench");
             cmd.args(["-n", "-M", "prepared"])
                 .arg(format!("-c{clients}"))
@@ -256,6 +265,7 @@ async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 .output()
                 .context("pgbench does not run (apt-get install postgresql-client)")?;
             let after = Sample::now(&[], Driver::WaitedChildren);
+            let _ = std::fs::remove_file(&script);
             let stdout = String::from_utf8_lossy(&out.stdout);
             anyhow::ensure!(
                 out.status.success(),
@@ -295,6 +305,13 @@ async fn run(command: BenchCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The generated pgbench script of the ceiling `op`, for today's prescriptions.
+fn ceiling_script(op: &str) -> anyhow::Result<String> {
+    let ceiling = Ceiling::parse(op)
+        .with_context(|| format!("no ceiling for {op:?} (droits, devis or pec)"))?;
+    ceiling.script(chrono::Utc::now().date_naive())
 }
 
 /// `CPU ms per request: server 0.250, generator 0.080, rest of the machine 0.800 (total 1.130)`.

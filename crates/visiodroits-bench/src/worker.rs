@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{population, Op, OpStats, Pace, Run, Target};
 use visiodroits_client::messages::{
-    field, prescription_document, Line, Payload, Prescription, RightsRequest,
+    field, prescription_document, Payload, Prescription, RightsRequest,
 };
 use visiodroits_client::SoapConnection;
 
@@ -257,32 +257,9 @@ impl Worker {
         self.target.messages.rights(Uuid::new_v4(), &r)
     }
 
-    /// A PH7 line and an LPP line (the LPP rule has an annual ceiling); a new prescription id
-    /// each time so that PECs never collide (7009).
+    /// The load's prescription with a new id each time, so that PECs never collide (7009).
     fn prescription(&self, run: &Run) -> Prescription {
         let id = run.prescription_ids.fetch_add(1, Ordering::Relaxed) as u32;
-        let line = |id, prestation: &str, q, pu: &str, f: &str, br: &str, t, ro: &str| Line {
-            id,
-            prestation: prestation.into(),
-            execution: self.today.clone(),
-            quantity: q,
-            unit_price: pu.into(),
-            billed: f.into(),
-            base: br.into(),
-            rate: t,
-            amo: ro.into(),
-            cip: (prestation != "LPP").then(|| "3400930000001".into()),
-            lpp: (prestation == "LPP").then(|| "1234567".into()),
-        };
-        Prescription {
-            id,
-            date: self.today.clone(),
-            prescriber: "123456789".into(),
-            billing_date: self.today.clone(),
-            lines: vec![
-                line(1, "PH7", 2, "10.00", "20.00", "20.00", 65, "13.00"),
-                line(2, "LPP", 1, "1.50", "1.50", "1.00", 60, "0.60"),
-            ],
-        }
+        crate::prescription(id, &self.today)
     }
 }

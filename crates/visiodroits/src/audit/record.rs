@@ -47,7 +47,7 @@ pub struct AuditRecord {
 }
 
 /// The columns of an audit row, in the order [`AuditRecord::bind`] binds them.
-const COLUMNS: [&str; 20] = [
+pub const COLUMNS: [&str; 20] = [
     "instance",
     "operation",
     "code",

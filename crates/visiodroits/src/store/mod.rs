@@ -4,13 +4,12 @@
 
 pub mod amc;
 pub mod annuaire;
-#[cfg(test)]
-mod ceiling_scripts;
 pub mod import;
 pub mod pool;
 pub mod retention;
 pub mod rights;
 pub mod tarification;
+pub mod transactions;
 
 use std::str::FromStr;
 use std::time::Duration;
