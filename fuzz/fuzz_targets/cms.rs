@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use visiodroits::exchange::encrypted::Decryptor;
+use visiodroits::exchange::tarification::encrypted::Decryptor;
 use visiodroits::exchange::wire;
 
 fn decryptor() -> &'static Decryptor {

@@ -16,13 +16,13 @@ use visiodroits_client::{ClientIdentity, Reply, SoapConnection, Versions};
 use visiodroits_devkit::pgcluster::{Cluster, SUPERUSER};
 
 /// The repository's root (the test binary belongs to `crates/visiodroits`).
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// A binary of another crate of the workspace, built beside this test binary by
 /// `cargo test --workspace` (scripts/test).
-pub fn workspace_bin(name: &str) -> PathBuf {
+pub(crate) fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let bin = exe
         .parent()
@@ -41,9 +41,9 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 type UrlFn = Box<dyn Fn(Option<&str>, &str) -> String + Send + Sync>;
 
 /// What every test of this binary shares.
-pub struct Shared {
-    pub base: PathBuf,
-    pub pki: PathBuf,
+pub(crate) struct Shared {
+    pub(crate) base: PathBuf,
+    pub(crate) pki: PathBuf,
     pseudo_key: PathBuf,
     /// URL for `(user, database)`.
     url: UrlFn,
@@ -72,11 +72,11 @@ impl std::io::Write for LogWriter {
 }
 
 /// The logs captured so far, at debug level for the server and sqlx.
-pub fn captured_logs() -> String {
+pub(crate) fn captured_logs() -> String {
     String::from_utf8_lossy(&LOGS.lock().expect("log buffer")).into_owned()
 }
 
-pub fn shared() -> &'static Shared {
+pub(crate) fn shared() -> &'static Shared {
     SHARED.get_or_init(|| {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("info,visiodroits=debug,sqlx=debug")
@@ -191,7 +191,7 @@ async fn pool(url: &str) -> anyhow::Result<PgPool> {
 
 impl Shared {
     /// A fresh database copied from the migrated template; returns its name.
-    pub async fn fresh_database(&self) -> String {
+    pub(crate) async fn fresh_database(&self) -> String {
         let name = format!("t_{}", Uuid::new_v4().simple());
         let admin = pool(&(self.url)(None, "postgres"))
             .await
@@ -214,29 +214,29 @@ impl Shared {
         name
     }
 
-    pub fn app_url(&self, db: &str) -> String {
+    pub(crate) fn app_url(&self, db: &str) -> String {
         let user = self._cluster.as_ref().map(|_| LOGIN);
         (self.url)(user, db)
     }
 
     /// A PostgreSQL client program (`pgbench`, `psql`): the private cluster's, or from `PATH`.
-    pub fn pg_tool(&self, name: &str) -> PathBuf {
+    pub(crate) fn pg_tool(&self, name: &str) -> PathBuf {
         match &self._cluster {
             Some(c) => c.bin_dir().join(name),
             None => PathBuf::from(name),
         }
     }
 
-    pub fn admin_url(&self, db: &str) -> String {
+    pub(crate) fn admin_url(&self, db: &str) -> String {
         (self.url)(None, db)
     }
 
-    pub fn pki_path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn pki_path(&self, rel: &str) -> PathBuf {
         self.pki.join(rel)
     }
 
     /// A server configuration for this test binary's PKI and `db`.
-    pub fn config_vars(&self, db: &str) -> HashMap<String, String> {
+    pub(crate) fn config_vars(&self, db: &str) -> HashMap<String, String> {
         let p = |rel: &str| self.pki.join(rel).display().to_string();
         [
             ("VD_LISTEN", "127.0.0.1:0".to_string()),
@@ -263,20 +263,20 @@ impl Shared {
 }
 
 /// A running server on its own database.
-pub struct TestApp {
-    pub server: Server,
+pub(crate) struct TestApp {
+    pub(crate) server: Server,
     /// Superuser pool on the test's database (to arrange and to inspect).
-    pub db: PgPool,
-    pub db_name: String,
+    pub(crate) db: PgPool,
+    pub(crate) db_name: String,
 }
 
 impl TestApp {
-    pub async fn spawn() -> Self {
+    pub(crate) async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
     }
 
     /// Spawns with configuration variables adjusted by `tweak`.
-    pub async fn spawn_with(tweak: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+    pub(crate) async fn spawn_with(tweak: impl FnOnce(&mut HashMap<String, String>)) -> Self {
         let shared = shared();
         let db_name = shared.fresh_database().await;
         let mut vars = shared.config_vars(&db_name);
@@ -291,21 +291,21 @@ impl TestApp {
         }
     }
 
-    pub fn addr(&self) -> std::net::SocketAddr {
+    pub(crate) fn addr(&self) -> std::net::SocketAddr {
         self.server.addr
     }
 
     /// A TLS client configuration presenting the dev client certificate `cert` (or none).
-    pub fn tls(&self, cert: Option<&str>, versions: Versions) -> Arc<rustls::ClientConfig> {
+    pub(crate) fn tls(&self, cert: Option<&str>, versions: Versions) -> Arc<rustls::ClientConfig> {
         tls_for(cert, versions)
     }
 
     /// Connects with the dev client certificate `cert` (TLS 1.2 or 1.3, as negotiated).
-    pub async fn connect(&self, cert: Option<&str>) -> anyhow::Result<SoapConnection> {
+    pub(crate) async fn connect(&self, cert: Option<&str>) -> anyhow::Result<SoapConnection> {
         self.connect_with(cert, Versions::Both).await
     }
 
-    pub async fn connect_with(
+    pub(crate) async fn connect_with(
         &self,
         cert: Option<&str>,
         versions: Versions,
@@ -315,13 +315,16 @@ impl TestApp {
 
     /// One ServicesOuverts with the valid dev certificate on a fresh connection (no resumption):
     /// the response code, or the TLS/HTTP failure.
-    pub async fn connect_and_ask(&self) -> anyhow::Result<String> {
+    pub(crate) async fn connect_and_ask(&self) -> anyhow::Result<String> {
         self.ask_fresh(tls_for(Some("valid"), Versions::Both)).await
     }
 
     /// One ServicesOuverts on a fresh connection made with `config`, resumption disabled: the
     /// response code, or the TLS/HTTP failure.
-    pub async fn ask_fresh(&self, config: Arc<rustls::ClientConfig>) -> anyhow::Result<String> {
+    pub(crate) async fn ask_fresh(
+        &self,
+        config: Arc<rustls::ClientConfig>,
+    ) -> anyhow::Result<String> {
         let mut config = rustls::ClientConfig::clone(&config);
         config.resumption = rustls::client::Resumption::disabled();
         let mut conn = SoapConnection::connect(self.addr(), "localhost", Arc::new(config)).await?;
@@ -329,7 +332,7 @@ impl TestApp {
     }
 
     /// GET on the operations listener.
-    pub async fn ops_get(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn ops_get(&self, path: &str) -> (u16, String) {
         let mut stream = tokio::net::TcpStream::connect(self.server.ops_addr)
             .await
             .expect("ops connect");
@@ -354,13 +357,13 @@ impl TestApp {
 
 /// Copies the re-keyed intermediate's CRL into a test's own CRL directory: the tests that vary
 /// the root's and the intermediate's CRLs keep the third CA of the bundle covered.
-pub fn copy_rekeyed_crl(dir: &Path) {
+pub(crate) fn copy_rekeyed_crl(dir: &Path) {
     let name = "intermediate-rekeyed.crl.pem";
     std::fs::copy(shared().pki_path(&format!("crl/{name}")), dir.join(name)).unwrap();
 }
 
 /// Loads the sample Annuaire Santé extract of data/ into the database of `pool` (an owner).
-pub async fn load_sample_directory(pool: &PgPool) {
+pub(crate) async fn load_sample_directory(pool: &PgPool) {
     let directory = crate::helpers::repo().join("data/PS_LibreAcces_Personne_activite_exemple.txt");
     let loaded = visiodroits::cli::annuaire::run(pool, &directory, false)
         .await
@@ -369,7 +372,7 @@ pub async fn load_sample_directory(pool: &PgPool) {
 }
 
 /// A client TLS configuration for the dev PKI.
-pub fn tls_for(cert: Option<&str>, versions: Versions) -> Arc<rustls::ClientConfig> {
+pub(crate) fn tls_for(cert: Option<&str>, versions: Versions) -> Arc<rustls::ClientConfig> {
     let s = shared();
     let identity = cert.map(|name| {
         ClientIdentity::from_pem_files(
@@ -383,7 +386,7 @@ pub fn tls_for(cert: Option<&str>, versions: Versions) -> Arc<rustls::ClientConf
 }
 
 /// One ServicesOuverts (SOAP 1.2) on an open connection.
-pub async fn services_on(conn: &mut SoapConnection) -> anyhow::Result<Reply> {
+pub(crate) async fn services_on(conn: &mut SoapConnection) -> anyhow::Result<Reply> {
     conn.soap(
         SoapVersion::V12,
         services_request(SoapVersion::V12, &new_id(), None),
@@ -392,7 +395,11 @@ pub async fn services_on(conn: &mut SoapConnection) -> anyhow::Result<Reply> {
 }
 
 /// A `demande_services` envelope.
-pub fn services_request(version: SoapVersion, request_id: &str, amc: Option<&str>) -> String {
+pub(crate) fn services_request(
+    version: SoapVersion,
+    request_id: &str,
+    amc: Option<&str>,
+) -> String {
     let amc = amc
         .map(|a| format!("<vd:numero_amc>{a}</vd:numero_amc>"))
         .unwrap_or_default();
@@ -405,7 +412,7 @@ pub fn services_request(version: SoapVersion, request_id: &str, amc: Option<&str
 }
 
 /// Wraps a body element in an envelope of `version`.
-pub fn envelope(version: SoapVersion, body: &str) -> String {
+pub(crate) fn envelope(version: SoapVersion, body: &str) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{}" xmlns:vd="urn:visiodroits:v1"><soap:Body>{body}</soap:Body></soap:Envelope>"#,
         version.namespace()
@@ -413,7 +420,7 @@ pub fn envelope(version: SoapVersion, body: &str) -> String {
 }
 
 /// The text of the first `<vd:NAME>` of a document.
-pub fn first(body: &str, name: &str) -> Option<String> {
+pub(crate) fn first(body: &str, name: &str) -> Option<String> {
     let open = format!("<vd:{name}>");
     let start = body.find(&open)? + open.len();
     let end = body[start..].find(&format!("</vd:{name}>"))? + start;
@@ -421,7 +428,7 @@ pub fn first(body: &str, name: &str) -> Option<String> {
 }
 
 /// Every `<vd:NAME>` text of a document.
-pub fn all(body: &str, name: &str) -> Vec<String> {
+pub(crate) fn all(body: &str, name: &str) -> Vec<String> {
     let open = format!("<vd:{name}>");
     let close = format!("</vd:{name}>");
     body.split(&open)
@@ -431,12 +438,12 @@ pub fn all(body: &str, name: &str) -> Vec<String> {
 }
 
 /// The response code of a reply (normal response or Fault detail).
-pub fn code(reply: &Reply) -> String {
+pub(crate) fn code(reply: &Reply) -> String {
     first(&reply.body, "code").unwrap_or_else(|| panic!("no code in {}", reply.body))
 }
 
 /// Asserts that a response validates against `wsdl/visiodroits.xsd` inside its SOAP envelope.
-pub fn assert_valid(reply: &Reply, version: SoapVersion) {
+pub(crate) fn assert_valid(reply: &Reply, version: SoapVersion) {
     let schema = crate::helpers::repo().join(match version {
         SoapVersion::V12 => "tests/schema/envelope12.xsd",
         SoapVersion::V11 => "tests/schema/envelope11.xsd",
@@ -459,12 +466,12 @@ pub fn assert_valid(reply: &Reply, version: SoapVersion) {
     );
 }
 
-pub fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     Uuid::new_v4().to_string()
 }
 
 /// Waits until the sealer has chained every audit row of `app` (at most 10 s).
-pub async fn wait_sealed(app: &TestApp) {
+pub(crate) async fn wait_sealed(app: &TestApp) {
     for _ in 0..100 {
         let v = visiodroits::audit::chain::verify(&app.db).await.unwrap();
         if v.unsealed == 0 {
@@ -476,23 +483,26 @@ pub async fn wait_sealed(app: &TestApp) {
 }
 
 /// The real `visiodroits serve` binary in its own process (to measure its memory, to kill it).
-pub struct ServerProcess {
-    pub child: std::process::Child,
-    pub addr: std::net::SocketAddr,
-    pub ops_addr: std::net::SocketAddr,
-    pub db_name: String,
+pub(crate) struct ServerProcess {
+    pub(crate) child: std::process::Child,
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) ops_addr: std::net::SocketAddr,
+    pub(crate) db_name: String,
 }
 
 impl ServerProcess {
     /// Starts `serve` on a fresh database with the test configuration adjusted by `tweak`.
-    pub async fn spawn(tweak: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+    pub(crate) async fn spawn(tweak: impl FnOnce(&mut HashMap<String, String>)) -> Self {
         let shared = shared();
         let db_name = shared.fresh_database().await;
         Self::spawn_on(&db_name, tweak)
     }
 
     /// Starts `serve` on an existing test database.
-    pub fn spawn_on(db_name: &str, tweak: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+    pub(crate) fn spawn_on(
+        db_name: &str,
+        tweak: impl FnOnce(&mut HashMap<String, String>),
+    ) -> Self {
         use std::io::BufRead;
         let mut vars = shared().config_vars(db_name);
         vars.insert("VD_LOG_FORMAT".into(), "json".into());
@@ -532,7 +542,7 @@ impl ServerProcess {
     }
 
     /// (current, peak) resident memory of the server process, KiB.
-    pub fn memory_kib(&self) -> (u64, u64) {
+    pub(crate) fn memory_kib(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let field = |name: &str| -> u64 {
             status
@@ -545,7 +555,7 @@ impl ServerProcess {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
-    pub async fn connect(&self, cert: Option<&str>) -> anyhow::Result<SoapConnection> {
+    pub(crate) async fn connect(&self, cert: Option<&str>) -> anyhow::Result<SoapConnection> {
         SoapConnection::connect(self.addr, "localhost", tls_for(cert, Versions::Both)).await
     }
 }

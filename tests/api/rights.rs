@@ -8,19 +8,19 @@ use crate::helpers::{all, assert_valid, code, envelope, first, new_id, TestApp};
 
 /// A `demande_droits`, Paul MARTIN's by default, by the dev pharmacist.
 #[derive(Clone)]
-pub struct Rights {
-    pub ps_id: String,
-    pub structure: Option<String>,
-    pub nir: String,
-    pub key: String,
-    pub birth: String,
-    pub rank: String,
-    pub amc: String,
-    pub adherent: Option<String>,
-    pub date: String,
-    pub domains: Vec<String>,
+pub(crate) struct Rights {
+    pub(crate) ps_id: String,
+    pub(crate) structure: Option<String>,
+    pub(crate) nir: String,
+    pub(crate) key: String,
+    pub(crate) birth: String,
+    pub(crate) rank: String,
+    pub(crate) amc: String,
+    pub(crate) adherent: Option<String>,
+    pub(crate) date: String,
+    pub(crate) domains: Vec<String>,
     /// Extra markup appended inside the request (7005 tests).
-    pub extra: String,
+    pub(crate) extra: String,
 }
 
 impl Default for Rights {
@@ -42,7 +42,7 @@ impl Default for Rights {
 }
 
 impl Rights {
-    pub fn xml(&self, version: SoapVersion, request_id: &str) -> String {
+    pub(crate) fn xml(&self, version: SoapVersion, request_id: &str) -> String {
         let structure = self
             .structure
             .as_ref()
@@ -72,7 +72,11 @@ impl Rights {
 }
 
 /// Sends `req` with the dev certificate `cert` and returns the reply (schema-checked).
-pub async fn ask(app: &TestApp, cert: Option<&str>, req: &Rights) -> visiodroits_client::Reply {
+pub(crate) async fn ask(
+    app: &TestApp,
+    cert: Option<&str>,
+    req: &Rights,
+) -> visiodroits_client::Reply {
     let mut conn = app.connect(cert).await.unwrap();
     let reply = conn
         .soap(SoapVersion::V12, req.xml(SoapVersion::V12, &new_id()))

@@ -13,7 +13,7 @@ use crate::helpers::{all, assert_valid, code, envelope, first, new_id, shared, T
 use crate::rights::{ask, Rights};
 
 /// Gets a dossier for B-TARIF from the rights exchange.
-pub async fn dossier(app: &TestApp, cert: &str, ps: &str, structure: &str) -> String {
+pub(crate) async fn dossier(app: &TestApp, cert: &str, ps: &str, structure: &str) -> String {
     let req = Rights {
         ps_id: ps.into(),
         structure: Some(structure.into()),
@@ -31,7 +31,7 @@ pub async fn dossier(app: &TestApp, cert: &str, ps: &str, structure: &str) -> St
 type L<'a> = (u32, &'a str, u32, &'a str, &'a str, &'a str, u32, &'a str);
 
 /// The hand-computed prescription: PH7, PH4, PH2, PH1 (DEF) and an LPP line.
-pub const LINES: &[L<'static>] = &[
+pub(crate) const LINES: &[L<'static>] = &[
     (1, "PH7", 2, "10.00", "20.00", "20.00", 65, "13.00"),
     (2, "PH4", 1, "8.00", "8.00", "8.00", 30, "2.40"),
     (3, "PH2", 1, "5.00", "5.00", "5.00", 15, "0.75"),
@@ -39,7 +39,7 @@ pub const LINES: &[L<'static>] = &[
     (5, "LPP", 1, "150.00", "150.00", "100.00", 60, "60.00"),
 ];
 
-pub fn prescription(id: u32, lines: &[L<'_>], extra: &str) -> String {
+pub(crate) fn prescription(id: u32, lines: &[L<'_>], extra: &str) -> String {
     let lines: String = lines
         .iter()
         .map(|(i, c, q, pu, f, br, t, ro)| {
@@ -62,17 +62,17 @@ fn ps_block(ps: &str, structure: &str) -> String {
     format!("<vd:ps><vd:identifiant_ps>{ps}</vd:identifiant_ps><vd:numero_structure>{structure}</vd:numero_structure><vd:nom>PHARMACIE DEV</vd:nom></vd:ps>")
 }
 
-pub fn valid_ps() -> String {
+pub(crate) fn valid_ps() -> String {
     format!("8{DEV_RPPS}")
 }
 
 /// A `demande_tarification` with a clear or encrypted payload.
-pub fn tarification(request_id: &str, dossier: &str, mode: &str, payload: &str) -> String {
+pub(crate) fn tarification(request_id: &str, dossier: &str, mode: &str, payload: &str) -> String {
     tarification_as(&valid_ps(), DEV_FINESS, request_id, dossier, mode, payload)
 }
 
 /// A `demande_tarification` from the professional `ps` declaring `structure`.
-pub fn tarification_as(
+pub(crate) fn tarification_as(
     ps: &str,
     structure: &str,
     request_id: &str,
@@ -90,7 +90,7 @@ pub fn tarification_as(
     )
 }
 
-pub fn cancellation(
+pub(crate) fn cancellation(
     request_id: &str,
     dossier: &str,
     accreditation: &str,
@@ -106,7 +106,7 @@ pub fn cancellation(
     )
 }
 
-pub async fn send(app: &TestApp, cert: Option<&str>, body: String) -> Reply {
+pub(crate) async fn send(app: &TestApp, cert: Option<&str>, body: String) -> Reply {
     let mut conn = app.connect(cert).await.unwrap();
     let reply = conn.soap(SoapVersion::V12, body).await.unwrap();
     assert_valid(&reply, SoapVersion::V12);

@@ -19,7 +19,7 @@ use visiodroits_client::{ClientIdentity, SoapConnection, Versions};
 
 use crate::helpers::{code, new_id, services_on, shared, tls_for, TestApp};
 
-pub fn load(rel: &str) -> (X509, PKey<Private>) {
+pub(crate) fn load(rel: &str) -> (X509, PKey<Private>) {
     let s = shared();
     let cert = X509::from_pem(&std::fs::read(s.pki_path(&format!("{rel}.pem"))).unwrap()).unwrap();
     let key =
@@ -28,19 +28,19 @@ pub fn load(rel: &str) -> (X509, PKey<Private>) {
     (cert, key)
 }
 
-pub fn pem(x: &X509) -> String {
+pub(crate) fn pem(x: &X509) -> String {
     String::from_utf8(x.to_pem().unwrap()).unwrap()
 }
 
-pub fn key_pem(k: &PKey<Private>) -> String {
+pub(crate) fn key_pem(k: &PKey<Private>) -> String {
     String::from_utf8(k.private_key_to_pem_pkcs8().unwrap()).unwrap()
 }
 
-pub fn serial_of(x: &X509) -> Vec<u8> {
+pub(crate) fn serial_of(x: &X509) -> Vec<u8> {
     x.serial_number().to_bn().unwrap().to_vec()
 }
 
-pub fn ec_key() -> PKey<Private> {
+pub(crate) fn ec_key() -> PKey<Private> {
     PKey::from_ec_key(
         openssl::ec::EcKey::generate(
             &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
@@ -52,7 +52,7 @@ pub fn ec_key() -> PKey<Private> {
 
 /// A certificate for `subject`, issued by `issuer`, valid from now for `seconds`: a CA when
 /// `ca`, else a client authentication card.
-pub fn issue(
+pub(crate) fn issue(
     subject: &openssl::x509::X509NameRef,
     issuer: (&X509, &PKey<Private>),
     ca: bool,
@@ -63,7 +63,7 @@ pub fn issue(
 }
 
 /// Like [`issue`], for an existing key (a cross-certificate).
-pub fn issue_for(
+pub(crate) fn issue_for(
     subject: &openssl::x509::X509NameRef,
     key: &PKey<Private>,
     issuer: (&X509, &PKey<Private>),
@@ -129,14 +129,14 @@ pub fn issue_for(
 }
 
 /// A CPS-shaped card's subject (no OU): `C=FR, CN=8…`.
-pub fn card_name(cn: &str) -> X509Name {
+pub(crate) fn card_name(cn: &str) -> X509Name {
     let mut n = X509Name::builder().unwrap();
     n.append_entry_by_text("C", "FR").unwrap();
     n.append_entry_by_text("CN", cn).unwrap();
     n.build()
 }
 
-pub fn identity(chain: &[&X509], key: &PKey<Private>) -> ClientIdentity {
+pub(crate) fn identity(chain: &[&X509], key: &PKey<Private>) -> ClientIdentity {
     ClientIdentity {
         chain: chain
             .iter()
@@ -146,7 +146,10 @@ pub fn identity(chain: &[&X509], key: &PKey<Private>) -> ClientIdentity {
     }
 }
 
-pub fn config_for(identity: ClientIdentity, versions: Versions) -> Arc<rustls::ClientConfig> {
+pub(crate) fn config_for(
+    identity: ClientIdentity,
+    versions: Versions,
+) -> Arc<rustls::ClientConfig> {
     visiodroits_client::tls_config(&shared().pki_path("ca/root.pem"), Some(identity), versions)
         .unwrap()
 }

@@ -30,7 +30,7 @@ pub(super) struct Done {
 
 impl Worker {
     /// Connects (unless the run measures handshakes) and gets a dossier when the mix needs one.
-    pub async fn prepare(
+    pub(crate) async fn prepare(
         index: usize,
         target: Arc<Target>,
         keep_connection: bool,
@@ -62,7 +62,7 @@ impl Worker {
         Ok(w)
     }
 
-    pub async fn drive(mut self, run: &Run) -> Done {
+    pub(crate) async fn drive(mut self, run: &Run) -> Done {
         let mut stats: Vec<(Op, OpStats)> = Vec::new();
         let mut done = Done {
             stats: Vec::new(),

@@ -30,7 +30,7 @@ pub enum Code {
 
 /// How a refusal travels when it is not a normal response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultKind {
+pub(crate) enum FaultKind {
     /// `Sender` (SOAP 1.1 `Client`), HTTP 400.
     Sender,
     /// `Sender` with subcode `vd:Acces`, HTTP 403.
@@ -102,7 +102,7 @@ impl Code {
     }
 
     /// `None` for codes carried in a normal response; the Fault kind otherwise.
-    pub fn fault(self) -> Option<FaultKind> {
+    pub(crate) fn fault(self) -> Option<FaultKind> {
         match self {
             Code::Technical => Some(FaultKind::Receiver),
             Code::PsMismatch
@@ -115,7 +115,7 @@ impl Code {
 }
 
 impl FaultKind {
-    pub fn http_status(self) -> http::StatusCode {
+    pub(crate) fn http_status(self) -> http::StatusCode {
         match self {
             FaultKind::Sender => http::StatusCode::BAD_REQUEST,
             FaultKind::Access => http::StatusCode::FORBIDDEN,

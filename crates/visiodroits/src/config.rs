@@ -22,7 +22,7 @@ impl<T> Secret<T> {
         Self(value)
     }
     /// The only way to read the value: the call site is where the secret is used.
-    pub fn expose(&self) -> &T {
+    pub(crate) fn expose(&self) -> &T {
         &self.0
     }
 }
@@ -138,7 +138,7 @@ impl Config {
 
     /// Reads `.env` and the environment over `defaults` (the demo's own paths and settings),
     /// then applies `overrides` (tests).
-    pub fn from_env_over(
+    pub(crate) fn from_env_over(
         defaults: HashMap<String, String>,
         overrides: HashMap<String, String>,
     ) -> Result<Self, ConfigError> {

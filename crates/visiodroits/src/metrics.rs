@@ -41,7 +41,7 @@ impl std::fmt::Debug for Metrics {
 }
 
 /// Extra gauges sampled at scrape time.
-pub struct Sampled<'a> {
+pub(crate) struct Sampled<'a> {
     pub crls: &'a crate::tls::crl::CrlSet,
     pub now: i64,
     pub pool_size: u32,
@@ -70,7 +70,7 @@ impl Metrics {
         }
     }
 
-    pub fn handshake_done(&self, resumed: bool) {
+    pub(crate) fn handshake_done(&self, resumed: bool) {
         let c = if resumed {
             &self.handshakes_resumed
         } else {
@@ -79,7 +79,7 @@ impl Metrics {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn handshake_refused(&self, reason: &str) {
+    pub(crate) fn handshake_refused(&self, reason: &str) {
         *self
             .handshakes_refused
             .lock()
@@ -88,7 +88,7 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    pub fn connection_refused(&self, reason: &'static str) {
+    pub(crate) fn connection_refused(&self, reason: &'static str) {
         *self
             .connections_refused
             .lock()
@@ -97,25 +97,25 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    pub fn crl_fetched(&self, ok: u64, refused: u64) {
+    pub(crate) fn crl_fetched(&self, ok: u64, refused: u64) {
         self.crl_fetch_ok.fetch_add(ok, Ordering::Relaxed);
         self.crl_fetch_refused.fetch_add(refused, Ordering::Relaxed);
     }
 
-    pub fn connection_opened(&self) {
+    pub(crate) fn connection_opened(&self) {
         self.connections_open.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn connection_closed(&self) {
+    pub(crate) fn connection_closed(&self) {
         self.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
 
-    pub fn connections_open(&self) -> i64 {
+    pub(crate) fn connections_open(&self) -> i64 {
         self.connections_open.load(Ordering::Relaxed)
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, s: &Sampled<'_>) -> String {
+    pub(crate) fn render(&self, s: &Sampled<'_>) -> String {
         let mut out = String::with_capacity(4096);
         let _ = writeln!(out, "# HELP vd_exchanges_total Exchanges by operation and response code.\n# TYPE vd_exchanges_total counter");
         for ((op, code), n) in self.exchanges.lock().expect("metrics lock").iter() {

@@ -17,7 +17,7 @@ use crate::tls::reload::Reloader;
 use crate::tls::TlsContext;
 
 #[derive(Clone)]
-pub struct OpsState {
+pub(crate) struct OpsState {
     pub store: Store,
     pub tls: Arc<TlsContext>,
     pub metrics: Arc<Metrics>,
@@ -26,7 +26,7 @@ pub struct OpsState {
     pub reloader: Reloader,
 }
 
-pub fn router(state: OpsState) -> Router {
+pub(crate) fn router(state: OpsState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

@@ -129,7 +129,7 @@ fn load_trusted_third_party(
 }
 
 /// Reads the pseudonymisation key (at least 32 bytes).
-pub fn load_pseudonymisation_key(config: &Config) -> anyhow::Result<Secret<Vec<u8>>> {
+pub(crate) fn load_pseudonymisation_key(config: &Config) -> anyhow::Result<Secret<Vec<u8>>> {
     let path = &config.pseudonymisation_key_file;
     let key = std::fs::read(path).with_context(|| {
         format!(

@@ -2,7 +2,7 @@
 //! message shapes.
 
 /// The address written in `wsdl/visiodroits.wsdl`; replaced by the URL the caller used.
-pub const DEFAULT_ADDRESS: &str = "https://localhost:8443/visiodroits";
+pub(crate) const DEFAULT_ADDRESS: &str = "https://localhost:8443/visiodroits";
 
 const WSDL: &str = include_str!("../../../wsdl/visiodroits.wsdl");
 const XSD: &str = include_str!("../../../wsdl/visiodroits.xsd");
@@ -18,7 +18,7 @@ pub fn xsd(name: &str) -> Option<&'static str> {
 }
 
 /// A Host header value we are willing to write back into a document: name or address and port.
-pub fn is_plain_host(h: &str) -> bool {
+pub(crate) fn is_plain_host(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 255
         && h.bytes()

@@ -20,7 +20,7 @@ const GAP_TTL: &str = "1 hour";
 
 /// A journal row as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct JournalRow {
+pub(crate) struct JournalRow {
     pub id: i64,
     pub horodatage: DateTime<Utc>,
     pub instance: String,
@@ -55,7 +55,7 @@ const COLUMNS: &str =
 /// NULL), so that no two different rows share a canonical form. The columns added later
 /// (certificate profile, origin of the structure) follow only when one of them is set, so that
 /// rows chained before they existed keep their hash.
-pub fn canonical(r: &JournalRow) -> Vec<u8> {
+pub(crate) fn canonical(r: &JournalRow) -> Vec<u8> {
     fn ts(t: &DateTime<Utc>) -> String {
         t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
     }
@@ -102,7 +102,7 @@ pub fn canonical(r: &JournalRow) -> Vec<u8> {
     out
 }
 
-pub fn chain_hash(prev: &[u8], row: &JournalRow) -> Vec<u8> {
+pub(crate) fn chain_hash(prev: &[u8], row: &JournalRow) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(prev);
     h.update(canonical(row));
@@ -116,7 +116,7 @@ pub fn chain_hash(prev: &[u8], row: &JournalRow) -> Vec<u8> {
 /// rows above the highest sealed id, records the ids missing below them as gaps
 /// (`audit.lacune`), and chains the gaps whose row has committed since. Every statement is an
 /// index range or key lookup, whatever the size of the journal.
-pub async fn seal_pending(store: &Store, batch: i64) -> sqlx::Result<usize> {
+pub(crate) async fn seal_pending(store: &Store, batch: i64) -> sqlx::Result<usize> {
     let mut tx = store.begin_as(Role::AuditSealer).await?;
     // One sealer at a time, across instances; the others skip this round.
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")

@@ -21,14 +21,14 @@ struct RateState {
 }
 
 /// The audit of what the TLS layer refuses.
-pub struct HandshakeAudit {
+pub(crate) struct HandshakeAudit {
     store: Store,
     instance: String,
     limits: Mutex<RateState>,
 }
 
 impl HandshakeAudit {
-    pub fn new(store: Store, instance: String) -> Self {
+    pub(crate) fn new(store: Store, instance: String) -> Self {
         HandshakeAudit {
             store,
             instance,
@@ -42,7 +42,7 @@ impl HandshakeAudit {
 
     /// Audits a refused handshake (its reason, the certificate when one was read); `false` when
     /// the rate limit left it out.
-    pub fn refused(
+    pub(crate) fn refused(
         &self,
         peer: SocketAddr,
         cert: Option<&ClientCertificate>,
@@ -67,12 +67,12 @@ impl HandshakeAudit {
     }
 
     /// Audits a CRL refused at reload (the reason names the file, never request data).
-    pub fn crl_refused(&self, reason: &str) {
+    pub(crate) fn crl_refused(&self, reason: &str) {
         let rec = AuditRecord {
             instance: self.instance.clone(),
             operation: "crl",
             code: Code::Technical.as_str(),
-            reason: Some(crate::soap::fault::truncate(reason, 500)),
+            reason: Some(reason.chars().take(500).collect()),
             ..Default::default()
         };
         spawn_alone(&self.store, rec);

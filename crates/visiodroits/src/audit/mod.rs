@@ -30,7 +30,7 @@ pub async fn insert(tx: &mut PgConnection, rec: &AuditRecord) -> sqlx::Result<()
 }
 
 /// Writes `rec` in a transaction of its own, as `vd_audit_writer`.
-pub async fn insert_alone(store: &Store, rec: &AuditRecord) -> sqlx::Result<()> {
+pub(crate) async fn insert_alone(store: &Store, rec: &AuditRecord) -> sqlx::Result<()> {
     let mut tx = store.begin_as(Role::AuditWriter).await?;
     insert(&mut tx, rec).await?;
     tx.commit().await
@@ -38,7 +38,7 @@ pub async fn insert_alone(store: &Store, rec: &AuditRecord) -> sqlx::Result<()> 
 
 /// Writes an audit row in its own transaction, bounded in time: an audit that cannot be written
 /// (database down) is logged, and the answer already decided is not delayed further.
-pub async fn write_alone(store: &Store, rec: AuditRecord) {
+pub(crate) async fn write_alone(store: &Store, rec: AuditRecord) {
     match tokio::time::timeout(Duration::from_secs(2), insert_alone(store, &rec)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -53,7 +53,7 @@ pub async fn write_alone(store: &Store, rec: AuditRecord) {
 }
 
 /// [`write_alone`], off the caller's path (refusals before any exchange).
-pub fn spawn_alone(store: &Store, rec: AuditRecord) {
+pub(crate) fn spawn_alone(store: &Store, rec: AuditRecord) {
     let store = store.clone();
     tokio::spawn(async move { write_alone(&store, rec).await });
 }

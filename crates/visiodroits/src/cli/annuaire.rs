@@ -17,11 +17,11 @@ use sqlx::PgPool;
 use crate::store::annuaire::{Activity, Replacement};
 
 /// The header names of the columns read.
-pub const PS_ID: &str = "Identification nationale PP";
-pub const PROFESSION: &str = "Code profession";
-pub const FINESS_SITE: &str = "Numéro FINESS site";
-pub const FINESS_EJ: &str = "Numéro FINESS établissement juridique";
-pub const SIRET_SITE: &str = "Numéro SIRET site";
+pub(crate) const PS_ID: &str = "Identification nationale PP";
+pub(crate) const PROFESSION: &str = "Code profession";
+pub(crate) const FINESS_SITE: &str = "Numéro FINESS site";
+pub(crate) const FINESS_EJ: &str = "Numéro FINESS établissement juridique";
+pub(crate) const SIRET_SITE: &str = "Numéro SIRET site";
 
 /// Activities per COPY batch.
 const BATCH: usize = 10_000;

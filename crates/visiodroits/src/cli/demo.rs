@@ -13,16 +13,16 @@ use crate::store::amc::{self, Amc, Contact, Service};
 use visiodroits_devkit::pgcluster::{Cluster, SUPERUSER};
 
 /// The login role the demo server connects as.
-pub const LOGIN_ROLE: &str = "visiodroits";
+pub(crate) const LOGIN_ROLE: &str = "visiodroits";
 /// The demo database.
 pub const DATABASE: &str = "visiodroits";
 
 /// The demo beneficiaries and their rights (CSV import format).
-pub const DEMO_RIGHTS: &[u8] = include_bytes!("../../../../data/demo-droits.csv");
+pub(crate) const DEMO_RIGHTS: &[u8] = include_bytes!("../../../../data/demo-droits.csv");
 
 /// The demo professional directory: the sample Annuaire Santé extract (the dev PKI's cards'
 /// holders at the dev pharmacies).
-pub const DEMO_DIRECTORY: &[u8] =
+pub(crate) const DEMO_DIRECTORY: &[u8] =
     include_bytes!("../../../../data/PS_LibreAcces_Personne_activite_exemple.txt");
 
 /// The demo AMCs.

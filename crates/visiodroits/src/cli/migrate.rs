@@ -32,7 +32,7 @@ pub async fn run(url: &Secret<String>, login_role: Option<&str>) -> anyhow::Resu
 }
 
 /// Creates `database` on the cluster reached by `admin_url` (database `postgres`) when missing.
-pub async fn create_database(admin: &PgPool, database: &str) -> anyhow::Result<()> {
+pub(crate) async fn create_database(admin: &PgPool, database: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
         database
             .bytes()

@@ -10,7 +10,7 @@ pub struct Hundredths(i64);
 impl Hundredths {
     pub const ZERO: Hundredths = Hundredths(0);
 
-    pub fn from_hundredths(n: i64) -> Self {
+    pub(crate) fn from_hundredths(n: i64) -> Self {
         Hundredths(n)
     }
 

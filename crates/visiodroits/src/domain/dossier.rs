@@ -9,7 +9,7 @@ use super::AmcNumber;
 use crate::code::Code;
 
 #[derive(Debug, Clone)]
-pub struct Dossier {
+pub(crate) struct Dossier {
     pub amc: AmcNumber,
     /// The structure the rights exchange bound it to.
     pub structure: StructureNumber,
@@ -23,7 +23,7 @@ pub struct Dossier {
 
 /// Whether the dossier found (or not) may be used by `structure` at `now`, in the spec's order:
 /// 7001 unknown, 7003 another structure's, 7004 closed, 7002 expired.
-pub fn usable_by(
+pub(crate) fn usable_by(
     found: Option<Dossier>,
     structure: &StructureNumber,
     now: DateTime<Utc>,

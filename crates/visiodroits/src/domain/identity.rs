@@ -34,7 +34,7 @@ impl NirError {
 
 impl Nir {
     /// Checks the NIR's shape only (the key is checked by [`Nir::parse`]).
-    pub fn check_format(nir: &str) -> Result<String, NirError> {
+    pub(crate) fn check_format(nir: &str) -> Result<String, NirError> {
         let upper = nir.to_ascii_uppercase();
         let b = upper.as_bytes();
         if b.len() != 13 {
@@ -53,7 +53,7 @@ impl Nir {
     }
 
     /// The key the NIR must carry.
-    pub fn expected_key(nir: &str) -> u8 {
+    pub(crate) fn expected_key(nir: &str) -> u8 {
         let digits = nir.replacen("2A", "19", 1).replacen("2B", "18", 1);
         // Corsican letters only ever sit at positions 6-7, checked by check_format.
         let n: u64 = digits.parse().unwrap_or(0);

@@ -13,5 +13,6 @@ pub mod snapshot;
 pub mod tarification;
 
 pub use amount::Hundredths;
-pub use identity::{AmcNumber, BirthDate, BirthRank, DomainCode, DossierNumber, Nir};
+pub use identity::Nir;
+pub use identity::{AmcNumber, BirthDate, BirthRank, DomainCode, DossierNumber};
 pub use ids::{AccreditationNumber, PsId, StructureNumber};

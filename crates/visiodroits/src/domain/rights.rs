@@ -29,7 +29,7 @@ pub struct Guarantee {
 }
 
 /// The ceiling key: HMAC-SHA256(pseudonymisation key, numero_amc ":" beneficiary internal id).
-pub fn ceiling_key(key: &[u8], amc: &str, beneficiary: i64) -> Vec<u8> {
+pub(crate) fn ceiling_key(key: &[u8], amc: &str, beneficiary: i64) -> Vec<u8> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
     mac.update(amc.as_bytes());
     mac.update(b":");
@@ -40,7 +40,7 @@ pub fn ceiling_key(key: &[u8], amc: &str, beneficiary: i64) -> Vec<u8> {
 /// The guarantees answered (spec: 6002 nothing open at the date, 6003 none requested is): open
 /// at the date, requested, of the one contract that covers the
 /// most requested domains (then the best priority), one per domain.
-pub fn select(
+pub(crate) fn select(
     guarantees: Vec<Guarantee>,
     date: NaiveDate,
     domains: &[DomainCode],

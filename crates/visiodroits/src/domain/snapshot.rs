@@ -18,7 +18,7 @@ use super::tarification::DomainRules;
 use super::Hundredths;
 
 /// The format [`write`] writes and [`read`] reads.
-pub const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 1;
 
 // Written straight from borrowed fields: building owned values or a `serde_json::Value` tree
 // first was ~5 % of the server's CPU per rights exchange (a map and a string per field).

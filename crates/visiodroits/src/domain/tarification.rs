@@ -101,7 +101,10 @@ fn div_round(n: i128, d: i128) -> i64 {
 }
 
 /// Finds the rule of a prestation: (guarantee code, rule).
-pub fn rule_for<'a>(domains: &'a [DomainRules], prestation: &str) -> Option<(&'a str, &'a Rule)> {
+pub(crate) fn rule_for<'a>(
+    domains: &'a [DomainRules],
+    prestation: &str,
+) -> Option<(&'a str, &'a Rule)> {
     for d in domains {
         if let Some(r) = d.rules.iter().find(|r| r.code == prestation) {
             return Some((&d.guarantee, r));
@@ -121,7 +124,7 @@ pub fn rule_for<'a>(domains: &'a [DomainRules], prestation: &str) -> Option<(&'a
 }
 
 /// The ceilings the lines may consume (to lock them before computing).
-pub fn ceilings_touched(domains: &[DomainRules], lines: &[Line]) -> Vec<(CeilingKey, i64)> {
+pub(crate) fn ceilings_touched(domains: &[DomainRules], lines: &[Line]) -> Vec<(CeilingKey, i64)> {
     let mut out: BTreeMap<CeilingKey, i64> = BTreeMap::new();
     for l in lines {
         if let Some((g, r)) = rule_for(domains, &l.prestation) {
@@ -141,7 +144,7 @@ pub fn ceilings_touched(domains: &[DomainRules], lines: &[Line]) -> Vec<(Ceiling
 }
 
 /// Computes the AMC amounts. `already` is what each ceiling had consumed before this request.
-pub fn compute(
+pub(crate) fn compute(
     domains: &[DomainRules],
     lines: &[Line],
     already: &BTreeMap<CeilingKey, i64>,

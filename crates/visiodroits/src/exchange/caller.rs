@@ -14,7 +14,7 @@ use crate::tls::identity::{CertIdentity, PeerIdentity};
 
 /// How the structure of an exchange was established (the audit's `origine_structure`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StructureSource {
+pub(crate) enum StructureSource {
     /// Carried by the certificate (CPE).
     Certificate,
     /// Declared by a CPS card's holder and found in the professional directory.
@@ -26,7 +26,7 @@ pub enum StructureSource {
 }
 
 impl StructureSource {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             StructureSource::Certificate => "certificat",
             StructureSource::Directory => "annuaire",
@@ -38,7 +38,7 @@ impl StructureSource {
 
 /// The caller of an exchange once established.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
+pub(crate) struct Caller {
     pub ps_id: PsId,
     /// `numero_structure`: what the dossier is bound to.
     pub structure: StructureNumber,
@@ -48,7 +48,7 @@ pub struct Caller {
 /// The professional's certificate of the connection, or the refusal: 8003 for a certificate no
 /// profile recognises, 8002 for an organisation's certificate (it serves `ServicesOuverts` only)
 /// and, when `required`, for no certificate.
-pub fn professional<'a>(
+pub(crate) fn professional<'a>(
     call: &Call<'a>,
     required: bool,
 ) -> Result<Option<&'a CertIdentity>, ExchangeError> {
@@ -65,7 +65,7 @@ pub fn professional<'a>(
 
 /// The message's `ps` bound to the certificate: 8001 when they differ; 6000 when the structure
 /// must be declared (a CPS card carries none) and is not.
-pub fn bind(
+pub(crate) fn bind(
     cert: &CertIdentity,
     declared: &Declared,
     check: StructureCheck,
@@ -105,7 +105,7 @@ pub fn bind(
 
 impl Caller {
     /// Without a client certificate: the structure is the one declared.
-    pub fn uncertified(ps_id: &PsId, structure: &StructureNumber) -> Self {
+    pub(crate) fn uncertified(ps_id: &PsId, structure: &StructureNumber) -> Self {
         Caller {
             ps_id: ps_id.clone(),
             structure: structure.clone(),
@@ -114,7 +114,7 @@ impl Caller {
     }
 
     /// Completes the audit row with the caller, whatever the exchange's outcome.
-    pub fn audit(&self, call: &mut Call<'_>) {
+    pub(crate) fn audit(&self, call: &mut Call<'_>) {
         call.audit.ps_id = Some(self.ps_id.to_string());
         call.audit.structure = Some(self.structure.to_string());
         call.audit.structure_source = Some(self.source.as_str());
@@ -122,7 +122,7 @@ impl Caller {
 
     /// For a structure checked against the directory, the check, in the exchange's transaction:
     /// a PS without an activity there, or no directory loaded, is refused with 8004.
-    pub async fn confirm(&self, tx: &mut sqlx::PgConnection) -> Result<(), ExchangeError> {
+    pub(crate) async fn confirm(&self, tx: &mut sqlx::PgConnection) -> Result<(), ExchangeError> {
         if self.source != StructureSource::Directory {
             return Ok(());
         }

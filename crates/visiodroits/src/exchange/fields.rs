@@ -22,7 +22,7 @@ impl Problems {
     }
 
     /// Reports children that are not part of the message.
-    pub fn unexpected(&mut self, el: &Element, path: &str, allowed: &[&str]) {
+    pub(crate) fn unexpected(&mut self, el: &Element, path: &str, allowed: &[&str]) {
         for name in el.unexpected_children(allowed) {
             let p = if path.is_empty() {
                 name
@@ -61,7 +61,7 @@ impl Problems {
     }
 
     /// An optional text child of at most `max` characters.
-    pub fn opt_text<'a>(
+    pub(crate) fn opt_text<'a>(
         &mut self,
         el: &'a Element,
         path: &str,
@@ -91,7 +91,7 @@ pub struct Header {
 }
 
 /// What can be echoed even when the header is faulty.
-pub fn request_id_of(body: &Element) -> Option<Uuid> {
+pub(crate) fn request_id_of(body: &Element) -> Option<Uuid> {
     body.child("entete")?
         .child("id_requete")
         .and_then(|e| Uuid::parse_str(e.value()).ok())
@@ -141,7 +141,7 @@ pub fn header(body: &Element, p: &mut Problems) -> Option<Header> {
 }
 
 /// Parses an `xs:date`, with or without a time zone.
-pub fn parse_date(v: &str) -> Option<NaiveDate> {
+pub(crate) fn parse_date(v: &str) -> Option<NaiveDate> {
     let date = v.get(..10)?;
     let zone = &v[10..];
     let zone_ok = zone.is_empty()
@@ -156,7 +156,7 @@ pub fn parse_date(v: &str) -> Option<NaiveDate> {
 }
 
 /// Maximum amount: 99999.99 in cents.
-pub const MAX_AMOUNT: i64 = 9_999_999;
+pub(crate) const MAX_AMOUNT: i64 = 9_999_999;
 
 impl Problems {
     /// A required date child.
@@ -202,7 +202,7 @@ impl Problems {
     }
 
     /// `numero_dossier`.
-    pub fn dossier_number(&mut self, body: &Element) -> Option<DossierNumber> {
+    pub(crate) fn dossier_number(&mut self, body: &Element) -> Option<DossierNumber> {
         self.text(body, "", "numero_dossier", 36).and_then(|v| {
             let n = DossierNumber::parse(v);
             if n.is_none() {
@@ -228,7 +228,7 @@ impl Problems {
     }
 
     /// `id_prescription`.
-    pub fn prescription_id(&mut self, el: &Element, path: &str) -> Option<i32> {
+    pub(crate) fn prescription_id(&mut self, el: &Element, path: &str) -> Option<i32> {
         self.integer(el, path, "id_prescription", 1, 999_999_999)
             .map(|n| n as i32)
     }

@@ -14,7 +14,7 @@ pub struct ServerInfo {
 }
 
 /// Writes `entete_reponse` then `code_reponse`.
-pub fn write_head(
+pub(crate) fn write_head(
     x: &mut Xml,
     server: &ServerInfo,
     request_id: Option<Uuid>,

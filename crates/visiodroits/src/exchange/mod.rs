@@ -2,7 +2,7 @@
 //! collected), `response` (domain → wire), and a short handler in the spec's check order — and the
 //! single place where an exchange's outcome becomes a response or a SOAP Fault, and an audit row.
 
-pub mod caller;
+pub(crate) mod caller;
 pub mod cancellation;
 pub mod fields;
 pub mod head;
@@ -37,7 +37,7 @@ pub enum Operation {
 
 impl Operation {
     /// From the body's first element (in the Visiodroits namespace).
-    pub fn from_element(name: &str) -> Option<Self> {
+    pub(crate) fn from_element(name: &str) -> Option<Self> {
         match name {
             "demande_droits" => Some(Operation::Rights),
             "demande_tarification" => Some(Operation::Tarification),
@@ -67,7 +67,7 @@ impl Operation {
         }
     }
 
-    pub fn response_element(self) -> &'static str {
+    pub(crate) fn response_element(self) -> &'static str {
         match self {
             Operation::Rights => "fournit_droits",
             Operation::Tarification => "fournit_tarification",
@@ -158,7 +158,7 @@ impl Call<'_> {
     }
 
     /// The audit row with its outcome and duration, ready to be written.
-    pub fn audit_as(&mut self, code: Code) -> &AuditRecord {
+    pub(crate) fn audit_as(&mut self, code: Code) -> &AuditRecord {
         self.audit.code = code.as_str();
         self.audit.duration_ms =
             i32::try_from(self.started.elapsed().as_millis()).unwrap_or(i32::MAX);
@@ -167,7 +167,11 @@ impl Call<'_> {
 }
 
 /// The audit fields every row of a connection shares: peer, certificate, extracted identifiers.
-pub fn audit_base(instance: &str, operation: &'static str, conn: &Connection) -> AuditRecord {
+pub(crate) fn audit_base(
+    instance: &str,
+    operation: &'static str,
+    conn: &Connection,
+) -> AuditRecord {
     let mut rec = AuditRecord {
         instance: instance.to_string(),
         operation,

@@ -38,7 +38,7 @@ pub fn fingerprint(call: &Call<'_>) -> Vec<u8> {
 
 /// What a request found stored under its `id_requete`: the same content gets the stored response
 /// (audited, committed); other content is 7008.
-pub async fn replay(
+pub(crate) async fn replay(
     mut tx: Tx,
     call: &mut Call<'_>,
     (stored_fp, response): (Vec<u8>, String),
@@ -54,7 +54,7 @@ pub async fn replay(
 
 /// After a concurrent request with the same `id_requete` won the race to store its response:
 /// that response, read in a new transaction, as [`replay`] would give it.
-pub async fn raced(
+pub(crate) async fn raced(
     ex: &Exchanges,
     call: &mut Call<'_>,
     request_id: Uuid,

@@ -24,7 +24,7 @@ use soap_request::SoapRequest;
 
 /// Everything the handlers share.
 #[derive(Clone)]
-pub struct HttpState {
+pub(crate) struct HttpState {
     pub exchanges: Arc<Exchanges>,
     pub tls: Arc<TlsContext>,
     pub metrics: Arc<Metrics>,
@@ -32,7 +32,7 @@ pub struct HttpState {
     pub xml: XmlLimits,
 }
 
-pub fn router(state: HttpState) -> Router {
+pub(crate) fn router(state: HttpState) -> Router {
     Router::new()
         .route("/visiodroits", post(soap).get(wsdl_file))
         .fallback(|| async { StatusCode::NOT_FOUND })

@@ -56,7 +56,10 @@ impl Element {
     }
 
     /// Every child `name` in the Visiodroits namespace.
-    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+    pub(crate) fn children_named<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a Element> + 'a {
         self.children
             .iter()
             .filter(move |c| c.in_vd && c.name == name)
@@ -68,7 +71,7 @@ impl Element {
     }
 
     /// Children not listed in `allowed` (or not in our namespace), by name.
-    pub fn unexpected_children(&self, allowed: &[&str]) -> Vec<String> {
+    pub(crate) fn unexpected_children(&self, allowed: &[&str]) -> Vec<String> {
         self.children
             .iter()
             .filter(|c| !c.in_vd || !allowed.contains(&c.name.as_str()))
@@ -77,7 +80,7 @@ impl Element {
     }
 
     /// Whether an element named `name` appears anywhere below (in any namespace).
-    pub fn contains_named(&self, names: &[&str]) -> bool {
+    pub(crate) fn contains_named(&self, names: &[&str]) -> bool {
         self.children
             .iter()
             .any(|c| names.contains(&c.name.as_str()) || c.contains_named(names))
@@ -320,7 +323,7 @@ pub fn parse(
 
 /// Parses a standalone document holding one element (the decrypted content of an encrypted
 /// prescription) with the same checks and limits as an envelope's body.
-pub fn parse_fragment(text: &str, limits: &XmlLimits) -> Result<Element, EnvelopeError> {
+pub(crate) fn parse_fragment(text: &str, limits: &XmlLimits) -> Result<Element, EnvelopeError> {
     let mut rest = text.trim_start();
     if let Some(decl) = rest.strip_prefix("<?xml") {
         let end = decl.find("?>").ok_or(EnvelopeError::Malformed)?;

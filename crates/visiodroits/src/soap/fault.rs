@@ -7,7 +7,7 @@ use crate::code::{Code, FaultKind};
 
 /// A Fault ready to be written.
 #[derive(Debug, Clone)]
-pub struct Fault {
+pub(crate) struct Fault {
     pub kind: FaultKind,
     /// SOAP-level code when it is not the kind's default (`VersionMismatch`, `MustUnderstand`).
     pub soap_code: Option<&'static str>,
@@ -18,7 +18,7 @@ pub struct Fault {
 
 impl Fault {
     /// A Fault for `code` (8001–8003, 0999) with its own kind.
-    pub fn for_code(code: Code) -> Self {
+    pub(crate) fn for_code(code: Code) -> Self {
         Fault {
             kind: code.fault().unwrap_or(FaultKind::Sender),
             soap_code: None,
@@ -28,7 +28,7 @@ impl Fault {
     }
 
     /// A refusal of the request itself (6000, `Sender`, HTTP 400) with one detail.
-    pub fn invalid(detail: impl Into<String>) -> Self {
+    pub(crate) fn invalid(detail: impl Into<String>) -> Self {
         Fault {
             kind: FaultKind::Sender,
             soap_code: None,
@@ -37,12 +37,12 @@ impl Fault {
         }
     }
 
-    pub fn http_status(&self) -> http::StatusCode {
+    pub(crate) fn http_status(&self) -> http::StatusCode {
         self.kind.http_status()
     }
 
     /// The Fault envelope in `version`.
-    pub fn to_xml(&self, version: SoapVersion) -> String {
+    pub(crate) fn to_xml(&self, version: SoapVersion) -> String {
         envelope(version, |x| match version {
             SoapVersion::V12 => self.write12(x),
             SoapVersion::V11 => self.write11(x),
@@ -94,7 +94,7 @@ impl Fault {
 }
 
 /// Cuts a text to `max` characters (schema limit of `libelle` and `detail`).
-pub fn truncate(s: &str, max: usize) -> String {
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 

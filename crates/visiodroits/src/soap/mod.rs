@@ -1,9 +1,10 @@
 //! SOAP 1.2 and 1.1 envelopes: reading requests, writing responses and Faults.
 
 pub mod envelope;
-pub mod fault;
+pub(crate) mod fault;
 
-pub use envelope::{Element, Envelope, EnvelopeError, XmlLimits};
+pub use envelope::Envelope;
+pub use envelope::{Element, EnvelopeError, XmlLimits};
 
 /// The versions, namespaces and the message writer are shared with the client.
 pub use visiodroits_wire::xml as writer;

@@ -11,7 +11,7 @@ pub enum Service {
 }
 
 impl Service {
-    pub fn wire(self) -> &'static str {
+    pub(crate) fn wire(self) -> &'static str {
         match self {
             Service::Rights => "DROITS",
             Service::Tarification => "TARIFICATION",
@@ -46,7 +46,7 @@ pub struct Amc {
 }
 
 impl Amc {
-    pub fn is_open(&self, service: Service) -> bool {
+    pub(crate) fn is_open(&self, service: Service) -> bool {
         self.services.iter().any(|(s, on)| *s == service && *on)
     }
 }
@@ -63,7 +63,7 @@ struct Row {
 }
 
 /// The AMCs hosted here (all, or the one numbered `only`), ordered by number, in one round trip.
-pub async fn list(tx: &mut PgConnection, only: Option<&str>) -> sqlx::Result<Vec<Amc>> {
+pub(crate) async fn list(tx: &mut PgConnection, only: Option<&str>) -> sqlx::Result<Vec<Amc>> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT a.numero_amc, a.nom, a.contact_nom, a.contact_email, a.contact_telephone,
                 coalesce(array_agg(s.service ORDER BY s.service) FILTER (WHERE s.service IS NOT NULL), '{}') AS services,

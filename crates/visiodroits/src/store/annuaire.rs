@@ -5,7 +5,7 @@ use sqlx::{PgConnection, PgPool};
 
 /// What the directory says of a professional at a structure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exercises {
+pub(crate) enum Exercises {
     /// An activity of the PS at this structure (FINESS site, FINESS EJ or SIRET site).
     Yes,
     No,
@@ -14,11 +14,11 @@ pub enum Exercises {
 }
 
 /// The check of an exchange, in its transaction (`vd_droits` or `vd_tarif`): one round trip.
-pub const EXERCISES: &str = "SELECT EXISTS (SELECT 1 FROM annuaire.chargement),
+pub(crate) const EXERCISES: &str = "SELECT EXISTS (SELECT 1 FROM annuaire.chargement),
     EXISTS (SELECT 1 FROM annuaire.activite
              WHERE identifiant_pp = $1 AND $2 IN (finess_site, finess_ej, siret_site))";
 
-pub async fn exercises(
+pub(crate) async fn exercises(
     tx: &mut PgConnection,
     ps_id: &str,
     structure: &str,
@@ -47,7 +47,7 @@ pub async fn loaded(
 /// One activity, validated, as written by COPY (text format; its fields hold no tab, newline
 /// or backslash, see `cli::annuaire`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Activity {
+pub(crate) struct Activity {
     pub ps_id: String,
     pub profession: Option<String>,
     pub finess_site: Option<String>,
@@ -76,7 +76,7 @@ impl Activity {
 }
 
 /// A new directory being written; [`Replacement::commit`] puts it in place of the old one.
-pub struct Replacement {
+pub(crate) struct Replacement {
     tx: sqlx::Transaction<'static, sqlx::Postgres>,
     buffer: Vec<u8>,
 }
@@ -86,7 +86,7 @@ const COPY_CHUNK: usize = 1 << 20;
 impl Replacement {
     /// Starts the replacement (an owner connection). Exchanges keep reading the directory in
     /// force until the commit.
-    pub async fn begin(pool: &PgPool) -> anyhow::Result<Self> {
+    pub(crate) async fn begin(pool: &PgPool) -> anyhow::Result<Self> {
         let mut tx = pool.begin().await?;
         sqlx::query(
             "CREATE TABLE annuaire.activite_nouvelle
@@ -101,7 +101,7 @@ impl Replacement {
     }
 
     /// Adds activities (buffered, sent by chunks of about 1 MiB).
-    pub async fn add(&mut self, activities: &[Activity]) -> anyhow::Result<()> {
+    pub(crate) async fn add(&mut self, activities: &[Activity]) -> anyhow::Result<()> {
         for a in activities {
             a.copy_row(&mut self.buffer);
         }
@@ -133,7 +133,7 @@ impl Replacement {
     /// Indexes the new directory, drops the old one and puts the new one in its place, with its
     /// grants and the load's record, then commits: exchanges see the old directory or the new
     /// one, never a mix.
-    pub async fn commit(
+    pub(crate) async fn commit(
         mut self,
         file: &str,
         lines: u64,

@@ -10,7 +10,7 @@ use crate::store::rights::Rule;
 
 /// One valid line: one beneficiary × contract × domain guarantee.
 #[derive(Debug, Clone)]
-pub struct RightsLine {
+pub(crate) struct RightsLine {
     pub amc: AmcNumber,
     pub amc_name: String,
     pub reference: String,
@@ -36,7 +36,7 @@ pub struct RightsLine {
 /// Upserts a batch in the caller's transaction. Later lines win over earlier ones for the same
 /// beneficiary, contract or guarantee; the insured NIRs and the rules of the lines' beneficiaries
 /// and guarantees are replaced.
-pub async fn upsert_batch(tx: &mut PgConnection, lines: &[RightsLine]) -> sqlx::Result<()> {
+pub(crate) async fn upsert_batch(tx: &mut PgConnection, lines: &[RightsLine]) -> sqlx::Result<()> {
     if lines.is_empty() {
         return Ok(());
     }

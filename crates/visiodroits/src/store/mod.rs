@@ -4,9 +4,10 @@
 
 pub mod amc;
 pub mod annuaire;
+pub(crate) mod cancellation;
 pub mod import;
 pub mod pool;
-pub mod retention;
+pub(crate) mod retention;
 pub mod rights;
 pub mod tarification;
 pub mod transactions;
@@ -25,24 +26,20 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 
 /// The database roles of spec/data.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     Rights,
     Tarification,
     AuditWriter,
-    Auditor,
-    TrustedThirdParty,
     /// Chains audit rows (`vd_audit_sealer`): reads the journal, inserts seals.
     AuditSealer,
 }
 
 impl Role {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Role::Rights => "vd_droits",
             Role::Tarification => "vd_tarif",
             Role::AuditWriter => "vd_audit_writer",
-            Role::Auditor => "vd_auditeur",
-            Role::TrustedThirdParty => "vd_tiers_confiance",
             Role::AuditSealer => "vd_audit_sealer",
         }
     }
@@ -53,8 +50,6 @@ impl Role {
             Role::Rights => "BEGIN; SET LOCAL ROLE vd_droits",
             Role::Tarification => "BEGIN; SET LOCAL ROLE vd_tarif",
             Role::AuditWriter => "BEGIN; SET LOCAL ROLE vd_audit_writer",
-            Role::Auditor => "BEGIN; SET LOCAL ROLE vd_auditeur",
-            Role::TrustedThirdParty => "BEGIN; SET LOCAL ROLE vd_tiers_confiance",
             Role::AuditSealer => "BEGIN; SET LOCAL ROLE vd_audit_sealer",
         }
     }
@@ -62,7 +57,7 @@ impl Role {
 
 /// The roles the server's login role is granted: the exchange roles and the audit sealer, not the
 /// auditor's nor the trusted third party's (those are for admin commands).
-pub const SERVER_ROLES: &[Role] = &[
+pub(crate) const SERVER_ROLES: &[Role] = &[
     Role::Rights,
     Role::Tarification,
     Role::AuditWriter,
@@ -77,7 +72,7 @@ pub struct Store {
 impl Store {
     /// A pool that connects lazily: the server starts (and `/readyz` says why it is not ready)
     /// even while the database is down.
-    pub fn connect_lazy(
+    pub(crate) fn connect_lazy(
         url: &Secret<String>,
         size: u32,
         acquire: Duration,
@@ -95,12 +90,12 @@ impl Store {
     }
 
     /// Begins a transaction under `role` (one round trip).
-    pub async fn begin_as(&self, role: Role) -> sqlx::Result<Tx> {
+    pub(crate) async fn begin_as(&self, role: Role) -> sqlx::Result<Tx> {
         self.pool.begin_with(role.begin()).await
     }
 
     /// Whether the database answers.
-    pub async fn ping(&self) -> bool {
+    pub(crate) async fn ping(&self) -> bool {
         self.pool.ping().await
     }
 }

@@ -86,13 +86,13 @@ impl Pool {
 
     /// Begins a transaction with `begin` (e.g. `BEGIN; SET LOCAL ROLE …`, one round trip).
     /// Waits at most the acquire timeout for a connection, then fails with `PoolTimedOut`.
-    pub async fn begin_with(&self, begin: &'static str) -> sqlx::Result<Tx> {
+    pub(crate) async fn begin_with(&self, begin: &'static str) -> sqlx::Result<Tx> {
         let lease = self.lease(First::Begin(begin)).await?;
         Ok(Tx { lease, open: true })
     }
 
     /// Whether the database answers a query.
-    pub async fn ping(&self) -> bool {
+    pub(crate) async fn ping(&self) -> bool {
         self.lease(First::Ping).await.is_ok()
     }
 

@@ -5,7 +5,7 @@ use sqlx::PgPool;
 
 /// What a purge deleted (or would delete).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Purged {
+pub(crate) struct Purged {
     pub pairings: u64,
     pub tarifications: u64,
     pub dossiers: u64,
@@ -54,7 +54,7 @@ async fn drain(pool: &PgPool, sql: &str, days: i32, batch: i64) -> sqlx::Result<
 }
 
 /// Runs the purge with an owner connection. With `dry_run`, counts only.
-pub async fn purge(
+pub(crate) async fn purge(
     pool: &PgPool,
     pairing_days: u32,
     tarification_days: u32,

@@ -15,7 +15,7 @@ pub use crate::domain::rules::{Rule, Unit};
 /// whether its rights service is open; `None` when unknown), the beneficiary (AMC, birth date,
 /// rank, and a NIR that is the beneficiary's own or an insured person's) and that beneficiary's
 /// guarantees (as [`guarantees`]).
-pub struct Lookup {
+pub(crate) struct Lookup {
     pub amc: Option<(String, String, bool)>,
     pub beneficiary: Option<i64>,
     pub guarantees: Vec<Guarantee>,
@@ -75,7 +75,7 @@ pub(super) static LOOKUP_BY_NIR: std::sync::LazyLock<String> = std::sync::LazyLo
 });
 
 /// The AMC, the beneficiary by NIR and the guarantees, in one statement.
-pub async fn lookup_by_nir(
+pub(crate) async fn lookup_by_nir(
     tx: &mut PgConnection,
     amc: &AmcNumber,
     nir: &Nir,
@@ -134,7 +134,7 @@ pub async fn lookup_by_nir(
 }
 
 /// The fallback search: (AMC, birth date, rank, adherent number of one of the person's contracts).
-pub async fn find_by_adherent(
+pub(crate) async fn find_by_adherent(
     tx: &mut PgConnection,
     amc: &AmcNumber,
     birth: &BirthDate,
@@ -195,7 +195,10 @@ fn guarantees_of(beneficiary: &str) -> String {
 }
 
 /// Every guarantee of a beneficiary, with its contract and prestation rules, in one round trip.
-pub async fn guarantees(tx: &mut PgConnection, beneficiary: i64) -> sqlx::Result<Vec<Guarantee>> {
+pub(crate) async fn guarantees(
+    tx: &mut PgConnection,
+    beneficiary: i64,
+) -> sqlx::Result<Vec<Guarantee>> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
             "{} ORDER BY g.priorite, g.domaine, g.debut",
@@ -245,7 +248,7 @@ impl GuaranteeRow {
 }
 
 /// A dossier to issue: the pairing (identite) and the tarification view (dispensation).
-pub struct NewDossier<'a> {
+pub(crate) struct NewDossier<'a> {
     pub number: Uuid,
     pub beneficiary: i64,
     pub contract: i64,
@@ -273,7 +276,7 @@ pub(super) static ISSUE_DOSSIER: std::sync::LazyLock<String> = std::sync::LazyLo
 
 /// Writes both rows of a dossier and the exchange's audit row, in one statement of the caller's
 /// transaction.
-pub async fn issue_dossier(
+pub(crate) async fn issue_dossier(
     tx: &mut PgConnection,
     d: &NewDossier<'_>,
     audit: &AuditRecord,

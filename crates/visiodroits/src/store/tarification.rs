@@ -1,5 +1,6 @@
 //! Tarification SQL (role `vd_tarif`, schema `dispensation` only): dossiers, ceiling
-//! consumption under row locks, results, accreditations, cancellation, stored responses.
+//! consumption under row locks, results, accreditations, stored responses. A PEC's cancellation
+//! is in [`super::cancellation`].
 
 use std::collections::BTreeMap;
 
@@ -17,7 +18,7 @@ use crate::domain::{snapshot, AccreditationNumber, AmcNumber, StructureNumber};
 /// What a tarification request finds, in one round trip: the response already given to its
 /// `id_requete` (fingerprint, response), its dossier, and whether a live PEC exists for its
 /// prescription in that dossier.
-pub struct RequestState {
+pub(crate) struct RequestState {
     pub stored: Option<(Vec<u8>, String)>,
     pub dossier: Option<Dossier>,
     pub live_commitment: bool,
@@ -47,7 +48,7 @@ pub(super) const REQUEST_STATE: &str =
            LEFT JOIN dispensation.reponse r ON r.id_requete = $1
            LEFT JOIN dispensation.dossier d ON d.numero_dossier = $2";
 
-pub async fn request_state(
+pub(crate) async fn request_state(
     tx: &mut PgConnection,
     request_id: Uuid,
     dossier: Uuid,
@@ -89,7 +90,7 @@ pub async fn request_state(
 }
 
 /// The response stored for `id_requete`: (content fingerprint, response).
-pub async fn stored_response(
+pub(crate) async fn stored_response(
     tx: &mut PgConnection,
     request_id: Uuid,
 ) -> sqlx::Result<Option<(Vec<u8>, String)>> {
@@ -354,116 +355,5 @@ pub async fn record(
             Some("reponse_pkey") => Ok(Recorded::RequestRaced),
             _ => Err(e),
         },
-    }
-}
-
-/// A PEC that may be cancelled.
-#[derive(Debug)]
-pub struct Commitment {
-    pub id: i64,
-    pub structure: StructureNumber,
-    pub cancelled: bool,
-}
-
-/// What a cancellation finds, in one round trip: the response already given to its
-/// `id_requete`, and the PEC of (dossier, accreditation, prescription), locked.
-pub struct CancellationState {
-    pub stored: Option<(Vec<u8>, String)>,
-    pub commitment: Option<Commitment>,
-}
-
-#[derive(sqlx::FromRow)]
-struct CancellationRow {
-    empreinte: Option<Vec<u8>>,
-    reponse: Option<String>,
-    id: Option<i64>,
-    structure: Option<String>,
-    annulee: Option<bool>,
-}
-
-pub async fn cancellation_state(
-    tx: &mut PgConnection,
-    request_id: Uuid,
-    dossier: Uuid,
-    accreditation: &AccreditationNumber,
-    prescription: i32,
-) -> anyhow::Result<CancellationState> {
-    let r: CancellationRow = sqlx::query_as(
-        "SELECT r.empreinte, r.reponse, t.id, t.structure, t.annulee
-           FROM (SELECT 1) AS one
-           LEFT JOIN dispensation.reponse r ON r.id_requete = $1
-           LEFT JOIN LATERAL (
-               SELECT id, structure, annulee FROM dispensation.tarification
-                WHERE numero_dossier = $2 AND numero_accreditation = $3
-                  AND id_prescription = $4 AND mode = 'PEC'
-                  FOR UPDATE) t ON true",
-    )
-    .bind(request_id)
-    .bind(dossier)
-    .bind(accreditation.as_str())
-    .bind(prescription)
-    .fetch_one(&mut *tx)
-    .await?;
-    Ok(CancellationState {
-        stored: r.empreinte.zip(r.reponse),
-        commitment: match (r.id, r.structure, r.annulee) {
-            (Some(id), Some(structure), Some(annulee)) => Some(Commitment {
-                id,
-                structure: StructureNumber::parse(&structure)
-                    .context("a tarification's structure")?,
-                cancelled: annulee,
-            }),
-            _ => None,
-        },
-    })
-}
-
-/// Cancels a PEC and gives back exactly what it consumed (rows locked in key order), stores the
-/// response for retries and writes the exchange's audit row: one statement.
-pub async fn cancel(
-    tx: &mut PgConnection,
-    tarification: i64,
-    request_id: Uuid,
-    fingerprint: &[u8],
-    response: &str,
-    audit: &AuditRecord,
-) -> sqlx::Result<Recorded> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        crate::audit::record::after(
-            "WITH given AS (
-                 SELECT cle_plafond, code_garantie, code_prestation, annee, montant
-                   FROM dispensation.consommation_pec WHERE tarification_id = $1),
-             locked AS (
-                 SELECT c.cle_plafond, c.code_garantie, c.code_prestation, c.annee
-                   FROM dispensation.consommation c
-                   JOIN given g USING (cle_plafond, code_garantie, code_prestation, annee)
-                  ORDER BY c.code_garantie, c.code_prestation, c.annee FOR UPDATE OF c),
-             back AS (
-                 UPDATE dispensation.consommation c SET consomme = c.consomme - g.montant
-                   FROM given g, locked l
-                  WHERE c.cle_plafond = g.cle_plafond AND c.code_garantie = g.code_garantie
-                    AND c.code_prestation = g.code_prestation AND c.annee = g.annee
-                    AND l.cle_plafond = g.cle_plafond AND l.code_garantie = g.code_garantie
-                    AND l.code_prestation = g.code_prestation AND l.annee = g.annee),
-             cancelled AS (
-                 UPDATE dispensation.tarification SET annulee = true, annulee_le = now()
-                  WHERE id = $1),
-             stored AS (
-                 INSERT INTO dispensation.reponse (id_requete, empreinte, reponse)
-                 VALUES ($2, $3, $4))",
-            4,
-        )
-    });
-    let data = sqlx::query(&SQL)
-        .bind(tarification)
-        .bind(request_id)
-        .bind(fingerprint)
-        .bind(response);
-    match audit.bind(data).execute(&mut *tx).await {
-        Ok(_) => Ok(Recorded::Done),
-        Err(e) if e.as_database_error().and_then(|d| d.constraint()) == Some("reponse_pkey") => {
-            Ok(Recorded::RequestRaced)
-        }
-        Err(e) => Err(e),
     }
 }

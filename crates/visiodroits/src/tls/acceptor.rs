@@ -49,7 +49,7 @@ where
 
 /// Wraps axum-server's rustls acceptor; see the module documentation.
 #[derive(Clone)]
-pub struct CpsAcceptor {
+pub(crate) struct CpsAcceptor {
     tls: RustlsAcceptor,
     ctx: Arc<TlsContext>,
     slots: Arc<Semaphore>,
@@ -60,7 +60,7 @@ pub struct CpsAcceptor {
 
 /// Read deadlines of a connection (see [`Guarded`]).
 #[derive(Debug, Clone, Copy)]
-pub struct Deadlines {
+pub(crate) struct Deadlines {
     /// From the handshake to the first byte of the first request.
     pub first: Duration,
     /// From the first byte of a request to the first byte of its response.
@@ -70,7 +70,7 @@ pub struct Deadlines {
 }
 
 impl CpsAcceptor {
-    pub fn new(
+    pub(crate) fn new(
         tls: RustlsAcceptor,
         ctx: Arc<TlsContext>,
         config: &Config,
@@ -193,7 +193,7 @@ fn handshake_failure_reason(e: &io::Error) -> String {
 /// nothing); between requests the connection may stay silent for `idle` (keep-alive).
 /// hyper's own header timeout cannot be used: it also runs while a keep-alive connection waits
 /// for its next request, which would cut the 30-minute keep-alive to 10 seconds.
-pub struct Guarded<S> {
+pub(crate) struct Guarded<S> {
     inner: S,
     sleep: Pin<Box<Sleep>>,
     deadline: Instant,
@@ -237,11 +237,6 @@ impl<S> Guarded<S> {
                 metrics,
             },
         }
-    }
-
-    /// The underlying stream (e.g. to read the TLS session).
-    pub fn get_ref(&self) -> &S {
-        &self.inner
     }
 }
 

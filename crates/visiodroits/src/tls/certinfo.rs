@@ -22,29 +22,29 @@ pub struct Usage {
 
 /// Why a certificate may not authenticate a client (refused at the handshake).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum UsageError {
+pub(crate) enum UsageError {
     #[error("no_key_usage")]
-    NoKeyUsage,
+    KeyUsageAbsent,
     #[error("no_digital_signature")]
-    NoDigitalSignature,
+    DigitalSignatureNotAllowed,
     #[error("no_extended_key_usage")]
-    NoExtendedKeyUsage,
+    ExtendedKeyUsageAbsent,
     #[error("no_client_auth")]
-    NoClientAuth,
+    ClientAuthNotAllowed,
 }
 
 impl Usage {
     /// A client authentication certificate: KeyUsage with `digitalSignature` and an
     /// ExtendedKeyUsage with `clientAuth` (a CPS card's signature certificate has neither).
-    pub fn check_client_auth(self) -> Result<(), UsageError> {
+    pub(crate) fn check_client_auth(self) -> Result<(), UsageError> {
         match self.digital_signature {
-            None => return Err(UsageError::NoKeyUsage),
-            Some(false) => return Err(UsageError::NoDigitalSignature),
+            None => return Err(UsageError::KeyUsageAbsent),
+            Some(false) => return Err(UsageError::DigitalSignatureNotAllowed),
             Some(true) => {}
         }
         match self.client_auth {
-            None => Err(UsageError::NoExtendedKeyUsage),
-            Some(false) => Err(UsageError::NoClientAuth),
+            None => Err(UsageError::ExtendedKeyUsageAbsent),
+            Some(false) => Err(UsageError::ClientAuthNotAllowed),
             Some(true) => Ok(()),
         }
     }
@@ -144,7 +144,7 @@ impl CertInfo {
     }
 
     /// Upper-case hex of the serial (the audit's form).
-    pub fn serial_hex(&self) -> String {
+    pub(crate) fn serial_hex(&self) -> String {
         hex::encode_upper(&self.serial)
     }
 }
@@ -177,7 +177,7 @@ fn short_name(oid: &str) -> &str {
 
 /// A name for logs and the audit: RDNs in order, joined by `,`; a multi-valued RDN's values by
 /// `+` (`SN=PHARMACH0007512+CN=899700075122+GN=CAROLE,title=Pharmacien,C=FR`).
-pub fn name_to_string(name: &X509Name<'_>) -> String {
+pub(crate) fn name_to_string(name: &X509Name<'_>) -> String {
     name.iter_rdn()
         .map(|rdn| {
             rdn.iter()
@@ -195,7 +195,7 @@ pub fn name_to_string(name: &X509Name<'_>) -> String {
 }
 
 /// Decodes a directory string of any ASN.1 string type to UTF-8.
-pub fn decode(tag: u32, data: &[u8]) -> Option<String> {
+pub(crate) fn decode(tag: u32, data: &[u8]) -> Option<String> {
     match tag {
         // UTF8String, NumericString, PrintableString, IA5String, VisibleString
         12 | 18 | 19 | 22 | 26 => String::from_utf8(data.to_vec()).ok(),
@@ -278,19 +278,19 @@ mod tests {
         assert_eq!(u(Some(true), Some(true)).check_client_auth(), Ok(()));
         assert_eq!(
             u(Some(true), None).check_client_auth(),
-            Err(UsageError::NoExtendedKeyUsage)
+            Err(UsageError::ExtendedKeyUsageAbsent)
         );
         assert_eq!(
             u(Some(false), Some(true)).check_client_auth(),
-            Err(UsageError::NoDigitalSignature)
+            Err(UsageError::DigitalSignatureNotAllowed)
         );
         assert_eq!(
             u(None, Some(true)).check_client_auth(),
-            Err(UsageError::NoKeyUsage)
+            Err(UsageError::KeyUsageAbsent)
         );
         assert_eq!(
             u(Some(true), Some(false)).check_client_auth(),
-            Err(UsageError::NoClientAuth)
+            Err(UsageError::ClientAuthNotAllowed)
         );
     }
 }

@@ -29,7 +29,7 @@ pub struct FetchReport {
 }
 
 /// The URLs to fetch: distribution points of the configured CAs (HTTP only) and `extra`.
-pub fn urls(cas: &CaSet, extra: &[String]) -> Vec<String> {
+pub(crate) fn urls(cas: &CaSet, extra: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for ca in cas.all() {
         for dp in ca.x509.crl_distribution_points().into_iter().flatten() {
@@ -109,7 +109,7 @@ pub fn accept(bytes: &[u8], cas: &CaSet, in_force: &CrlSet) -> anyhow::Result<Ve
 }
 
 /// The file a URL's CRL is kept in.
-pub fn file_for(dir: &Path, url: &str) -> PathBuf {
+pub(crate) fn file_for(dir: &Path, url: &str) -> PathBuf {
     let h = Sha256::digest(url.as_bytes());
     dir.join(format!("fetched-{}.crl", hex::encode(&h[..8])))
 }

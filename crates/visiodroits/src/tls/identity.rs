@@ -13,7 +13,7 @@ use super::profile::{CertProfile, Profiles, Recognised};
 pub use crate::audit::ClientCertificate;
 
 /// The audit's description of a parsed certificate.
-pub fn client_certificate(info: &CertInfo) -> ClientCertificate {
+pub(crate) fn client_certificate(info: &CertInfo) -> ClientCertificate {
     ClientCertificate {
         subject: info.subject.clone(),
         issuer: info.issuer.clone(),
@@ -99,7 +99,7 @@ impl Described {
             .cloned()
     }
 
-    pub fn remember(&self, chain: Arc<VerifiedChain>) {
+    pub(crate) fn remember(&self, chain: Arc<VerifiedChain>) {
         *self.verified.lock().unwrap_or_else(PoisonError::into_inner) = Some(chain);
     }
 
@@ -170,6 +170,8 @@ impl ChainCache {
 }
 
 /// The audit description of a (possibly unverified) chain's leaf.
-pub fn describe_der(chain: &[rustls_pki_types::CertificateDer<'_>]) -> Option<ClientCertificate> {
+pub(crate) fn describe_der(
+    chain: &[rustls_pki_types::CertificateDer<'_>],
+) -> Option<ClientCertificate> {
     CertInfo::parse(chain.first()?).map(|i| client_certificate(&i))
 }

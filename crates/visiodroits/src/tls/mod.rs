@@ -2,8 +2,8 @@
 //! CRLs, certificate profiles, the acceptor that fixes the caller's identity, and the CAs and
 //! CRLs in force (reloaded without restart).
 
-pub mod acceptor;
-pub mod certinfo;
+pub(crate) mod acceptor;
+pub(crate) mod certinfo;
 pub mod crl;
 pub mod fetch;
 pub mod identity;
@@ -13,7 +13,7 @@ pub mod reload;
 pub mod sessions;
 pub mod tickets;
 pub mod trust;
-pub mod verifier;
+pub(crate) mod verifier;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -79,7 +79,7 @@ fn ticketer(config: &Config) -> anyhow::Result<Arc<dyn ProducesTickets>> {
 /// (`ignore_client_order`), and on this hardware SHA-256 runs on the SHA extensions while
 /// SHA-384 does not; the profile of resumed TLS 1.3 handshakes showed a fifth of the server's
 /// time in SHA-512 blocks (key schedule and tickets). AES-128-GCM is within the ANSSI guide.
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     let mut p = rustls::crypto::aws_lc_rs::default_provider();
     p.cipher_suites
         .sort_by_key(|s| s.suite().as_str().is_none_or(|n| !n.ends_with("_SHA256")));
@@ -164,7 +164,7 @@ impl TlsContext {
     }
 
     /// The client CAs in force now.
-    pub fn cas(&self) -> Arc<CaSet> {
+    pub(crate) fn cas(&self) -> Arc<CaSet> {
         self.cas.load_full()
     }
 
@@ -173,12 +173,8 @@ impl TlsContext {
         self.crls.load_full()
     }
 
-    pub fn revocation_policy(&self) -> RevocationPolicy {
-        self.paths.policy
-    }
-
     /// Builds the rustls server configuration from what is in force.
-    pub fn server_config(&self) -> anyhow::Result<Arc<ServerConfig>> {
+    pub(crate) fn server_config(&self) -> anyhow::Result<Arc<ServerConfig>> {
         let server = self.server.load();
         let verifier = CpsVerifier::new(
             self.cas(),
@@ -264,7 +260,7 @@ impl TlsContext {
     /// accept time. After a full handshake the path is the one the verifier just accepted; a
     /// resumed session whose path is not known (another instance's ticket, a new CA bundle) is
     /// verified again, at the current time, as a new handshake would be.
-    pub fn identify(
+    pub(crate) fn identify(
         &self,
         chain: &[CertificateDer<'_>],
     ) -> (
@@ -299,7 +295,7 @@ impl TlsContext {
 
     /// Whether a connection may still be served: its path checked against the CAs and CRLs in
     /// force now (revocation bites at once; sessions age out with their certificate).
-    pub fn admit(&self, conn: &Connection) -> Result<(), &'static str> {
+    pub(crate) fn admit(&self, conn: &Connection) -> Result<(), &'static str> {
         match &conn.path {
             None => Ok(()),
             Some(Err(reason)) => Err(reason),

@@ -70,7 +70,7 @@ impl Refusal {
     }
 
     /// As the path builder reports it (so that it ranks it among other candidate paths).
-    pub fn webpki_error(self, now: i64) -> webpki::Error {
+    pub(crate) fn webpki_error(self, now: i64) -> webpki::Error {
         let t =
             |s: i64| UnixTime::since_unix_epoch(std::time::Duration::from_secs(s.max(0) as u64));
         match self {
@@ -97,7 +97,7 @@ impl VerifiedChain {
     /// The chain of a path the path builder accepted. `leaf` is the parsed end-entity
     /// certificate; intermediates are read from the configuration, or parsed when presented
     /// only by the client.
-    pub fn of_path(path: &webpki::VerifiedPath<'_>, leaf: &CertInfo, cas: &CaSet) -> Self {
+    pub(crate) fn of_path(path: &webpki::VerifiedPath<'_>, leaf: &CertInfo, cas: &CaSet) -> Self {
         let anchor = CaId::of_anchor(path.anchor());
         let mut links = vec![Link {
             issuer: anchor,

@@ -50,12 +50,12 @@ impl CertProfile {
     }
 
     /// Whether the certificate names a person (and so a PS identifier).
-    pub fn names_a_person(self) -> bool {
+    pub(crate) fn names_a_person(self) -> bool {
         !matches!(self, CertProfile::Org)
     }
 
     /// Whether the certificate carries the structure (else the message declares it).
-    pub fn carries_the_structure(self) -> bool {
+    pub(crate) fn carries_the_structure(self) -> bool {
         matches!(self, CertProfile::Cpe | CertProfile::Org)
     }
 }
@@ -81,20 +81,20 @@ pub struct Profiles {
 }
 
 /// The defaults of `.env.example`, accepting real CPS and CPE cards.
-pub mod defaults {
+pub(crate) mod defaults {
     /// `8` + RPPS (11 digits), or `0` + ADELI (9 characters, 2A/2B for Corsica).
-    pub const CPS_CN: &str = "^(?P<ps>8[0-9]{11}|0(?:[0-9]{2}|2[AB])[0-9]{7})$";
-    pub const CPS2TER_CN: &str = CPS_CN;
+    pub(crate) const CPS_CN: &str = "^(?P<ps>8[0-9]{11}|0(?:[0-9]{2}|2[AB])[0-9]{7})$";
+    pub(crate) const CPS2TER_CN: &str = CPS_CN;
     /// A profession label (`Pharmacien`), no digits.
-    pub const CPS2TER_OU: &str = "^(?P<profession>[^0-9]+)$";
+    pub(crate) const CPS2TER_OU: &str = "^(?P<profession>[^0-9]+)$";
     /// As a CPS, or `3` + FINESS + `/` + the structure's own number.
-    pub const CPE_CN: &str =
+    pub(crate) const CPE_CN: &str =
         "^(?P<ps>8[0-9]{11}|0(?:[0-9]{2}|2[AB])[0-9]{7}|3(?:[0-9]{2}|2[AB])[0-9]{7}/[0-9A-Za-z]{1,9})$";
     /// `1` + FINESS (TRE_G07 type 1): the 9 digits are the structure.
-    pub const CPE_OU: &str = "^1(?P<structure>[0-9]{9})$";
+    pub(crate) const CPE_OU: &str = "^1(?P<structure>[0-9]{9})$";
     /// A software or service name: never a person's identifier (those start with a type digit).
-    pub const ORG_CN: &str = "^[^0-9].*$";
-    pub const ORG_OU: &str = CPE_OU;
+    pub(crate) const ORG_CN: &str = "^[^0-9].*$";
+    pub(crate) const ORG_OU: &str = CPE_OU;
 }
 
 /// An OU shaped as a TRE_G07 structure identifier (type digit, then 8 to 14 characters): a
@@ -134,7 +134,8 @@ impl Miss {
 
 impl Profiles {
     /// The default profiles of `.env.example`: CPE, CPS2TER, CPS, ORG, in that order.
-    pub fn defaults() -> Self {
+    #[cfg(test)]
+    fn defaults() -> Self {
         let rule = |profile, cn: &str, ou: Option<&str>| ProfileRule {
             profile,
             cn: Regex::new(cn).expect("a valid default"),
@@ -159,7 +160,7 @@ impl Profiles {
     /// Checks what configuration cannot express in types: persons' profiles name the PS, the
     /// profiles that carry the structure have an OU pattern with a `structure` group, the others
     /// do not capture one. Returns the message for the variable named by the caller.
-    pub fn check_rule(rule: &ProfileRule) -> Result<(), String> {
+    pub(crate) fn check_rule(rule: &ProfileRule) -> Result<(), String> {
         let has_group = |re: &Regex, g: &str| re.capture_names().flatten().any(|n| n == g);
         let structure = rule
             .ou
@@ -178,7 +179,7 @@ impl Profiles {
     }
 
     /// The first accepted profile that `cert` matches, or the reason of the refusal (8003).
-    pub fn recognise(&self, cert: &CertInfo) -> Result<Recognised, &'static str> {
+    pub(crate) fn recognise(&self, cert: &CertInfo) -> Result<Recognised, &'static str> {
         let [cn] = cert.common_names.as_slice() else {
             return Err("CN absent ou multiple");
         };

@@ -13,10 +13,10 @@ use super::TlsContext;
 use crate::config::Config;
 
 /// The state of the watched files: (path, modification time, length).
-pub type FilesState = Vec<(PathBuf, Option<SystemTime>, u64)>;
+pub(crate) type FilesState = Vec<(PathBuf, Option<SystemTime>, u64)>;
 
 #[derive(Clone)]
-pub struct Reloader {
+pub(crate) struct Reloader {
     pub config: Arc<Config>,
     pub tls: Arc<TlsContext>,
     pub rustls: RustlsConfig,
@@ -32,7 +32,7 @@ pub struct Reloader {
 
 impl Reloader {
     /// A reloader for the configuration just loaded from `config`'s files.
-    pub fn new(config: Arc<Config>, tls: Arc<TlsContext>, rustls: RustlsConfig) -> Self {
+    pub(crate) fn new(config: Arc<Config>, tls: Arc<TlsContext>, rustls: RustlsConfig) -> Self {
         let mut r = Reloader {
             config,
             tls,
@@ -47,7 +47,7 @@ impl Reloader {
     }
 
     /// Whether the files changed since the last (re)load.
-    pub fn files_changed(&self) -> bool {
+    pub(crate) fn files_changed(&self) -> bool {
         let now = self.files_state();
         *self.loaded.lock().expect("reload state") != now
     }
@@ -56,7 +56,7 @@ impl Reloader {
     /// (see [`TlsContext::reload`]), then swaps the TLS configuration. A part that fails keeps
     /// what was in force and makes the result an error; the parts that loaded apply anyway.
     /// Returns a one-line summary.
-    pub fn reload(&self) -> anyhow::Result<String> {
+    pub(crate) fn reload(&self) -> anyhow::Result<String> {
         *self.loaded.lock().expect("reload state") = self.files_state();
         let done = self.tls.reload(&self.config, |server| {
             self.rustls.reload_from_config(server)
@@ -76,7 +76,7 @@ impl Reloader {
 
     /// Downloads CRLs when `VD_CRL_FETCH` is on, then reloads: the periodic refresh and
     /// `crl refresh`.
-    pub async fn refresh(&self) -> anyhow::Result<String> {
+    pub(crate) async fn refresh(&self) -> anyhow::Result<String> {
         let _one_at_a_time = self.refreshing.lock().await;
         let mut fetched = String::new();
         if self.config.crl.fetch {
@@ -113,7 +113,7 @@ impl Reloader {
     /// What the watched files look like now: (path, modification time, length) of the server
     /// certificate, its key, the trust anchors and the CRL files (`crl::crl_files`: a CRL being
     /// written is not one until renamed into place).
-    pub fn files_state(&self) -> FilesState {
+    pub(crate) fn files_state(&self) -> FilesState {
         let mut paths = vec![
             self.config.tls_cert.clone(),
             self.config.tls_key.clone(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rustls::server::{ProducesTickets, StoresServerSessions};
 
 /// The longest a session may be resumed after its full handshake, seconds.
-pub const MAX_AGE: u64 = 12 * 3600;
+pub(crate) const MAX_AGE: u64 = 12 * 3600;
 
 /// Seconds since the Unix epoch, as the clock of a [`Aged`] wrapper reads it.
 pub type Clock = fn() -> u64;
@@ -21,18 +21,18 @@ fn system_clock() -> u64 {
 }
 
 /// Prefixes what it stores with the issue time and refuses what is older than `max_age`.
-pub struct Aged<T: ?Sized> {
+pub(crate) struct Aged<T: ?Sized> {
     inner: Arc<T>,
     max_age: u64,
     clock: Clock,
 }
 
 impl<T: ?Sized> Aged<T> {
-    pub fn new(inner: Arc<T>, max_age: u64) -> Self {
+    pub(crate) fn new(inner: Arc<T>, max_age: u64) -> Self {
         Self::with_clock(inner, max_age, system_clock)
     }
 
-    pub fn with_clock(inner: Arc<T>, max_age: u64, clock: Clock) -> Self {
+    pub(crate) fn with_clock(inner: Arc<T>, max_age: u64, clock: Clock) -> Self {
         Aged {
             inner,
             max_age,

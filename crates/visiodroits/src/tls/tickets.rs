@@ -36,7 +36,7 @@ impl fmt::Debug for SharedTicketer {
 }
 
 impl SharedTicketer {
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("VD_TICKET_KEY_FILE: cannot read {}", path.display()))?;
         let mut keys = Vec::new();

@@ -33,14 +33,14 @@ impl CaId {
     }
 
     /// Of a certificate met in a verified path.
-    pub fn of_cert(cert: &webpki::Cert<'_>) -> Self {
+    pub(crate) fn of_cert(cert: &webpki::Cert<'_>) -> Self {
         let spki = cert.subject_public_key_info();
         let value = der::single(spki.as_ref()).map(|t| t.value).unwrap_or(&[]);
         Self::of(cert.subject(), value)
     }
 
     /// Of a trust anchor.
-    pub fn of_anchor(anchor: &TrustAnchor<'_>) -> Self {
+    pub(crate) fn of_anchor(anchor: &TrustAnchor<'_>) -> Self {
         Self::of(&anchor.subject, &anchor.subject_public_key_info)
     }
 
@@ -126,7 +126,7 @@ impl CaSet {
         Self::from_certificates(certs).with_context(|| path.display().to_string())
     }
 
-    pub fn from_certificates(certs: Vec<CertificateDer<'static>>) -> anyhow::Result<Self> {
+    pub(crate) fn from_certificates(certs: Vec<CertificateDer<'static>>) -> anyhow::Result<Self> {
         let (mut anchors, mut intermediates) = (Vec::new(), Vec::new());
         for (i, der) in certs.into_iter().enumerate() {
             let ca = CaCert::parse(der).with_context(|| format!("certificate {}", i + 1))?;
@@ -186,7 +186,7 @@ impl CaSet {
     }
 
     /// The configured CA with this identity.
-    pub fn by_id(&self, id: &CaId) -> Option<&CaCert> {
+    pub(crate) fn by_id(&self, id: &CaId) -> Option<&CaCert> {
         self.by_id.get(id).map(|(anchor, i)| {
             if *anchor {
                 &self.anchors[*i]
@@ -203,7 +203,7 @@ impl CaSet {
 
     /// The SHA-256 fingerprints of the configured certificates, in order (what a reload
     /// compares).
-    pub fn fingerprints(&self) -> Vec<&str> {
+    pub(crate) fn fingerprints(&self) -> Vec<&str> {
         self.all().map(|c| c.info.fingerprint.as_str()).collect()
     }
 

@@ -25,7 +25,7 @@ use super::trust::CaSet;
 
 /// Why a chain was refused.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Rejection {
+pub(crate) enum Rejection {
     Unparsable,
     Usage(UsageError),
     Path(webpki::Error),
@@ -33,14 +33,14 @@ pub enum Rejection {
 
 impl Rejection {
     /// The reason in metrics, logs and the audit.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Rejection::Unparsable => "bad_encoding",
             Rejection::Usage(u) => match u {
-                UsageError::NoKeyUsage => "no_key_usage",
-                UsageError::NoDigitalSignature => "no_digital_signature",
-                UsageError::NoExtendedKeyUsage => "no_extended_key_usage",
-                UsageError::NoClientAuth => "invalid_purpose",
+                UsageError::KeyUsageAbsent => "no_key_usage",
+                UsageError::DigitalSignatureNotAllowed => "no_digital_signature",
+                UsageError::ExtendedKeyUsageAbsent => "no_extended_key_usage",
+                UsageError::ClientAuthNotAllowed => "invalid_purpose",
             },
             Rejection::Path(e) => match e {
                 webpki::Error::CertExpired { .. } => "expired",
@@ -61,7 +61,7 @@ impl Rejection {
     fn into_rustls(self) -> Error {
         let c = match &self {
             Rejection::Unparsable => CertificateError::BadEncoding,
-            Rejection::Usage(UsageError::NoClientAuth) => CertificateError::InvalidPurpose,
+            Rejection::Usage(UsageError::ClientAuthNotAllowed) => CertificateError::InvalidPurpose,
             Rejection::Usage(_) => CertificateError::Other(OtherError(Arc::new(self.clone()))),
             Rejection::Path(e) => match e {
                 webpki::Error::CertExpired { .. } => CertificateError::Expired,
@@ -90,7 +90,7 @@ impl std::fmt::Display for Rejection {
 impl std::error::Error for Rejection {}
 
 /// The reason a rustls handshake error carries, when it is one of ours or a certificate error.
-pub fn reason_of(e: &rustls::Error) -> Option<&'static str> {
+pub(crate) fn reason_of(e: &rustls::Error) -> Option<&'static str> {
     match e {
         Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) => {
             inner.downcast_ref::<Rejection>().map(Rejection::reason)
@@ -102,7 +102,7 @@ pub fn reason_of(e: &rustls::Error) -> Option<&'static str> {
 /// Path verification with the process's signature algorithms and revocation policy; shared by
 /// the handshake and by the acceptor when a resumed session's path must be verified again.
 #[derive(Debug)]
-pub struct PathVerifier {
+pub(crate) struct PathVerifier {
     pub algs: WebPkiSupportedAlgorithms,
     pub policy: RevocationPolicy,
 }
@@ -110,7 +110,7 @@ pub struct PathVerifier {
 impl PathVerifier {
     /// Verifies `chain` (leaf first) at `now` with the CAs and CRLs given; on success the path is
     /// remembered in `described`.
-    pub fn verify(
+    pub(crate) fn verify(
         &self,
         cas: &CaSet,
         crls: &CrlSet,
@@ -159,7 +159,7 @@ impl PathVerifier {
 /// The rustls client verifier: the certificate is optional at the TLS level (ServicesOuverts, and
 /// DemandeDroits when configured, need none); a presented one must pass [`PathVerifier`].
 #[derive(Debug)]
-pub struct CpsVerifier {
+pub(crate) struct CpsVerifier {
     cas: Arc<CaSet>,
     crls: Arc<ArcSwap<CrlSet>>,
     chains: Arc<ChainCache>,
@@ -167,7 +167,7 @@ pub struct CpsVerifier {
 }
 
 impl CpsVerifier {
-    pub fn new(
+    pub(crate) fn new(
         cas: Arc<CaSet>,
         crls: Arc<ArcSwap<CrlSet>>,
         chains: Arc<ChainCache>,
@@ -261,12 +261,12 @@ thread_local! {
 }
 
 /// Clears the refused-certificate slot of this thread.
-pub fn clear_refused() {
+pub(crate) fn clear_refused() {
     REFUSED.with(|r| *r.borrow_mut() = None);
 }
 
 /// Takes the certificate refused on this thread, if any.
-pub fn take_refused() -> Option<super::identity::ClientCertificate> {
+pub(crate) fn take_refused() -> Option<super::identity::ClientCertificate> {
     REFUSED.with(|r| r.borrow_mut().take())
 }
 

@@ -12,11 +12,12 @@ mod response;
 use super::tarification::carries_identity;
 use super::{caller, retry, Call, ExchangeError, Exchanges};
 use crate::code::Code;
-use crate::store::tarification::{self as store, Recorded};
+use crate::store::cancellation as store;
+use crate::store::tarification::Recorded;
 use crate::store::Role;
 
 /// Handles `demande_annulation`.
-pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
+pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
     let cert = caller::professional(call, true)?
         .ok_or(ExchangeError::Access(Code::CertificateRequired))?;
     if carries_identity(call.body) {

@@ -6,7 +6,11 @@ use crate::code::Code;
 use crate::domain::AccreditationNumber;
 use crate::soap::writer::envelope;
 
-pub fn write(call: &Call<'_>, server: &ServerInfo, accreditation: &AccreditationNumber) -> String {
+pub(super) fn write(
+    call: &Call<'_>,
+    server: &ServerInfo,
+    accreditation: &AccreditationNumber,
+) -> String {
     envelope(call.version, |x| {
         x.open("fournit_annulation");
         head::write_head(x, server, call.request_id, call.response_id, Code::Ok, &[]);

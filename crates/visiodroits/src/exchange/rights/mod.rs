@@ -22,7 +22,7 @@ use crate::store::Role;
 use request::{RightsRequest, DISPENSING_ELEMENTS};
 
 /// Handles `demande_droits`.
-pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
+pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
     let required = ex.rights_client_cert == RightsClientCert::Required;
     let cert = caller::professional(call, required)?;
     if call.body.contains_named(DISPENSING_ELEMENTS) {

@@ -9,7 +9,7 @@ use crate::domain::{AmcNumber, BirthDate, BirthRank, DomainCode, Nir};
 use crate::soap::Element;
 
 /// Elements of dispensing data: never in a rights request (7005).
-pub const DISPENSING_ELEMENTS: &[&str] = &["prescription", "ligne", "prescription_chiffree"];
+pub(crate) const DISPENSING_ELEMENTS: &[&str] = &["prescription", "ligne", "prescription_chiffree"];
 
 /// A valid `demande_droits`.
 pub struct RightsRequest {

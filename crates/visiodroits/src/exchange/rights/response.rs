@@ -12,7 +12,7 @@ use crate::soap::writer::envelope;
 
 /// The response to a successful `demande_droits`; `chosen` holds at least one guarantee, all of
 /// one contract.
-pub fn write(
+pub(super) fn write(
     call: &Call<'_>,
     server: &ServerInfo,
     number: DossierNumber,

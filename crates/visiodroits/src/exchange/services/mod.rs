@@ -17,7 +17,7 @@ use crate::code::Code;
 use crate::store::{amc, Role};
 
 /// Handles `demande_services`: the fields (6000), the AMC asked about (6020).
-pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
+pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
     let req = call.take(request::parse(call.body))?;
     let only = req.only.as_ref().map(|a| a.as_str());
     let mut tx = ex.store.begin_as(Role::Rights).await?;

@@ -5,11 +5,11 @@ use super::super::Seen;
 use crate::domain::AmcNumber;
 use crate::soap::Element;
 
-pub struct ServicesRequest {
+pub(super) struct ServicesRequest {
     pub only: Option<AmcNumber>,
 }
 
-pub fn parse(body: &Element) -> (Seen, Result<ServicesRequest, Vec<String>>) {
+pub(super) fn parse(body: &Element) -> (Seen, Result<ServicesRequest, Vec<String>>) {
     let mut p = Problems::default();
     let mut seen = Seen::default();
     p.unexpected(body, "", &["entete", "numero_amc"]);

@@ -9,7 +9,7 @@ use crate::store::amc::{Amc, Service};
 
 /// `encryption`: the trusted third party's certificate (base64 DER) when encrypted tarification
 /// is open here.
-pub fn write(
+pub(super) fn write(
     call: &Call<'_>,
     server: &ServerInfo,
     amcs: &[Amc],

@@ -38,7 +38,7 @@ impl Decryptor {
     }
 
     /// Whether a client's `empreinte_certificat` names our certificate.
-    pub fn is_our_certificate(&self, fingerprint: &str) -> bool {
+    pub(crate) fn is_our_certificate(&self, fingerprint: &str) -> bool {
         fingerprint.eq_ignore_ascii_case(&self.fingerprint)
     }
 

@@ -26,7 +26,7 @@ use request::Payload;
 
 /// Patient identity elements: never in a tarification, in clear or encrypted (`ps/nom` is the
 /// pharmacist's name and allowed).
-pub const IDENTITY_ELEMENTS: &[&str] = &[
+pub(crate) const IDENTITY_ELEMENTS: &[&str] = &[
     "beneficiaire",
     "nir",
     "cle_nir",
@@ -39,14 +39,14 @@ pub const IDENTITY_ELEMENTS: &[&str] = &[
 ];
 
 /// Whether identity elements appear anywhere outside `ps`.
-pub fn carries_identity(el: &Element) -> bool {
+pub(crate) fn carries_identity(el: &Element) -> bool {
     el.children.iter().filter(|c| c.name != "ps").any(|c| {
         IDENTITY_ELEMENTS.contains(&c.name.as_str()) || c.contains_named(IDENTITY_ELEMENTS)
     })
 }
 
 /// Handles `demande_tarification`.
-pub async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
+pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
     let cert = caller::professional(call, true)?
         .ok_or(ExchangeError::Access(Code::CertificateRequired))?;
     if carries_identity(call.body) {

@@ -13,7 +13,7 @@ fn cents(v: i64) -> String {
 }
 
 /// The response to a computed tarification.
-pub fn write(
+pub(super) fn write(
     call: &Call<'_>,
     server: &ServerInfo,
     dossier: DossierNumber,

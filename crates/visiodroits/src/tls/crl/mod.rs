@@ -66,7 +66,7 @@ impl CrlInfo {
 
 /// How fresh the CRLs of a CA (or of one certificate) are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freshness {
+pub(crate) enum Freshness {
     Fresh,
     Stale,
     Missing,
@@ -177,7 +177,7 @@ impl CrlSet {
     /// verify with a configured CA of its issuer's name, is not understood, or is a delta that
     /// completes no base in force is refused and reported in `refused`. A CRL without
     /// `nextUpdate` is current for `refresh` seconds after its `thisUpdate`.
-    pub fn load_dir(dir: &Path, cas: &CaSet, refresh: i64) -> anyhow::Result<Self> {
+    pub(crate) fn load_dir(dir: &Path, cas: &CaSet, refresh: i64) -> anyhow::Result<Self> {
         let mut set = CrlSet::default();
         let entries = crl_files(dir)
             .with_context(|| format!("cannot read the CRL directory {}", dir.display()))?;
@@ -262,7 +262,7 @@ impl CrlSet {
     /// replaced by a broken or forged file stays in force), and the previous ones when the new
     /// are older (a replayed or stale download), for the CAs still configured in `cas`.
     /// Fail-closed stays: a CA whose file was simply removed loses its CRL.
-    pub fn keep_from(&mut self, previous: &CrlSet, cas: &CaSet) {
+    pub(crate) fn keep_from(&mut self, previous: &CrlSet, cas: &CaSet) {
         for (ca, parts) in &previous.partitions {
             if cas.by_id(ca).is_none() {
                 continue;
@@ -305,7 +305,7 @@ impl CrlSet {
 
     /// The CRLs of `previous` whose CA is still configured (a reload that could not read the
     /// directory keeps them).
-    pub fn restricted(previous: &CrlSet, cas: &CaSet) -> CrlSet {
+    pub(crate) fn restricted(previous: &CrlSet, cas: &CaSet) -> CrlSet {
         let mut set = CrlSet {
             partitions: previous
                 .partitions
@@ -352,7 +352,7 @@ impl CrlSet {
     }
 
     /// Freshness of the CRLs of a CA: missing without any, stale if one of them is.
-    pub fn freshness(&self, ca: &CaId, now: i64, grace: i64) -> Freshness {
+    pub(crate) fn freshness(&self, ca: &CaId, now: i64, grace: i64) -> Freshness {
         match self.partitions.get(ca) {
             None => Freshness::Missing,
             Some(parts) if parts.iter().all(|p| p.fresh(now, grace)) => Freshness::Fresh,
@@ -361,23 +361,23 @@ impl CrlSet {
     }
 
     /// The CRLs in force of a CA (bases and deltas).
-    pub fn of_ca<'a>(&'a self, ca: &'a CaId) -> impl Iterator<Item = &'a CrlInfo> + 'a {
+    pub(crate) fn of_ca<'a>(&'a self, ca: &'a CaId) -> impl Iterator<Item = &'a CrlInfo> + 'a {
         self.crls.iter().filter(move |c| &c.ca == ca)
     }
 
     /// The CRL in force of a CA that a new one of the same CA, scope and kind would replace.
-    pub fn in_force<'a>(&'a self, like: &'a CrlInfo) -> Option<&'a CrlInfo> {
+    pub(crate) fn in_force<'a>(&'a self, like: &'a CrlInfo) -> Option<&'a CrlInfo> {
         self.of_ca(&like.ca)
             .find(|c| c.scope == like.scope && c.delta_of.is_some() == like.delta_of.is_some())
     }
 
-    pub fn total_entries(&self) -> usize {
+    pub(crate) fn total_entries(&self) -> usize {
         self.crls.iter().map(|c| c.entries).sum()
     }
 }
 
 /// Serials compare without leading zero bytes (DER adds one to keep the integer positive).
-pub fn normalise_serial(serial: &[u8]) -> &[u8] {
+pub(crate) fn normalise_serial(serial: &[u8]) -> &[u8] {
     let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
     &serial[start..]
 }
@@ -462,12 +462,17 @@ fn verify(der: &[u8], source: &Path, cas: &CaSet, refresh: i64) -> anyhow::Resul
 }
 
 /// Checks a CRL (a download) against the configured CAs; returns what it is.
-pub fn verify_crl(der: &[u8], source: &Path, cas: &CaSet, refresh: i64) -> anyhow::Result<CrlInfo> {
+pub(crate) fn verify_crl(
+    der: &[u8],
+    source: &Path,
+    cas: &CaSet,
+    refresh: i64,
+) -> anyhow::Result<CrlInfo> {
     verify(der, source, cas, refresh).map(|l| l.info)
 }
 
 /// Seconds since the Unix epoch of an ASN.1 time.
-pub fn unix_time(t: &Asn1TimeRef) -> anyhow::Result<i64> {
+pub(crate) fn unix_time(t: &Asn1TimeRef) -> anyhow::Result<i64> {
     let epoch = openssl::asn1::Asn1Time::from_unix(0)?;
     let d = epoch.diff(t)?;
     Ok(i64::from(d.days) * 86_400 + i64::from(d.secs))

@@ -275,7 +275,7 @@ pub fn read(crl: &[u8]) -> Result<CrlFacts<'_>, Refusal> {
 }
 
 /// Compares two CRL numbers (big-endian, no leading zeros).
-pub fn cmp_number(a: &[u8], b: &[u8]) -> Ordering {
+pub(crate) fn cmp_number(a: &[u8], b: &[u8]) -> Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
