@@ -6,7 +6,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use visiodroits::cli::import::{run_reader, Format};
+use visiodroits::cli::import::run_reader;
+use visiodroits::rights_file::Format;
 use visiodroits::soap::SoapVersion;
 use visiodroits::store::transactions::{self, Transaction};
 use visiodroits_bench::ceiling::Ceiling;

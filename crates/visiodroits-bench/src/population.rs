@@ -27,7 +27,7 @@ pub fn person(i: u64) -> (String, String, String) {
 
 /// Writes `count` beneficiaries (one PHAR guarantee each, contract C-i, adherent A-i) as CSV.
 pub fn write_csv(count: u64, out: &mut impl Write) -> std::io::Result<()> {
-    writeln!(out, "{}", visiodroits::cli::import::CSV_COLUMNS.join(","))?;
+    writeln!(out, "{}", visiodroits::rights_file::CSV_COLUMNS.join(","))?;
     for i in 0..count {
         let (nir, key, birth) = person(i);
         writeln!(
@@ -101,9 +101,9 @@ mod tests {
         write_csv(3, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), 4);
-        let bad = visiodroits::cli::import::bad_lines(
+        let bad = visiodroits::rights_file::bad_lines(
             text.as_bytes(),
-            visiodroits::cli::import::Format::Csv,
+            visiodroits::rights_file::Format::Csv,
         );
         assert!(bad.is_empty(), "{bad:?}");
     }

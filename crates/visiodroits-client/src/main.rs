@@ -19,25 +19,11 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+    visiodroits_wire::binary::run(async {
+        if visiodroits_client::cli::run(cli.command).await? {
+            return Ok(ExitCode::SUCCESS);
         }
-    };
-    match runtime.block_on(visiodroits_client::cli::run(cli.command)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => {
-            eprintln!("error: the response's code is not 0000");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+        eprintln!("error: the response's code is not 0000");
+        Ok(ExitCode::FAILURE)
+    })
 }

@@ -1,7 +1,9 @@
 //! What the Visiodroits server and its tools (client, benchmark, development kit) share, so that
 //! each writes it once: the SOAP versions and namespaces, the XML writer of messages, a strict DER
-//! reader and writer, PEM errors in words, and the CRL directory's write convention.
+//! reader and writer, PEM errors in words, the CRL directory's write convention, and how a binary
+//! runs.
 
+pub mod binary;
 pub mod der;
 pub mod fs;
 pub mod pem;

@@ -2,6 +2,10 @@
 //!
 //! Values are parsed into types at start; a bad or missing value stops the start with an error
 //! naming the variable. Secrets live in [`Secret`], whose `Debug` prints nothing.
+//!
+//! Longer than the other modules on purpose: one file is the one place an operator's variable can
+//! be read, so that `.env.example` and this file can be compared side by side and no module
+//! below reads the environment on its own.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -12,6 +12,7 @@ pub mod exchange;
 pub mod http;
 pub mod metrics;
 pub mod ops;
+pub mod rights_file;
 pub mod soap;
 pub mod startup;
 pub mod store;

@@ -113,7 +113,7 @@ pub async fn prepare(dir: &Path, overrides: HashMap<String, String>) -> anyhow::
     super::import::run_reader(
         &admin,
         Box::new(std::io::Cursor::new(DEMO_RIGHTS)),
-        super::import::Format::Csv,
+        crate::rights_file::Format::Csv,
         true,
         false,
     )

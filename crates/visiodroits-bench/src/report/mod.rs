@@ -7,6 +7,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+mod svg;
+mod targets;
+
 use super::cpu::CpuPerExchange;
 use super::{IdleOutcome, Outcome, Pace};
 
@@ -166,7 +169,7 @@ pub fn machine() -> String {
 pub fn write(dir: &Path, records: &[Record], commit: &str, context: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("report.md"), markdown(records, commit, context))?;
-    std::fs::write(dir.join("latency.svg"), svg(records))?;
+    std::fs::write(dir.join("latency.svg"), svg::plot(records))?;
     Ok(())
 }
 
@@ -202,153 +205,6 @@ fn paired<'a>(records: &'a [Record], loads: &[&'a Record]) -> Vec<Point<'a>> {
         .collect()
 }
 
-/// A target of an exchange point against its ceiling.
-struct Check {
-    what: &'static str,
-    /// Server point, ceiling → the measured ratio.
-    ratio: fn(&Record, &Record) -> f64,
-    bound: Bound,
-}
-
-enum Bound {
-    AtLeast(f64),
-    AtMost(f64),
-}
-
-impl Bound {
-    fn holds(&self, v: f64) -> bool {
-        match *self {
-            Bound::AtLeast(b) => v >= b,
-            Bound::AtMost(b) => v <= b,
-        }
-    }
-}
-
-/// Rate, p50 and p99 against the ceiling, in that order (the exchanges table shows the same
-/// ratios).
-const EXCHANGE_TARGETS: [Check; 3] = [
-    Check {
-        what: "req/s ≥ 0.85 × ceiling",
-        ratio: |r, c| r.per_second / c.per_second,
-        bound: Bound::AtLeast(0.85),
-    },
-    Check {
-        what: "p50 ≤ 1.3 × ceiling avg",
-        ratio: |r, c| r.p50_ms / c.mean_ms,
-        bound: Bound::AtMost(1.3),
-    },
-    Check {
-        what: "p99 ≤ 3 × ceiling avg",
-        ratio: |r, c| r.p99_ms / c.mean_ms,
-        bound: Bound::AtMost(3.0),
-    },
-];
-
-/// The targets of this machine (issue 7 of the project), each with what the run measured.
-fn targets(records: &[Record], points: &[Point]) -> String {
-    let mut rows: Vec<(String, String, String)> = Vec::new();
-    // Exchanges: one value per round, each against its own ceiling.
-    for (op, name) in [("droits", "DemandeDroits"), ("pec", "DldTar PEC")] {
-        for conns in [8, 32] {
-            let pts: Vec<(&Record, &Record)> = points
-                .iter()
-                .filter(|p| p.r.op == op && p.r.connections == conns)
-                .filter_map(|p| Some((p.r, p.ceiling?)))
-                .collect();
-            if pts.is_empty() {
-                continue;
-            }
-            for check in &EXCHANGE_TARGETS {
-                let values: Vec<f64> = pts.iter().map(|(r, c)| (check.ratio)(r, c)).collect();
-                let met = values.iter().filter(|v| check.bound.holds(**v)).count();
-                rows.push((
-                    format!("{name}, {conns} connections: {}", check.what),
-                    values
-                        .iter()
-                        .map(|v| format!("{v:.2}"))
-                        .collect::<Vec<_>>()
-                        .join(" / "),
-                    format!("{met} of {} rounds", values.len()),
-                ));
-            }
-        }
-    }
-    // Handshakes, per TLS version and CRL.
-    let rate = |system: &str, op: &str, tls: &str, crl: &str| {
-        records
-            .iter()
-            .find(|r| {
-                r.kind == "load"
-                    && r.system == system
-                    && r.op == op
-                    && r.tls == tls
-                    && r.crl == crl
-                    && r.per_second > 0.0
-            })
-            .map(|r| r.per_second)
-    };
-    let mut cases: Vec<(&str, &str)> = Vec::new();
-    for r in records
-        .iter()
-        .filter(|r| r.kind == "load" && r.op == "handshake-full")
-    {
-        if !cases.contains(&(r.tls.as_str(), r.crl.as_str())) {
-            cases.push((r.tls.as_str(), r.crl.as_str()));
-        }
-    }
-    let yes = |ok: bool| if ok { "yes" } else { "no" }.to_string();
-    for &(tls, crl) in &cases {
-        let full = rate("server", "handshake-full", tls, crl);
-        if let (Some(s), Some(n)) = (full, rate("nginx", "handshake-full", tls, crl)) {
-            rows.push((
-                format!("full handshakes, TLS {tls}, {crl}: ≥ nginx"),
-                format!("{s:.0} vs {n:.0}/s ({:.2} ×)", s / n),
-                yes(s >= n),
-            ));
-        }
-        // The first CRL measured is the small one the others are compared with.
-        let (_, base_crl) = cases
-            .iter()
-            .find(|(t, _)| *t == tls)
-            .expect("tls is a case");
-        if *base_crl != crl {
-            if let (Some(s), Some(b)) = (full, rate("server", "handshake-full", tls, base_crl)) {
-                rows.push((
-                    format!("full handshakes, TLS {tls}, {crl}: ≥ 0.9 × with {base_crl}"),
-                    format!("{s:.0} vs {b:.0}/s ({:.2} ×)", s / b),
-                    yes(s >= 0.9 * b),
-                ));
-            }
-        }
-        if let (Some(f), Some(r)) = (full, rate("server", "handshake-resumed", tls, crl)) {
-            rows.push((
-                format!("resumed handshakes, TLS {tls}, {crl}: ≥ 5 × full"),
-                format!("{r:.0} vs {f:.0}/s ({:.1} ×)", r / f),
-                yes(r >= 5.0 * f),
-            ));
-        }
-    }
-    for r in records.iter().filter(|r| r.kind == "idle") {
-        let kib = r.bytes_per_connection.unwrap_or(0) as f64 / 1024.0;
-        rows.push((
-            format!("{} idle connections: < 64 KiB each", r.connections),
-            format!("{kib:.1} KiB"),
-            yes(kib < 64.0),
-        ));
-    }
-    if rows.is_empty() {
-        return String::new();
-    }
-    let mut md = String::from(
-        "## Targets of this machine\n\nServer and ceiling in the same round; handshakes beside nginx in the same run.\n\n| target | measured | reached |\n|---|---|---|\n",
-    );
-    for (target, measured, reached) in rows {
-        let _ = writeln!(md, "| {target} | {measured} | {reached} |");
-    }
-    md.push('\n');
-    md
-}
-
 fn markdown(records: &[Record], commit: &str, context: &str) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Visiodroits benchmark\n");
@@ -365,7 +221,7 @@ fn markdown(records: &[Record], commit: &str, context: &str) -> String {
         .filter(|r| r.kind == "load" && r.system == "server" && !r.op.starts_with("handshake"))
         .collect();
     let points = paired(records, &loads);
-    md.push_str(&targets(records, &points));
+    md.push_str(&targets::table(records, &points));
     let mut cpu = String::new();
     if !loads.is_empty() {
         let _ = writeln!(md, "## Exchanges (warm mTLS keep-alive connections)\n");
@@ -386,7 +242,9 @@ fn markdown(records: &[Record], commit: &str, context: &str) -> String {
         {
             let (ctps, cavg, ratio, p50r, p99r) = match c {
                 Some(c) => {
-                    let [rate, p50, p99] = EXCHANGE_TARGETS.each_ref().map(|t| (t.ratio)(r, c));
+                    let [rate, p50, p99] = targets::EXCHANGE_TARGETS
+                        .each_ref()
+                        .map(|t| (t.ratio)(r, c));
                     (
                         format!("{:.0}", c.per_second),
                         format!("{:.2}", c.mean_ms),
@@ -507,116 +365,6 @@ fn markdown(records: &[Record], commit: &str, context: &str) -> String {
     }
     let _ = writeln!(md, "![latency](latency.svg)");
     md
-}
-
-/// Latency by percentile (log scale of 1/(1-p)) for each exchange and concurrency, closed loop.
-fn svg(records: &[Record]) -> String {
-    const W: f64 = 900.0;
-    const H: f64 = 520.0;
-    const L: f64 = 70.0;
-    const R: f64 = 220.0;
-    const T: f64 = 40.0;
-    const B: f64 = 60.0;
-    let mut plotted = std::collections::HashSet::new();
-    let series: Vec<&Record> = records
-        .iter()
-        .filter(|r| r.kind == "load" && r.system == "server" && !r.curve.is_empty())
-        .filter(|r| !r.op.starts_with("handshake") && r.pace == "closed" && r.ok > 0)
-        // One curve per operation and concurrency: the first round's.
-        .filter(|r| plotted.insert((r.op.as_str(), r.connections)))
-        .collect();
-    let x_of = |p: f64| {
-        // 0 → 1, 90 → 10, 99 → 100, 99.99 → 10^4; 100 plotted at 10^5.
-        let inv = if p >= 100.0 { 1e5 } else { 100.0 / (100.0 - p) };
-        L + inv.log10() / 5.0 * (W - L - R)
-    };
-    let max_ms = series
-        .iter()
-        .flat_map(|r| r.curve.iter().map(|(_, v)| *v))
-        .fold(1.0_f64, f64::max);
-    let y_max = 10f64.powf(max_ms.log10().ceil());
-    let y_min = 0.1_f64;
-    let y_of = |ms: f64| {
-        let v = ms.max(y_min);
-        T + (1.0 - (v / y_min).log10() / (y_max / y_min).log10()) * (H - T - B)
-    };
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{L}" y="22" font-size="15">Latency by percentile, closed loop (ms, log scale)</text>"#
-    );
-    for (p, label) in [
-        (0.0, "0%"),
-        (90.0, "90%"),
-        (99.0, "99%"),
-        (99.9, "99.9%"),
-        (99.99, "99.99%"),
-        (100.0, "max"),
-    ] {
-        let x = x_of(p);
-        let _ = write!(
-            s,
-            r##"<line x1="{x:.1}" y1="{T}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"##,
-            H - B,
-            H - B + 18.0
-        );
-    }
-    let mut v = y_min;
-    while v <= y_max * 1.001 {
-        let y = y_of(v);
-        let _ = write!(
-            s,
-            r##"<line x1="{L}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{v}</text>"##,
-            W - R,
-            L - 6.0,
-            y + 4.0
-        );
-        v *= 10.0;
-    }
-    const COLORS: &[&str] = &[
-        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-        "#bcbd22", "#17becf",
-    ];
-    let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in &series {
-        let n = ops.len();
-        ops.entry(r.op.as_str()).or_insert(n);
-    }
-    let conns: Vec<usize> = {
-        let mut c: Vec<usize> = series.iter().map(|r| r.connections).collect();
-        c.sort_unstable();
-        c.dedup();
-        c
-    };
-    const DASHES: &[&str] = &["", "6,3", "2,3", "10,4,2,4", "1,6"];
-    for (i, r) in series.iter().enumerate() {
-        let color = COLORS[ops[r.op.as_str()] % COLORS.len()];
-        let dash =
-            DASHES[conns.iter().position(|c| *c == r.connections).unwrap_or(0) % DASHES.len()];
-        let points: Vec<String> = r
-            .curve
-            .iter()
-            .map(|(p, ms)| format!("{:.1},{:.1}", x_of(*p), y_of(*ms)))
-            .collect();
-        let _ = write!(
-            s,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="1.6" stroke-dasharray="{dash}" points="{}"/>"#,
-            points.join(" ")
-        );
-        let y = T + 14.0 * i as f64;
-        let x = W - R + 14.0;
-        let _ = write!(
-            s,
-            r#"<line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/><text x="{}" y="{}">{} × {}</text>"#,
-            x + 28.0,
-            x + 34.0,
-            y + 4.0,
-            r.op,
-            r.connections
-        );
-    }
-    s.push_str("</svg>\n");
-    s
 }
 
 #[cfg(test)]
@@ -747,7 +495,7 @@ tps = 2345.600000 (without initial connection time)
             ),
             "{md}"
         );
-        let svg = svg(&[server, server2]);
+        let svg = svg::plot(&[server, server2]);
         assert_eq!(svg.matches("<polyline").count(), 1, "{svg}");
         assert!(
             svg.starts_with("<svg") && svg.contains("<polyline"),

@@ -20,190 +20,24 @@ use std::path::Path;
 
 use anyhow::Context;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevocationReason, RevokedCertParams, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
+mod clients;
+mod crl;
+
+pub use clients::{
+    client_ps_id, describe, DevClient, CLIENTS, CPE_PS, CPS_RPPS, DEV_FINESS, DEV_RPPS,
+    OTHER_FINESS,
+};
+use clients::{clients, ClientKind, Shape};
+use crl::crl;
+pub use crl::{big_crl, issue_crl, issue_delta_crl};
+
 /// Password of every PKCS#12 file of the dev PKI.
 pub const P12_PASSWORD: &str = "visiodroits";
-
-/// The pharmacy (structure) of the valid dev certificate: FINESS.
-pub const DEV_FINESS: &str = "750000001";
-/// Another pharmacy.
-pub const OTHER_FINESS: &str = "920000002";
-/// The RPPS of the valid dev pharmacist (11 digits, Luhn-valid).
-pub const DEV_RPPS: &str = "10001234565";
-/// The RPPS of the real-shaped CPS card (the public test vector's `CN=899700075122`).
-pub const CPS_RPPS: &str = "99700075122";
-/// The identifier of the CPE card: `3` + FINESS + `/` + the pharmacy's own number.
-pub const CPE_PS: &str = "3750000001/1234";
-
-/// A client certificate of the dev PKI.
-pub struct DevClient {
-    pub name: &'static str,
-    shape: Shape,
-    what: ClientKind,
-}
-
-/// How the subject is written.
-#[derive(Clone)]
-enum Shape {
-    /// `C, O, OU, CN`: the tidy test shape (a CPE card under the default profiles).
-    Tidy { cn: String, ou: String },
-    /// A real CPS card: `SN+CN+GN` in one multi-valued RDN, `title`, `C`; no O, no OU.
-    Cps {
-        sn: &'static str,
-        cn: String,
-        gn: &'static str,
-    },
-    /// A person's card without OU (CPS under the default profiles), written by rcgen.
-    NoOu { cn: String },
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum ClientKind {
-    Valid,
-    Revoked,
-    Expired,
-    NotYetValid,
-    UnknownCa,
-    /// KeyUsage digitalSignature, no ExtendedKeyUsage.
-    NoEku,
-    /// A card's signature certificate: KeyUsage nonRepudiation only.
-    SignatureOnly,
-    /// Issued by the re-keyed intermediate that the root revoked.
-    UnderRevokedRekeyed,
-}
-
-/// Names of the client certificates, with what they are for.
-pub const CLIENTS: &[(&str, &str)] = &[
-    (
-        "valid",
-        "pharmacist of the dev pharmacy, CN 8+RPPS and OU 1+FINESS (a CPE card's shape)",
-    ),
-    ("revoked", "listed in the intermediate CA's CRL"),
-    ("expired", "notAfter in the past"),
-    ("not-yet-valid", "notBefore in the future"),
-    (
-        "bad-ou",
-        "OU is a SIRET (type 3): names a structure no profile binds",
-    ),
-    ("other-structure", "pharmacist of another pharmacy (OU)"),
-    ("unknown-ca", "issued by a CA the server does not trust"),
-    (
-        "cps",
-        "real CPS card: SN=PHARMACH0007512+CN=899700075122+GN=CAROLE,title=Pharmacien,C=FR",
-    ),
-    ("cpe", "CPE card: CN 3750000001/1234, OU 1750000001"),
-    (
-        "org",
-        "ORG certificate of the dev pharmacy's software: OU 1750000001, no person",
-    ),
-    ("noeku", "a card without ExtendedKeyUsage"),
-    (
-        "signature-only",
-        "a card's signature certificate (nonRepudiation only)",
-    ),
-    (
-        "rekeyed-revoked",
-        "issued by the re-keyed intermediate (same name) that the root revoked",
-    ),
-];
-
-fn clients() -> Vec<DevClient> {
-    let ps = |rpps: &str| format!("8{rpps}");
-    let tidy = |cn: String, ou: String| Shape::Tidy { cn, ou };
-    let finess = |f: &str| format!("1{f}");
-    vec![
-        DevClient {
-            name: "valid",
-            shape: tidy(ps(DEV_RPPS), finess(DEV_FINESS)),
-            what: ClientKind::Valid,
-        },
-        DevClient {
-            name: "revoked",
-            shape: tidy(ps("10001234573"), finess(DEV_FINESS)),
-            what: ClientKind::Revoked,
-        },
-        DevClient {
-            name: "expired",
-            shape: tidy(ps("10001234581"), finess(DEV_FINESS)),
-            what: ClientKind::Expired,
-        },
-        DevClient {
-            name: "not-yet-valid",
-            shape: tidy(ps("10001234599"), finess(DEV_FINESS)),
-            what: ClientKind::NotYetValid,
-        },
-        DevClient {
-            name: "bad-ou",
-            shape: tidy(ps("10001234607"), "312345678900017".into()),
-            what: ClientKind::Valid,
-        },
-        DevClient {
-            name: "other-structure",
-            shape: tidy(ps("10001234615"), finess(OTHER_FINESS)),
-            what: ClientKind::Valid,
-        },
-        DevClient {
-            name: "unknown-ca",
-            shape: tidy(ps("10001234623"), finess(DEV_FINESS)),
-            what: ClientKind::UnknownCa,
-        },
-        DevClient {
-            name: "cps",
-            shape: Shape::Cps {
-                sn: "PHARMACH0007512",
-                cn: ps(CPS_RPPS),
-                gn: "CAROLE",
-            },
-            what: ClientKind::Valid,
-        },
-        DevClient {
-            name: "cpe",
-            shape: tidy(CPE_PS.into(), finess(DEV_FINESS)),
-            what: ClientKind::Valid,
-        },
-        DevClient {
-            name: "org",
-            shape: tidy("LOGICIEL OFFICINE DEV".into(), finess(DEV_FINESS)),
-            what: ClientKind::Valid,
-        },
-        DevClient {
-            name: "noeku",
-            shape: Shape::NoOu {
-                cn: ps("10001234631"),
-            },
-            what: ClientKind::NoEku,
-        },
-        DevClient {
-            name: "signature-only",
-            shape: Shape::NoOu {
-                cn: ps("10001234649"),
-            },
-            what: ClientKind::SignatureOnly,
-        },
-        DevClient {
-            name: "rekeyed-revoked",
-            shape: Shape::NoOu {
-                cn: ps("10001234656"),
-            },
-            what: ClientKind::UnderRevokedRekeyed,
-        },
-    ]
-}
-
-/// The PS identifier a dev client's certificate carries (tests and the demo).
-pub fn client_ps_id(name: &str) -> Option<String> {
-    clients()
-        .into_iter()
-        .find(|c| c.name == name)
-        .map(|c| match c.shape {
-            Shape::Tidy { cn, .. } | Shape::Cps { cn, .. } | Shape::NoOu { cn } => cn,
-        })
-}
 
 /// Generates the whole dev PKI under `dir`. Existing files are replaced.
 pub fn generate(dir: &Path) -> anyhow::Result<()> {
@@ -260,20 +94,7 @@ pub fn generate(dir: &Path) -> anyhow::Result<()> {
     )?;
 
     // Server certificate, issued by the root (clients trust ca/root.pem for the server).
-    let server_key = ec_key()?;
-    let mut sp = CertificateParams::new(vec!["localhost".to_string()])?;
-    sp.subject_alt_names
-        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
-    sp.distinguished_name = dn(&[
-        (DnType::CountryName, "FR"),
-        (DnType::OrganizationName, "VISIODROITS DEV"),
-        (DnType::CommonName, "localhost"),
-    ]);
-    leaf_common(&mut sp, now - Duration::days(1), now + Duration::days(825));
-    sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server_cert = sp.signed_by(&server_key, &root)?;
-    write(dir, "server/server.pem", &server_cert.pem())?;
-    write_key(dir, "server/server.key", &server_key.serialize_pem())?;
+    server(dir, &root, now)?;
 
     // Client certificates.
     let mut revoked_serials = Vec::new();
@@ -387,168 +208,6 @@ pub fn generate(dir: &Path) -> anyhow::Result<()> {
         write_key(dir, &format!("ttp/{name}.key"), &key.serialize_pem())?;
     }
     Ok(())
-}
-
-/// Issues a CRL signed by the CA in `ca_pem`/`ca_key_pem`, revoking `revoked` serials (big-endian
-/// bytes), valid from `this_update` to `next_update`. Returns PEM.
-pub fn issue_crl(
-    ca_pem: &str,
-    ca_key_pem: &str,
-    revoked: &[Vec<u8>],
-    this_update: OffsetDateTime,
-    next_update: OffsetDateTime,
-    number: u64,
-) -> anyhow::Result<String> {
-    let key = KeyPair::from_pem(ca_key_pem)?;
-    let issuer = Issuer::from_ca_cert_pem(ca_pem, key)?;
-    let serials: Vec<SerialNumber> = revoked
-        .iter()
-        .map(|s| SerialNumber::from_slice(s))
-        .collect();
-    crl(&issuer, &serials, (this_update, next_update), number)
-}
-
-/// Issues a *delta* CRL (DeltaCRLIndicator `base`, CRLNumber `number`) signed by the EC CA in
-/// `ca_pem`/`ca_key_pem`, listing `revoked` serials (and `released` ones with reason
-/// removeFromCRL). rcgen writes no delta CRL, so its DER is written here. Returns PEM.
-#[allow(clippy::too_many_arguments)]
-pub fn issue_delta_crl(
-    ca_pem: &str,
-    ca_key_pem: &str,
-    revoked: &[Vec<u8>],
-    released: &[Vec<u8>],
-    base: u64,
-    number: u64,
-    this_update: OffsetDateTime,
-    next_update: OffsetDateTime,
-) -> anyhow::Result<String> {
-    use visiodroits_wire::der::{
-        encode, BIT_STRING, BOOLEAN, ENUMERATED, INTEGER, OCTET_STRING, OID, SEQUENCE,
-    };
-    let x509 = openssl::x509::X509::from_pem(ca_pem.as_bytes())?;
-    let ski = subject_key_id(&x509.to_der()?)?;
-    let key = openssl::pkey::PKey::private_key_from_pem(ca_key_pem.as_bytes())?;
-    let int = |bytes: &[u8]| {
-        let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-        let b = &bytes[start..];
-        let mut v = Vec::with_capacity(b.len() + 1);
-        if b.first().is_none_or(|f| f & 0x80 != 0) {
-            v.push(0);
-        }
-        v.extend_from_slice(b);
-        encode(INTEGER, &v)
-    };
-    let time = |t: OffsetDateTime| {
-        let text = format!(
-            "{:02}{:02}{:02}{:02}{:02}{:02}Z",
-            t.year() % 100,
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        );
-        encode(visiodroits_wire::der::UTC_TIME, text.as_bytes())
-    };
-    let ext = |oid: &str, critical: bool, value: Vec<u8>| {
-        let mut e = encode(OID, &visiodroits_wire::der::oid_value(oid).expect("an OID"));
-        if critical {
-            e.extend(encode(BOOLEAN, &[0xff]));
-        }
-        e.extend(encode(OCTET_STRING, &value));
-        encode(SEQUENCE, &e)
-    };
-    let ecdsa_sha256 = encode(
-        SEQUENCE,
-        &encode(
-            OID,
-            &visiodroits_wire::der::oid_value("1.2.840.10045.4.3.2").expect("an OID"),
-        ),
-    );
-    let mut entries = Vec::new();
-    for (serial, removed) in revoked
-        .iter()
-        .map(|s| (s, false))
-        .chain(released.iter().map(|s| (s, true)))
-    {
-        let mut e = int(serial);
-        e.extend(time(this_update));
-        if removed {
-            let reason = ext("2.5.29.21", false, encode(ENUMERATED, &[8]));
-            e.extend(encode(SEQUENCE, &reason));
-        }
-        entries.extend(encode(SEQUENCE, &e));
-    }
-    let mut exts = ext("2.5.29.20", false, int(&number.to_be_bytes()));
-    exts.extend(ext("2.5.29.27", true, int(&base.to_be_bytes())));
-    if let Some(ski) = &ski {
-        exts.extend(ext(
-            "2.5.29.35",
-            false,
-            encode(SEQUENCE, &encode(0x80, ski)),
-        ));
-    }
-    let mut tbs = encode(INTEGER, &[1]);
-    tbs.extend(&ecdsa_sha256);
-    tbs.extend(x509.subject_name().to_der()?);
-    tbs.extend(time(this_update));
-    tbs.extend(time(next_update));
-    if !entries.is_empty() {
-        tbs.extend(encode(SEQUENCE, &entries));
-    }
-    tbs.extend(encode(0xa0, &encode(SEQUENCE, &exts)));
-    let tbs = encode(SEQUENCE, &tbs);
-    let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key)?;
-    let signature = signer.sign_oneshot_to_vec(&tbs)?;
-    let mut bits = vec![0u8];
-    bits.extend(signature);
-    let mut list = tbs;
-    list.extend(ecdsa_sha256);
-    list.extend(encode(BIT_STRING, &bits));
-    let der = encode(SEQUENCE, &list);
-    Ok(String::from_utf8(
-        openssl::x509::X509Crl::from_der(&der)?.to_pem()?,
-    )?)
-}
-
-/// The SubjectKeyIdentifier of a certificate, if it has one.
-fn subject_key_id(der: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
-    use x509_parser::extensions::ParsedExtension;
-    use x509_parser::prelude::FromDer;
-    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
-        .map_err(|_| anyhow::anyhow!("not a CA certificate"))?;
-    Ok(cert
-        .extensions()
-        .iter()
-        .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
-            _ => None,
-        }))
-}
-
-fn crl(
-    issuer: &Issuer<'_, KeyPair>,
-    revoked: &[SerialNumber],
-    (this_update, next_update): (OffsetDateTime, OffsetDateTime),
-    number: u64,
-) -> anyhow::Result<String> {
-    let params = CertificateRevocationListParams {
-        this_update,
-        next_update,
-        crl_number: SerialNumber::from(number),
-        issuing_distribution_point: None,
-        revoked_certs: revoked
-            .iter()
-            .map(|serial| RevokedCertParams {
-                serial_number: serial.clone(),
-                revocation_time: this_update,
-                reason_code: Some(RevocationReason::KeyCompromise),
-                invalidity_date: None,
-            })
-            .collect(),
-        key_identifier_method: KeyIdMethod::Sha256,
-    };
-    Ok(params.signed_by(issuer)?.pem()?)
 }
 
 /// A real CPS card's certificate, written with OpenSSL: rcgen writes one attribute per RDN, and
@@ -681,34 +340,6 @@ fn write_key(dir: &Path, rel: &str, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Replaces the intermediate CA's CRL in `dir` by one listing `count` random serials (plus the
-/// dev `revoked` certificate): for measuring CRL loading and handshakes with a large CRL.
-pub fn big_crl(dir: &Path, count: usize) -> anyhow::Result<()> {
-    let ca_pem = fs::read_to_string(dir.join("ca/intermediate.pem"))?;
-    let key_pem = fs::read_to_string(dir.join("ca/intermediate.key"))?;
-    let revoked_pem = fs::read(dir.join("clients/revoked.pem"))?;
-    let revoked = openssl::x509::X509::from_pem(&revoked_pem)?;
-    let mut serials = Vec::with_capacity(count + 1);
-    serials.push(revoked.serial_number().to_bn()?.to_vec());
-    let mut buf = vec![0u8; 16 * count];
-    openssl::rand::rand_bytes(&mut buf)?;
-    for chunk in buf.chunks(16) {
-        let mut s = chunk.to_vec();
-        s[0] = (s[0] & 0x7f) | 0x10;
-        serials.push(s);
-    }
-    let now = OffsetDateTime::now_utc();
-    let crl = issue_crl(
-        &ca_pem,
-        &key_pem,
-        &serials,
-        now - Duration::hours(1),
-        now + Duration::days(30),
-        2,
-    )?;
-    write(dir, "crl/intermediate.crl.pem", &crl)
-}
-
 /// Issues a new server certificate for localhost / 127.0.0.1 from the root CA in `dir`, into
 /// `dir/server/server.{pem,key}` (certificate rotation tests and drills).
 pub fn renew_server(dir: &Path) -> anyhow::Result<()> {
@@ -716,7 +347,12 @@ pub fn renew_server(dir: &Path) -> anyhow::Result<()> {
     let root_key = KeyPair::from_pem(&fs::read_to_string(dir.join("ca/root.key"))?)?;
     let root = Issuer::from_ca_cert_pem(&root_pem, root_key)?;
     fs::create_dir_all(dir.join("server"))?;
-    let now = OffsetDateTime::now_utc();
+    server(dir, &root, OffsetDateTime::now_utc())
+}
+
+/// The server certificate for localhost / 127.0.0.1, issued by the root (clients trust
+/// `ca/root.pem` for the server), into `dir/server/server.{pem,key}`.
+fn server(dir: &Path, root: &Issuer<'_, KeyPair>, now: OffsetDateTime) -> anyhow::Result<()> {
     let key = ec_key()?;
     let mut sp = CertificateParams::new(vec!["localhost".to_string()])?;
     sp.subject_alt_names
@@ -728,15 +364,7 @@ pub fn renew_server(dir: &Path) -> anyhow::Result<()> {
     ]);
     leaf_common(&mut sp, now - Duration::days(1), now + Duration::days(825));
     sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = sp.signed_by(&key, &root)?;
+    let cert = sp.signed_by(&key, root)?;
     write(dir, "server/server.pem", &cert.pem())?;
     write_key(dir, "server/server.key", &key.serialize_pem())
-}
-
-/// What `pki dev` prints: the client certificates and their purpose.
-pub fn describe() -> String {
-    CLIENTS
-        .iter()
-        .map(|(name, what)| format!("  clients/{name}.pem|.key|.p12  {what}\n"))
-        .collect()
 }
