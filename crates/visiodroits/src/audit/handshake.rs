@@ -1,11 +1,9 @@
 //! Refused handshakes and refused CRLs in the audit, rate-limited per peer and in total so that a
 //! flood cannot fill the journal (the metrics still count every refusal).
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
 
+use super::rate::RateLimit;
 use super::{spawn_alone, AuditRecord, ClientCertificate};
 use crate::code::Code;
 use crate::store::Store;
@@ -14,17 +12,11 @@ use crate::store::Store;
 const PER_PEER_PER_MINUTE: u32 = 20;
 const TOTAL_PER_MINUTE: u32 = 600;
 
-struct RateState {
-    window: Instant,
-    total: u32,
-    per_peer: HashMap<IpAddr, u32>,
-}
-
 /// The audit of what the TLS layer refuses.
 pub(crate) struct HandshakeAudit {
     store: Store,
     instance: String,
-    limits: Mutex<RateState>,
+    limit: RateLimit,
 }
 
 impl HandshakeAudit {
@@ -32,11 +24,7 @@ impl HandshakeAudit {
         HandshakeAudit {
             store,
             instance,
-            limits: Mutex::new(RateState {
-                window: Instant::now(),
-                total: 0,
-                per_peer: HashMap::new(),
-            }),
+            limit: RateLimit::per_minute(PER_PEER_PER_MINUTE, TOTAL_PER_MINUTE),
         }
     }
 
@@ -48,7 +36,7 @@ impl HandshakeAudit {
         cert: Option<&ClientCertificate>,
         reason: String,
     ) -> bool {
-        if !self.allow(peer.ip()) {
+        if !self.limit.allow(peer.ip()) {
             return false;
         }
         let mut rec = AuditRecord {
@@ -76,27 +64,5 @@ impl HandshakeAudit {
             ..Default::default()
         };
         spawn_alone(&self.store, rec);
-    }
-
-    fn allow(&self, peer: IpAddr) -> bool {
-        let mut s = self
-            .limits
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if s.window.elapsed() >= Duration::from_secs(60) {
-            s.window = Instant::now();
-            s.total = 0;
-            s.per_peer.clear();
-        }
-        if s.total >= TOTAL_PER_MINUTE {
-            return false;
-        }
-        let n = s.per_peer.entry(peer).or_insert(0);
-        if *n >= PER_PEER_PER_MINUTE {
-            return false;
-        }
-        *n += 1;
-        s.total += 1;
-        true
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod chain;
 pub mod handshake;
+mod rate;
 pub mod record;
 
 use std::sync::LazyLock;
