@@ -387,11 +387,16 @@ pub(crate) fn tls_for(cert: Option<&str>, versions: Versions) -> Arc<rustls::Cli
 
 /// One ServicesOuverts (SOAP 1.2) on an open connection.
 pub(crate) async fn services_on(conn: &mut SoapConnection) -> anyhow::Result<Reply> {
-    conn.soap(
-        SoapVersion::V12,
-        services_request(SoapVersion::V12, &new_id(), None),
-    )
-    .await
+    services_in(conn, SoapVersion::V12).await
+}
+
+/// `ServicesOuverts` in `version` on `conn`.
+pub(crate) async fn services_in(
+    conn: &mut SoapConnection,
+    version: SoapVersion,
+) -> anyhow::Result<Reply> {
+    conn.soap(version, services_request(version, &new_id(), None))
+        .await
 }
 
 /// A `demande_services` envelope.

@@ -68,7 +68,7 @@ async fn a_real_cps_card_declares_its_pharmacy_and_the_directory_confirms_it() {
     let reply = ask(&app, Some("cps"), &rights(&cps(), Some(OTHER_FINESS))).await;
     assert_eq!(
         (reply.status.as_u16(), code(&reply).as_str()),
-        (403, "8004"),
+        (400, "8004"),
         "{}",
         reply.body
     );

@@ -105,7 +105,7 @@ async fn a_revocation_bites_open_connections_and_resumed_sessions() {
             .unwrap();
         assert_eq!(
             (reply.status.as_u16(), code(&reply).as_str()),
-            (403, "8003")
+            (400, "8003")
         );
         assert!(
             services(conn).await.is_err(),
@@ -128,7 +128,7 @@ async fn a_revocation_bites_open_connections_and_resumed_sessions() {
             .unwrap();
         assert_eq!(
             (reply.status.as_u16(), code(&reply).as_str()),
-            (403, "8003")
+            (400, "8003")
         );
     }
     // A fresh handshake with the revoked certificate fails.

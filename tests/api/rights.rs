@@ -434,7 +434,7 @@ async fn the_ps_of_the_message_must_be_the_certificate_s() {
         ),
     ] {
         let reply = ask(&app, Some("valid"), &req).await;
-        assert_eq!(reply.status, 403, "{what}");
+        assert_eq!(reply.status, 400, "{what}");
         assert_eq!(code(&reply), "8001", "{what}");
         assert!(reply.body.contains("vd:Acces"), "{what}");
     }
@@ -460,7 +460,7 @@ async fn the_ps_of_the_message_must_be_the_certificate_s() {
 async fn a_client_certificate_is_required_unless_configured_otherwise() {
     let app = TestApp::spawn().await;
     let reply = ask(&app, None, &Rights::default()).await;
-    assert_eq!(reply.status, 403);
+    assert_eq!(reply.status, 400);
     assert_eq!(code(&reply), "8002");
 
     let app = TestApp::spawn_with(|v| {

@@ -6,7 +6,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use visiodroits::soap::SoapVersion;
 
-use crate::helpers::{assert_valid, code, envelope, first, new_id, services_request, TestApp};
+use crate::helpers::{
+    assert_valid, code, envelope, first, new_id, services_in, services_request, TestApp,
+};
 
 #[tokio::test]
 async fn soap_1_1_and_1_2_are_answered_in_their_own_version() {
@@ -127,20 +129,72 @@ async fn hostile_or_broken_requests_get_their_fault_quickly_and_without_the_data
 }
 
 #[tokio::test]
+async fn soap_1_1_faults_are_http_500_where_soap_1_2_says_400() {
+    let app = app_without_database().await;
+    let mut conn = app.connect(Some("valid")).await.unwrap();
+    let cases = [
+        ("malformed XML", "<soap:Envelope><unclosed>".to_string()),
+        (
+            "unknown operation",
+            envelope(SoapVersion::V11, "<vd:demande_inconnue/>"),
+        ),
+    ];
+    for (what, body) in cases {
+        let reply = conn.soap(SoapVersion::V11, body).await.unwrap();
+        assert_eq!(reply.status, 500, "{what}: {}", reply.body);
+        assert_eq!(code(&reply), "6000", "{what}");
+        assert!(
+            reply.body.contains("<faultcode>env:Client</faultcode>"),
+            "{what}: {}",
+            reply.body
+        );
+        assert_valid(&reply, SoapVersion::V11);
+    }
+    // Refused before the body is read: the HTTP status says why, in either version.
+    let reply = conn
+        .soap(SoapVersion::V11, "x".repeat(1024 * 1024 + 1))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 413);
+    assert_eq!(code(&reply), "6000");
+    assert_valid(&reply, SoapVersion::V11);
+    // The technical error (no database here) is 500 in both.
+    let mut conn = app.connect(Some("valid")).await.unwrap();
+    let reply = services_in(&mut conn, SoapVersion::V11).await.unwrap();
+    assert_eq!(reply.status, 500);
+    assert_eq!(code(&reply), "0999");
+    assert!(
+        reply.body.contains("<faultcode>env:Server</faultcode>"),
+        "{}",
+        reply.body
+    );
+}
+
+#[tokio::test]
 async fn content_type_decides_the_version_and_must_agree_with_the_envelope() {
     let app = app_without_database().await;
     let mut conn = app.connect(Some("valid")).await.unwrap();
-    // A SOAP 1.2 envelope sent as text/xml (SOAP 1.1).
-    let reply = conn
-        .soap(
+    // A SOAP 1.2 envelope sent as text/xml (SOAP 1.1), and the other way round: VersionMismatch,
+    // HTTP 500 in both bindings, in the Content-Type's version.
+    for (binding, envelope_version, faultcode) in [
+        (
             SoapVersion::V11,
-            services_request(SoapVersion::V12, &new_id(), None),
-        )
-        .await
-        .unwrap();
-    assert_eq!(reply.status, 400);
-    assert_eq!(code(&reply), "6000");
-    assert_valid(&reply, SoapVersion::V11);
+            SoapVersion::V12,
+            "<faultcode>env:VersionMismatch</faultcode>",
+        ),
+        (
+            SoapVersion::V12,
+            SoapVersion::V11,
+            "<env:Value>env:VersionMismatch</env:Value>",
+        ),
+    ] {
+        let body = services_request(envelope_version, &new_id(), None);
+        let reply = conn.soap(binding, body).await.unwrap();
+        assert_eq!(reply.status, 500, "{binding:?}");
+        assert_eq!(code(&reply), "6000");
+        assert!(reply.body.contains(faultcode), "{}", reply.body);
+        assert_valid(&reply, binding);
+    }
     // Unknown media type.
     let req = http::Request::post("/visiodroits")
         .header("content-type", "application/json")
@@ -245,4 +299,17 @@ async fn http2_is_served_over_alpn() {
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert!(String::from_utf8_lossy(&body).contains("<vd:code>0000</vd:code>"));
     }
+    // HTTP/2 carries no Host header: the WSDL's address comes from `:authority`.
+    let authority = format!("localhost:{}", app.addr().port());
+    let req = http::Request::get(format!("https://{authority}/visiodroits?wsdl"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let wsdl = String::from_utf8_lossy(&body);
+    assert!(
+        wsdl.contains(&format!("location=\"https://{authority}/visiodroits\"")),
+        "{wsdl}"
+    );
 }

@@ -348,12 +348,12 @@ async fn each_refusal_code() {
     let reply = send(&app, Some("valid"), wrong_ps).await;
     assert_eq!(
         (reply.status.as_u16(), code(&reply).as_str()),
-        (403, "8001")
+        (400, "8001")
     );
     let reply = send(&app, None, tarification(&new_id(), &d, "DEVIS", &payload)).await;
     assert_eq!(
         (reply.status.as_u16(), code(&reply).as_str()),
-        (403, "8002")
+        (400, "8002")
     );
     let reply = send(
         &app,

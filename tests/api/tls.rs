@@ -5,7 +5,7 @@ use std::path::Path;
 use visiodroits::soap::SoapVersion;
 use visiodroits_client::Versions;
 
-use crate::helpers::{code, new_id, services_request, shared, TestApp};
+use crate::helpers::{assert_valid, code, new_id, services_in, services_request, shared, TestApp};
 
 /// Does one ServicesOuverts with `cert`; `Err` when the TLS layer refused.
 async fn try_services(
@@ -221,14 +221,25 @@ async fn certificate_outside_the_cn_ou_policy_gets_8003() {
         )
         .await
         .unwrap();
-    assert_eq!(reply.status, 403);
+    assert_eq!(reply.status, 400);
     assert_eq!(code(&reply), "8003");
     assert!(
         reply.body.contains("<env:Value>vd:Acces</env:Value>"),
         "{}",
         reply.body
     );
-    crate::helpers::assert_valid(&reply, SoapVersion::V12);
+    assert_valid(&reply, SoapVersion::V12);
+    // SOAP 1.1: every Fault at HTTP 500 (WS-I R1126), a plain `Client` faultcode, the code in
+    // the detail: where JAX-WS, WCF and PHP SoapClient read it.
+    let reply = services_in(&mut conn, SoapVersion::V11).await.unwrap();
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    assert_eq!(code(&reply), "8003");
+    assert!(
+        reply.body.contains("<faultcode>env:Client</faultcode>"),
+        "{}",
+        reply.body
+    );
+    assert_valid(&reply, SoapVersion::V11);
 }
 
 #[tokio::test]

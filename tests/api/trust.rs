@@ -394,7 +394,7 @@ async fn a_reload_whose_server_key_is_broken_still_applies_the_new_crls() {
     let reply = services_on(&mut open).await.unwrap();
     assert_eq!(
         (reply.status.as_u16(), code(&reply).as_str()),
-        (403, "8003"),
+        (400, "8003"),
         "the open connection sees the new CRL"
     );
     assert!(
@@ -436,7 +436,7 @@ async fn a_session_is_served_only_while_its_card_is_valid() {
         let reply = services_on(&mut open).await.unwrap();
         assert_eq!(
             (reply.status.as_u16(), code(&reply).as_str()),
-            (403, "8003"),
+            (400, "8003"),
             "the keep-alive connection, {versions:?}"
         );
         let mut resumed = SoapConnection::connect(app.addr(), "localhost", config)
@@ -449,7 +449,7 @@ async fn a_session_is_served_only_while_its_card_is_valid() {
         let reply = services_on(&mut resumed).await.unwrap();
         assert_eq!(
             (reply.status.as_u16(), code(&reply).as_str()),
-            (403, "8003"),
+            (400, "8003"),
             "the resumed session, {versions:?}"
         );
     }
@@ -489,7 +489,7 @@ async fn removing_a_ca_from_the_bundle_takes_effect_on_reload() {
     let reply = services_on(&mut open).await.unwrap();
     assert_eq!(
         (reply.status.as_u16(), code(&reply).as_str()),
-        (403, "8003"),
+        (400, "8003"),
         "the open connection"
     );
     assert!(app

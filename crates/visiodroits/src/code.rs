@@ -31,11 +31,11 @@ pub enum Code {
 /// How a refusal travels when it is not a normal response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FaultKind {
-    /// `Sender` (SOAP 1.1 `Client`), HTTP 400.
+    /// `Sender` (SOAP 1.1 `Client`).
     Sender,
-    /// `Sender` with subcode `vd:Acces`, HTTP 403.
+    /// `Sender` with subcode `vd:Acces` (SOAP 1.1 `Client`; the detail's code says which).
     Access,
-    /// `Receiver` (SOAP 1.1 `Server`), HTTP 500.
+    /// `Receiver` (SOAP 1.1 `Server`).
     Receiver,
 }
 
@@ -110,16 +110,6 @@ impl Code {
             | Code::CertificatePolicy
             | Code::StructureNotEstablished => Some(FaultKind::Access),
             _ => None,
-        }
-    }
-}
-
-impl FaultKind {
-    pub(crate) fn http_status(self) -> http::StatusCode {
-        match self {
-            FaultKind::Sender => http::StatusCode::BAD_REQUEST,
-            FaultKind::Access => http::StatusCode::FORBIDDEN,
-            FaultKind::Receiver => http::StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

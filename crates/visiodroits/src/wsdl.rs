@@ -7,9 +7,33 @@ pub(crate) const DEFAULT_ADDRESS: &str = "https://localhost:8443/visiodroits";
 const WSDL: &str = include_str!("../../../wsdl/visiodroits.wsdl");
 const XSD: &str = include_str!("../../../wsdl/visiodroits.xsd");
 
-/// The WSDL with its service address (and schema location) set to `base`.
+/// How `wsdl/visiodroits.wsdl` imports the schema: the file beside it, so that a checkout is
+/// enough to generate a client.
+const SCHEMA_IMPORT: &str =
+    r#"<xs:import namespace="urn:visiodroits:v1" schemaLocation="visiodroits.xsd"/>"#;
+
+/// The WSDL with its service address set to `base`, importing the schema from `base`.
 pub fn wsdl(base: &str) -> String {
-    WSDL.replace(DEFAULT_ADDRESS, base)
+    WSDL.replace(DEFAULT_ADDRESS, base).replace(
+        SCHEMA_IMPORT,
+        &format!(r#"<xs:import namespace="urn:visiodroits:v1" schemaLocation="{base}?xsd=visiodroits.xsd"/>"#),
+    )
+}
+
+/// The WSDL as one file, for tools that fetch nothing else: the schema inlined in `wsdl:types`
+/// in place of the wrapper that imports it.
+pub fn wsdl_single(base: &str) -> String {
+    let doc = WSDL.replace(DEFAULT_ADDRESS, base);
+    let (Some(start), Some(end)) = (doc.find("<wsdl:types>"), doc.find("</wsdl:types>")) else {
+        unreachable!("wsdl/visiodroits.wsdl has a wsdl:types element (a unit test reads it)");
+    };
+    let schema = &XSD[XSD.find("<xs:schema").unwrap_or(0)..];
+    format!(
+        "{}<wsdl:types>\n{}  {}",
+        &doc[..start],
+        schema.trim_end(),
+        &doc[end..]
+    )
 }
 
 /// A schema file by name.
@@ -35,6 +59,16 @@ mod tests {
         assert!(doc.contains(r#"location="https://vd.example:9443/visiodroits""#));
         assert!(doc.contains("https://vd.example:9443/visiodroits?xsd=visiodroits.xsd"));
         assert!(!doc.contains(DEFAULT_ADDRESS));
+    }
+
+    #[test]
+    fn the_repository_wsdl_imports_the_schema_beside_it() {
+        assert!(WSDL.contains(SCHEMA_IMPORT));
+        let single = wsdl_single("https://vd.example/visiodroits");
+        assert!(!single.contains("schemaLocation"), "{single}");
+        assert!(single.contains(r#"<xs:element name="demande_droits""#));
+        assert_eq!(single.matches("<xs:schema").count(), 1);
+        assert!(single.contains(r#"location="https://vd.example/visiodroits""#));
     }
 
     #[test]

@@ -270,7 +270,7 @@ async fn run(ex: &Exchanges, op: Operation, call: &mut Call<'_>) -> Outcome {
 fn fault(version: SoapVersion, code: Code) -> Outcome {
     let f = Fault::for_code(code);
     Outcome {
-        status: f.http_status(),
+        status: f.http_status(version),
         body: f.to_xml(version),
         code,
     }

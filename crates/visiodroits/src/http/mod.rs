@@ -8,7 +8,7 @@ mod soap_request;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -61,19 +61,22 @@ fn soap_response(version: SoapVersion, status: StatusCode, body: String, close: 
     resp
 }
 
-/// `GET /visiodroits?wsdl` and `GET /visiodroits?xsd=visiodroits.xsd`, addressed to the host the
-/// caller used.
-async fn wsdl_file(RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+/// `GET /visiodroits?wsdl` (with `&single`, the schema inlined) and
+/// `GET /visiodroits?xsd=visiodroits.xsd`, addressed to the host the caller used: its `Host`
+/// header (HTTP/1.1) or the request's `:authority` (HTTP/2).
+async fn wsdl_file(RawQuery(query): RawQuery, uri: Uri, headers: HeaderMap) -> Response {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .filter(|h| wsdl::is_plain_host(h));
     let Some(host) = host else {
         return (StatusCode::BAD_REQUEST, "Host header required").into_response();
     };
     let base = format!("https://{host}/visiodroits");
     let doc = match query.as_deref() {
-        Some("wsdl") | Some("WSDL") => wsdl::wsdl(&base),
+        Some("wsdl" | "WSDL") => wsdl::wsdl(&base),
+        Some("wsdl&single" | "WSDL&single" | "single&wsdl") => wsdl::wsdl_single(&base),
         Some(q) => match q.strip_prefix("xsd=").and_then(wsdl::xsd) {
             Some(text) => text.to_string(),
             None => return StatusCode::NOT_FOUND.into_response(),

@@ -48,12 +48,27 @@ impl IntoResponse for Refusal {
 }
 
 impl Refusal {
-    fn invalid(version: SoapVersion, status: StatusCode, detail: impl Into<String>) -> Self {
+    /// `fault` at the HTTP status its SOAP binding gives it.
+    fn new(version: SoapVersion, fault: Fault) -> Self {
         Refusal {
             version,
-            status,
-            fault: Fault::invalid(detail),
+            status: fault.http_status(version),
+            fault,
             close: false,
+        }
+    }
+
+    /// A 6000 Fault (`Sender`).
+    fn invalid(version: SoapVersion, detail: impl Into<String>) -> Self {
+        Refusal::new(version, Fault::invalid(detail))
+    }
+
+    /// A 6000 Fault for a body refused before it is read (its Content-Type, size or time): the
+    /// HTTP status says what, whatever the SOAP version.
+    fn unread(version: SoapVersion, status: StatusCode, detail: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            ..Refusal::invalid(version, detail)
         }
     }
 }
@@ -67,14 +82,10 @@ impl FromRequest<HttpState> for SoapRequest {
         let Some(conn) = parts.extensions.get::<Arc<Connection>>().cloned() else {
             // The acceptor attaches the connection to every request: this is a wiring fault.
             tracing::error!("request without its TLS connection");
-            let fault = Fault::for_code(Code::Technical);
-            let (status, close) = (fault.http_status(), true);
-            let version = SoapVersion::V12;
+            let refusal = Refusal::new(SoapVersion::V12, Fault::for_code(Code::Technical));
             return Err(Refusal {
-                version,
-                status,
-                fault,
-                close,
+                close: true,
+                ..refusal
             });
         };
         match read(s, &conn, &parts.headers, body).await {
@@ -113,7 +124,7 @@ async fn read(
                 "Content-Type: application/soap+xml (SOAP 1.2) ou text/xml (SOAP 1.1) attendu"
             };
             let status = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-            return Err(with_details(Refusal::invalid(
+            return Err(with_details(Refusal::unread(
                 SoapVersion::V12,
                 status,
                 detail,
@@ -125,13 +136,17 @@ async fn read(
         .await
         .map_err(with_details)?;
     let env = envelope::parse(&text, version, &s.xml).map_err(|e| {
-        let mut refusal = Refusal::invalid(version, StatusCode::BAD_REQUEST, e.to_string());
-        refusal.fault.soap_code = match e {
-            EnvelopeError::VersionMismatch => Some("VersionMismatch"),
+        let mut fault = Fault::invalid(e.to_string());
+        fault.soap_code = match e {
+            // An envelope of an unknown namespace, or of the other SOAP version than the
+            // Content-Type's: both are a VersionMismatch (SOAP 1.2 Part 1, 5.4.7).
+            EnvelopeError::VersionMismatch | EnvelopeError::ContentTypeMismatch => {
+                Some("VersionMismatch")
+            }
             EnvelopeError::MustUnderstand => Some("MustUnderstand"),
             _ => None,
         };
-        with_details(refusal)
+        with_details(Refusal::new(version, fault))
     })?;
     let op = operation(&env, &ct, headers).map_err(with_details)?;
     Ok((env, op))
@@ -159,12 +174,9 @@ fn admitted(
         Some(Ok(ct)) => ct.version,
         _ => SoapVersion::V12,
     };
-    let fault = Fault::for_code(Code::CertificatePolicy);
     let refusal = Refusal {
-        version,
-        status: fault.http_status(),
-        fault,
         close,
+        ..Refusal::new(version, Fault::for_code(Code::CertificatePolicy))
     };
     Err((refusal, reason))
 }
@@ -179,7 +191,7 @@ async fn text(
 ) -> Result<String, Refusal> {
     let too_large = || {
         let detail = format!("corps de requête limité à {} octets", s.limits.body_bytes);
-        Refusal::invalid(version, StatusCode::PAYLOAD_TOO_LARGE, detail)
+        Refusal::unread(version, StatusCode::PAYLOAD_TOO_LARGE, detail)
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -194,11 +206,11 @@ async fn text(
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
         Ok(Err(_)) => {
             let detail = "corps de requête incomplet";
-            return Err(Refusal::invalid(version, StatusCode::BAD_REQUEST, detail));
+            return Err(Refusal::invalid(version, detail));
         }
         Err(_) => {
             let detail = "corps de requête trop lent";
-            return Err(Refusal::invalid(
+            return Err(Refusal::unread(
                 version,
                 StatusCode::REQUEST_TIMEOUT,
                 detail,
@@ -207,7 +219,7 @@ async fn text(
     };
     String::from_utf8(bytes.into()).map_err(|_| {
         let detail = EnvelopeError::Encoding.to_string();
-        Refusal::invalid(version, StatusCode::BAD_REQUEST, detail)
+        Refusal::invalid(version, detail)
     })
 }
 
@@ -217,7 +229,7 @@ fn operation(env: &Envelope, ct: &ContentType, headers: &HeaderMap) -> Result<Op
     let version = env.version;
     let Some(op) = Operation::from_element(&env.body.name).filter(|_| env.body.in_vd) else {
         let detail = "opération inconnue";
-        return Err(Refusal::invalid(version, StatusCode::BAD_REQUEST, detail));
+        return Err(Refusal::invalid(version, detail));
     };
     let action = match version {
         SoapVersion::V12 => ct.action.clone(),
@@ -231,7 +243,7 @@ fn operation(env: &Envelope, ct: &ContentType, headers: &HeaderMap) -> Result<Op
         .is_some_and(|a| !a.is_empty() && a != op.action())
     {
         let detail = "l'action ne correspond pas à l'élément de Body";
-        return Err(Refusal::invalid(version, StatusCode::BAD_REQUEST, detail));
+        return Err(Refusal::invalid(version, detail));
     }
     Ok(op)
 }

@@ -1,5 +1,5 @@
 //! SOAP Faults: `Code`/`Reason`/`Detail` in SOAP 1.2, `faultcode`/`faultstring`/`detail` in
-//! SOAP 1.1, with a `vd:code_reponse` in the detail and the HTTP status of the spec's code table.
+//! SOAP 1.1, with a `vd:code_reponse` in the detail, at the HTTP status of the SOAP binding.
 
 use super::writer::{envelope, Xml};
 use super::SoapVersion;
@@ -27,7 +27,7 @@ impl Fault {
         }
     }
 
-    /// A refusal of the request itself (6000, `Sender`, HTTP 400) with one detail.
+    /// A refusal of the request itself (6000, `Sender`) with one detail.
     pub(crate) fn invalid(detail: impl Into<String>) -> Self {
         Fault {
             kind: FaultKind::Sender,
@@ -37,8 +37,16 @@ impl Fault {
         }
     }
 
-    pub(crate) fn http_status(&self) -> http::StatusCode {
-        self.kind.http_status()
+    /// The HTTP status of this Fault in `version`, where the SOAP HTTP bindings put it (generated
+    /// clients read a Fault nowhere else): SOAP 1.1, 500 for every Fault (WS-I Basic Profile 1.1,
+    /// R1126); SOAP 1.2, 400 for `Sender` (access refusals included) and 500 for `Receiver`,
+    /// `VersionMismatch` and `MustUnderstand` (SOAP 1.2 Part 2, 7.5.1.2).
+    pub(crate) fn http_status(&self, version: SoapVersion) -> http::StatusCode {
+        let server_side = self.kind == FaultKind::Receiver || self.soap_code.is_some();
+        match version {
+            SoapVersion::V12 if !server_side => http::StatusCode::BAD_REQUEST,
+            _ => http::StatusCode::INTERNAL_SERVER_ERROR,
+        }
     }
 
     /// The Fault envelope in `version`.
@@ -68,10 +76,11 @@ impl Fault {
     }
 
     fn write11(&self, x: &mut Xml) {
+        // No dot notation (`Client.Acces`, which the WS-I Basic Profile discourages and generated
+        // clients do not map): an access refusal is a `Client` Fault whose detail's code says which.
         let value = self.soap_code.unwrap_or(match self.kind {
             FaultKind::Receiver => "Server",
-            FaultKind::Access => "Client.Acces",
-            FaultKind::Sender => "Client",
+            FaultKind::Access | FaultKind::Sender => "Client",
         });
         x.raw("<env:Fault><faultcode>env:")
             .raw(value)
@@ -103,8 +112,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn access_fault_has_the_acces_subcode() {
-        let xml = Fault::for_code(Code::CertificatePolicy).to_xml(SoapVersion::V12);
+    fn access_fault_has_the_acces_subcode_in_soap12_and_is_a_plain_client_fault_in_soap11() {
+        let f = Fault::for_code(Code::CertificatePolicy);
+        let xml = f.to_xml(SoapVersion::V12);
         assert!(
             xml.contains(
                 "<env:Value>env:Sender</env:Value><env:Subcode><env:Value>vd:Acces</env:Value>"
@@ -112,15 +122,38 @@ mod tests {
             "{xml}"
         );
         assert!(xml.contains("<vd:code>8003</vd:code>"));
-        assert_eq!(Fault::for_code(Code::CertificatePolicy).http_status(), 403);
+        let xml = f.to_xml(SoapVersion::V11);
+        assert!(xml.contains("<faultcode>env:Client</faultcode>"), "{xml}");
+        assert!(xml.contains("<vd:code>8003</vd:code>"), "{xml}");
     }
 
     #[test]
-    fn technical_fault_is_receiver_500() {
+    fn statuses_follow_the_soap_http_bindings() {
+        let invalid = Fault::invalid("x");
+        let access = Fault::for_code(Code::PsMismatch);
+        let technical = Fault::for_code(Code::Technical);
+        let mut mismatch = Fault::invalid("x");
+        mismatch.soap_code = Some("VersionMismatch");
+        let mut must = Fault::invalid("x");
+        must.soap_code = Some("MustUnderstand");
+        let v12: Vec<u16> = [&invalid, &access, &technical, &mismatch, &must]
+            .iter()
+            .map(|f| f.http_status(SoapVersion::V12).as_u16())
+            .collect();
+        assert_eq!(v12, [400, 400, 500, 500, 500]);
+        for f in [&invalid, &access, &technical, &mismatch, &must] {
+            assert_eq!(f.http_status(SoapVersion::V11), 500, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn technical_fault_is_receiver() {
         let f = Fault::for_code(Code::Technical);
-        assert_eq!(f.http_status(), 500);
         assert!(f
             .to_xml(SoapVersion::V11)
             .contains("<faultcode>env:Server</faultcode>"));
+        assert!(f
+            .to_xml(SoapVersion::V12)
+            .contains("<env:Value>env:Receiver</env:Value>"));
     }
 }
