@@ -5,6 +5,7 @@ mod annuaire;
 mod audit;
 mod bench;
 mod certs;
+mod database_tls;
 mod demo;
 mod durability;
 mod faults;

@@ -27,6 +27,8 @@ pub struct Cluster {
     base: PathBuf,
     bin: PathBuf,
     run_as: Option<(u32, u32)>,
+    /// The port once TCP is served ([`Cluster::serve_tls`]); 5432 (the socket's name) otherwise.
+    port: Option<u16>,
 }
 
 impl Cluster {
@@ -36,7 +38,12 @@ impl Cluster {
         let bin = find_binaries()?;
         let base = absolute(base)?;
         let run_as = unprivileged_user()?;
-        let cluster = Cluster { base, bin, run_as };
+        let cluster = Cluster {
+            base,
+            bin,
+            run_as,
+            port: None,
+        };
         cluster.check_socket_path()?;
         fs::create_dir_all(&cluster.base)
             .with_context(|| format!("cannot create {}", cluster.base.display()))?;
@@ -65,10 +72,66 @@ impl Cluster {
 
     /// A connection URL for `user` on `database` through the private socket.
     pub fn url(&self, user: &str, database: &str) -> String {
+        let port = self.port.map(|p| format!("&port={p}")).unwrap_or_default();
         format!(
-            "postgres://{user}@localhost/{database}?host={}",
+            "postgres://{user}@localhost/{database}?host={}{port}",
             self.socket_dir().display()
         )
+    }
+
+    /// A TCP connection URL for `user` on `database` (to add `sslmode` and the files to), once
+    /// [`Cluster::serve_tls`] has opened a port.
+    pub fn tcp_url(&self, user: &str, database: &str) -> Option<String> {
+        self.port
+            .map(|port| format!("postgres://{user}@localhost:{port}/{database}"))
+    }
+
+    /// Serves TCP on 127.0.0.1 (a free port) besides the socket, TLS only, with the server
+    /// certificate chain `cert` and its key `key` (PEM). With `client_ca`, a TCP client must also
+    /// present a certificate that chains to it (`clientcert=verify-ca`). Restarts the cluster.
+    pub fn serve_tls(
+        &mut self,
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+    ) -> anyhow::Result<u16> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let data = self.data_dir();
+        let install = |from: &Path, name: &str| -> anyhow::Result<()> {
+            let to = data.join(name);
+            fs::copy(from, &to).with_context(|| format!("cannot copy {}", from.display()))?;
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o600))?;
+            self.own(&to)
+        };
+        install(cert, "server.crt")?;
+        install(key, "server.key")?;
+        let mut conf = format!(
+            "\n# TCP, TLS only\nlisten_addresses = '127.0.0.1'\nport = {port}\nssl = on\n\
+             ssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+        );
+        let mut client = "";
+        if let Some(ca) = client_ca {
+            install(ca, "client-ca.crt")?;
+            conf.push_str("ssl_ca_file = 'client-ca.crt'\n");
+            client = " clientcert=verify-ca";
+        }
+        let conf_path = data.join("postgresql.conf");
+        let text = fs::read_to_string(&conf_path)? + &conf;
+        fs::write(&conf_path, text)?;
+        // First match wins: these come before initdb's own lines.
+        let hba_path = data.join("pg_hba.conf");
+        let hba = format!(
+            "hostnossl all all 0.0.0.0/0 reject\nhostssl all all 127.0.0.1/32 trust{client}\n{}",
+            fs::read_to_string(&hba_path)?
+        );
+        fs::write(&hba_path, hba)?;
+        self.stop()?;
+        self.port = Some(port);
+        self.pg_ctl_start()?;
+        self.wait_ready(Duration::from_secs(30))?;
+        Ok(port)
     }
 
     /// Directory of the PostgreSQL binaries in use (pgbench lives there too).
@@ -233,6 +296,7 @@ impl Cluster {
                 .command("pg_isready")
                 .arg("-h")
                 .arg(self.socket_dir())
+                .args(["-p", &self.port.unwrap_or(5432).to_string()])
                 .args(["-U", SUPERUSER, "-q"])
                 .status()
                 .map(|s| s.success())

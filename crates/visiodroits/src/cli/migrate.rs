@@ -1,9 +1,7 @@
 //! `migrate`: apply the embedded migrations, optionally provision the server's login role.
 
-use std::str::FromStr;
-
 use anyhow::Context;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 use crate::config::Secret;
@@ -11,8 +9,7 @@ use crate::store::{provision_login_role, MIGRATOR};
 
 /// Connects with an owner/superuser URL (one connection is enough for DDL).
 pub async fn admin_pool(url: &Secret<String>) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(url.expose())
-        .map_err(|_| anyhow::anyhow!("DATABASE_URL: not a valid PostgreSQL URL"))?;
+    let options = crate::store::connect_options(url)?;
     PgPoolOptions::new()
         .max_connections(2)
         .connect_with(options)

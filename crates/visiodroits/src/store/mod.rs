@@ -15,7 +15,7 @@ pub mod transactions;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::PgPool;
 
 use crate::config::Secret;
@@ -64,6 +64,23 @@ pub(crate) const SERVER_ROLES: &[Role] = &[
     Role::AuditSealer,
 ];
 
+/// `DATABASE_URL` as connection options, for the server and every admin command alike: libpq's
+/// URL form, including `sslmode` (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`),
+/// `sslrootcert`, and `sslcert` with `sslkey` for a client certificate. Over TCP, anything short
+/// of `verify-full` leaves the database server unauthenticated, and says so in the log.
+pub fn connect_options(url: &Secret<String>) -> anyhow::Result<PgConnectOptions> {
+    let options = PgConnectOptions::from_str(url.expose())
+        .map_err(|_| anyhow::anyhow!("DATABASE_URL: not a valid PostgreSQL URL"))?;
+    let over_tcp = options.get_socket().is_none() && !options.get_host().starts_with('/');
+    if over_tcp && !matches!(options.get_ssl_mode(), PgSslMode::VerifyFull) {
+        tracing::warn!(
+            host = options.get_host(),
+            "DATABASE_URL: the database server is not authenticated (use sslmode=verify-full with sslrootcert)"
+        );
+    }
+    Ok(options)
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
@@ -77,9 +94,7 @@ impl Store {
         size: u32,
         acquire: Duration,
     ) -> anyhow::Result<Self> {
-        let options = PgConnectOptions::from_str(url.expose())
-            .map_err(|_| anyhow::anyhow!("DATABASE_URL: not a valid PostgreSQL URL"))?
-            .application_name("visiodroits");
+        let options = connect_options(url)?.application_name("visiodroits");
         Ok(Store {
             pool: Pool::new(options, size, acquire),
         })
