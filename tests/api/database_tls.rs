@@ -3,11 +3,10 @@
 //! database asks for one; a wrong CA, no TLS or no client certificate is refused.
 
 use visiodroits::config::{Config, Secret};
-use visiodroits::soap::SoapVersion;
 use visiodroits::startup::Server;
 use visiodroits_devkit::pgcluster::{Cluster, SUPERUSER};
 
-use crate::helpers::{code, new_id, services_request, shared, tls_for};
+use crate::helpers::{code, services_on, shared, tls_for};
 
 /// A TCP URL to `cluster` with TLS parameters: `sslmode`, the CA, and a client certificate.
 fn url(cluster: &Cluster, user: &str, mode: &str, ca: &str, client: Option<&str>) -> String {
@@ -57,16 +56,7 @@ async fn the_server_and_the_admin_commands_reach_a_tls_only_database() {
         "ca/root.pem",
         Some("valid"),
     ));
-    visiodroits::cli::migrate::run(&admin, Some("vd_tls_app"))
-        .await
-        .unwrap();
-    let pool = visiodroits::cli::migrate::admin_pool(&admin).await.unwrap();
-    let mut tx = pool.begin().await.unwrap();
-    for a in visiodroits::cli::demo::demo_amcs() {
-        visiodroits::store::amc::upsert(&mut tx, &a).await.unwrap();
-    }
-    tx.commit().await.unwrap();
-    crate::helpers::load_sample_directory(&pool).await;
+    let pool = crate::helpers::prepare_database(&admin, "vd_tls_app").await;
 
     // What is refused, each with an error that says why.
     for (what, refused, words) in [
@@ -127,13 +117,7 @@ async fn the_server_and_the_admin_commands_reach_a_tls_only_database() {
     )
     .await
     .unwrap();
-    let reply = conn
-        .soap(
-            SoapVersion::V12,
-            services_request(SoapVersion::V12, &new_id(), None),
-        )
-        .await
-        .unwrap();
+    let reply = services_on(&mut conn).await.unwrap();
     assert_eq!(code(&reply), "0000", "{}", reply.body);
     let (connections, encrypted): (i64, i64) = sqlx::query_as(
         "SELECT count(*), count(*) FILTER (WHERE s.ssl)

@@ -23,19 +23,10 @@ async fn the_server_survives_a_database_restart() {
         .remove_when_process_ends(std::process::id(), &base)
         .unwrap();
     let admin_url = Secret::new(cluster.url(SUPERUSER, "postgres"));
-    visiodroits::cli::migrate::run(&admin_url, Some("vd_fault_app"))
+    crate::helpers::prepare_database(&admin_url, "vd_fault_app")
         .await
-        .unwrap();
-    let admin = visiodroits::cli::migrate::admin_pool(&admin_url)
-        .await
-        .unwrap();
-    let mut tx = admin.begin().await.unwrap();
-    for a in visiodroits::cli::demo::demo_amcs() {
-        visiodroits::store::amc::upsert(&mut tx, &a).await.unwrap();
-    }
-    tx.commit().await.unwrap();
-    crate::helpers::load_sample_directory(&admin).await;
-    admin.close().await;
+        .close()
+        .await;
 
     let mut vars = s.config_vars("unused");
     vars.insert(

@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use uuid::Uuid;
-use visiodroits::config::{env_var, Config};
+use visiodroits::config::{env_var, Config, Secret};
 use visiodroits::soap::SoapVersion;
 use visiodroits::startup::Server;
 use visiodroits_client::{ClientIdentity, Reply, SoapConnection, Versions};
@@ -388,6 +388,24 @@ pub(crate) fn tls_for(cert: Option<&str>, versions: Versions) -> Arc<rustls::Cli
 /// One ServicesOuverts (SOAP 1.2) on an open connection.
 pub(crate) async fn services_on(conn: &mut SoapConnection) -> anyhow::Result<Reply> {
     services_in(conn, SoapVersion::V12).await
+}
+
+/// Migrates the database of `admin_url` (a superuser's), provisions the login role `login`, and
+/// loads the demo AMCs and the sample directory: what a server needs to answer. The admin pool.
+pub(crate) async fn prepare_database(admin_url: &Secret<String>, login: &str) -> PgPool {
+    visiodroits::cli::migrate::run(admin_url, Some(login))
+        .await
+        .unwrap();
+    let admin = visiodroits::cli::migrate::admin_pool(admin_url)
+        .await
+        .unwrap();
+    let mut tx = admin.begin().await.unwrap();
+    for a in visiodroits::cli::demo::demo_amcs() {
+        visiodroits::store::amc::upsert(&mut tx, &a).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    load_sample_directory(&admin).await;
+    admin
 }
 
 /// `ServicesOuverts` in `version` on `conn`.
