@@ -7,6 +7,7 @@ mod bench;
 mod certs;
 mod database_tls;
 mod demo;
+mod docs;
 mod durability;
 mod faults;
 mod helpers;
