@@ -2,7 +2,7 @@
 
 use visiodroits::soap::SoapVersion;
 
-use crate::helpers::{code, new_id, services_request, TestApp};
+use crate::helpers::{code, new_id, services_request, shared, TestApp};
 
 #[tokio::test]
 async fn health_readiness_and_metrics() {
@@ -583,4 +583,73 @@ async fn crls_are_fetched_over_http_verified_and_a_bad_download_keeps_the_previo
         "{motifs:?}"
     );
     assert!(motifs.iter().any(|m| m.contains("not newer")), "{motifs:?}");
+}
+
+/// This machine's address on its network (not loopback): the local end of a route outside.
+fn network_address() -> std::net::IpAddr {
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    // No packet is sent: connecting a UDP socket only picks the route and its source address.
+    probe
+        .connect("192.0.2.1:9")
+        .expect("a network route (the test needs an address other than loopback)");
+    let ip = probe.local_addr().unwrap().ip();
+    assert!(!ip.is_loopback(), "no address other than loopback: {ip}");
+    ip
+}
+
+/// `METHOD path` on the operations listener at `addr`, with an optional bearer token.
+async fn ops_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: ops\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    (out[9..12].parse().unwrap(), out)
+}
+
+#[tokio::test]
+async fn from_the_network_the_ops_listener_reads_for_anyone_and_acts_only_with_its_token() {
+    let token = "0123456789abcdef0123456789abcdef-ops";
+    let file = shared().base.join(format!("ops-token-{}", new_id()));
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let f = file.clone();
+    let app = TestApp::spawn_with(move |v| {
+        v.insert("VD_METRICS_LISTEN".into(), "0.0.0.0:0".into());
+        v.insert("VD_OPS_TOKEN_FILE".into(), f.display().to_string());
+    })
+    .await;
+    let remote = std::net::SocketAddr::new(network_address(), app.server.ops_addr.port());
+    let local = std::net::SocketAddr::new([127, 0, 0, 1].into(), app.server.ops_addr.port());
+
+    assert_eq!(ops_request(remote, "GET", "/healthz", None).await.0, 200);
+    assert_eq!(ops_request(remote, "GET", "/metrics", None).await.0, 200);
+    for bad in [
+        None,
+        Some("0123456789abcdef0123456789abcdef-opz"),
+        Some("short"),
+    ] {
+        let (status, out) = ops_request(remote, "POST", "/crl/refresh", bad).await;
+        assert_eq!(status, 403, "{bad:?}: {out}");
+        assert!(out.contains("VD_OPS_TOKEN_FILE"), "{out}");
+    }
+    let (status, out) = ops_request(remote, "POST", "/crl/refresh", Some(token)).await;
+    assert_eq!(status, 200, "{out}");
+    let (status, out) = ops_request(local, "POST", "/crl/refresh", None).await;
+    assert_eq!(status, 200, "{out}");
+    assert!(
+        !crate::helpers::captured_logs().contains(token),
+        "the token is never logged"
+    );
+    let _ = std::fs::remove_file(file);
 }

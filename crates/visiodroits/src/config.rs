@@ -110,6 +110,9 @@ pub struct TrustedThirdParty {
 pub struct Config {
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
+    /// `VD_OPS_TOKEN_FILE`'s token: what a caller from another address than loopback presents
+    /// (`Authorization: Bearer …`) to act on the operations listener. Without it, only loopback.
+    pub ops_token: Option<Secret<String>>,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub client_ca: PathBuf,
@@ -235,6 +238,25 @@ impl Config {
         if owner_code.len() != 2 || !owner_code.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(v.bad("VD_OWNER_CODE", &owner_code, "2 letters or digits"));
         }
+        let ops_token = match v.opt_path("VD_OPS_TOKEN_FILE") {
+            None => None,
+            Some(file) => {
+                let unreadable = |why: String| ConfigError {
+                    name: "VD_OPS_TOKEN_FILE",
+                    message: why,
+                };
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| unreadable(format!("cannot read {}: {e}", file.display())))?;
+                let token = text.trim();
+                if token.len() < 32 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(unreadable(format!(
+                        "{}: the token is at least 32 printable characters on one line",
+                        file.display()
+                    )));
+                }
+                Some(Secret::new(token.to_string()))
+            }
+        };
         let log_format = match v.get("VD_LOG_FORMAT").unwrap_or("json") {
             "json" => LogFormat::Json,
             "text" => LogFormat::Text,
@@ -243,6 +265,7 @@ impl Config {
         Ok(Config {
             listen: v.addr("VD_LISTEN", "127.0.0.1:8443")?,
             metrics_listen: v.addr("VD_METRICS_LISTEN", "127.0.0.1:9464")?,
+            ops_token,
             tls_cert,
             tls_key,
             client_ca,

@@ -1,15 +1,19 @@
-//! The operations listener (plain HTTP, localhost by default): `/healthz`, `/readyz`, `/metrics`.
+//! The operations listener (plain HTTP, localhost by default): `/healthz`, `/readyz`, `/metrics`
+//! for whoever can reach it, and `POST /crl/refresh`, an action, only from loopback or with the
+//! token of `VD_OPS_TOKEN_FILE`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::config::{CrlSettings, StructureCheck};
+use crate::config::{CrlSettings, Secret, StructureCheck};
 use crate::metrics::{Metrics, Sampled};
 use crate::store::Store;
 use crate::tls::crl::Freshness;
@@ -24,6 +28,7 @@ pub(crate) struct OpsState {
     pub crl: CrlSettings,
     pub structure_check: StructureCheck,
     pub reloader: Reloader,
+    pub token: Option<Secret<String>>,
 }
 
 pub(crate) fn router(state: OpsState) -> Router {
@@ -102,8 +107,44 @@ async fn directory(store: &Store) -> anyhow::Result<Option<(String, i64)>> {
     Ok(loaded.map(|(file, activities, _)| (file, activities)))
 }
 
-/// `crl refresh`: reload now (this listener is bound to localhost by default).
-async fn refresh(State(s): State<OpsState>) -> Response {
+/// Whether a request from `peer` may act (not only read): from loopback, or with the bearer
+/// token when one is configured, compared in constant time.
+fn may_act(peer: IpAddr, headers: &HeaderMap, token: Option<&Secret<String>>) -> bool {
+    if peer.to_canonical().is_loopback() {
+        return true;
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match (token, presented) {
+        (Some(token), Some(presented)) => {
+            let (a, b) = (token.expose().as_bytes(), presented.trim().as_bytes());
+            a.len() == b.len() && openssl::memcmp::eq(a, b)
+        }
+        _ => false,
+    }
+}
+
+/// `crl refresh`: reload now.
+async fn refresh(
+    State(s): State<OpsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if !may_act(peer.ip(), &headers, s.token.as_ref()) {
+        tracing::warn!(%peer, "operations action refused: not from loopback, no valid token");
+        let mut resp = (
+            StatusCode::FORBIDDEN,
+            "actions need loopback, or the token of VD_OPS_TOKEN_FILE\n",
+        )
+            .into_response();
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return resp;
+    }
     match s.reloader.refresh().await {
         Ok(summary) => (StatusCode::OK, format!("{summary}\n")).into_response(),
         Err(e) => (
@@ -133,4 +174,34 @@ async fn metrics(State(s): State<OpsState>) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bearer(t: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {t}").parse().unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn actions_need_loopback_or_the_token() {
+        let token = Secret::new("t".repeat(32));
+        let remote: IpAddr = "192.0.2.7".parse().unwrap();
+        let none = HeaderMap::new();
+        assert!(may_act("127.0.0.1".parse().unwrap(), &none, None));
+        assert!(may_act("::1".parse().unwrap(), &none, None));
+        assert!(may_act("::ffff:127.0.0.1".parse().unwrap(), &none, None));
+        assert!(!may_act(remote, &none, None));
+        assert!(!may_act(remote, &none, Some(&token)));
+        assert!(!may_act(remote, &bearer(&"t".repeat(31)), Some(&token)));
+        assert!(!may_act(remote, &bearer(&"u".repeat(32)), Some(&token)));
+        assert!(!may_act(remote, &bearer(&"t".repeat(32)), None));
+        assert!(may_act(remote, &bearer(&"t".repeat(32)), Some(&token)));
+    }
 }

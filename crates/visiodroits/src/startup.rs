@@ -266,9 +266,11 @@ impl Server {
             crl: config.crl.clone(),
             structure_check: config.structure_check,
             reloader: reloader.clone(),
+            token: config.ops_token.clone(),
         });
         let ops_task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(ops_listener, ops_app).await {
+            let app = ops_app.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(e) = axum::serve(ops_listener, app).await {
                 tracing::error!(error = %e, "operations listener stopped");
             }
         });

@@ -75,9 +75,15 @@ pub async fn refresh(config: &Config) -> anyhow::Result<String> {
                 config.metrics_listen
             )
         })?;
-    stream
-        .write_all(b"POST /crl/refresh HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .await?;
+    let authorization = config
+        .ops_token
+        .as_ref()
+        .map(|t| format!("Authorization: Bearer {}\r\n", t.expose()))
+        .unwrap_or_default();
+    let request = format!(
+        "POST /crl/refresh HTTP/1.1\r\nHost: localhost\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await?;
     let ok = answer.starts_with("HTTP/1.1 200");
