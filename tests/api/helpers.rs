@@ -20,8 +20,8 @@ pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A binary of another crate of the workspace, built beside this test binary by
-/// `cargo test --workspace` (scripts/test).
+/// A binary of another crate of the workspace, built beside this test binary by `scripts/test`
+/// (`cargo build --workspace --bins`, then the tests).
 pub(crate) fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let bin = exe
@@ -31,7 +31,7 @@ pub(crate) fn workspace_bin(name: &str) -> PathBuf {
         .join(name);
     assert!(
         bin.exists(),
-        "{} is not built: run the suite with `cargo test --workspace` (scripts/test)",
+        "{} is not built: run the suite with scripts/test (it builds the workspace's binaries first)",
         bin.display()
     );
     bin

@@ -9,6 +9,7 @@ mod database_tls;
 mod demo;
 mod docs;
 mod durability;
+mod exit_status;
 mod faults;
 mod helpers;
 mod hostile;

@@ -17,7 +17,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    visiodroits_wire::binary::run(async { run(cli.command).await.map(|()| ExitCode::SUCCESS) })
+    visiodroits_wire::binary::run(async {
+        Ok(match run(cli.command).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                cli::exit::status_of(&e)
+            }
+        })
+    })
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -74,6 +82,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 summary.rejected,
                 started.elapsed().as_secs_f64()
             );
+            if summary.rejected > 0 {
+                anyhow::bail!(
+                    "{} line(s) rejected (skipped; the others are imported)",
+                    summary.rejected
+                );
+            }
             Ok(())
         }
         Command::Annuaire {

@@ -4,6 +4,7 @@ pub mod annuaire;
 pub mod audit;
 pub mod crl;
 pub mod demo;
+pub mod exit;
 pub mod import;
 pub mod migrate;
 pub mod pairing;
@@ -17,7 +18,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "visiodroits",
     version,
-    about = "Visiodroits server: rights and real-time tarification for AMCs"
+    about = "Visiodroits server: rights and real-time tarification for AMCs",
+    after_help = exit::HELP
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -18,7 +18,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::PgPool;
 
-use crate::config::Secret;
+use crate::config::{ConfigError, Secret};
 pub use pool::{Pool, Tx};
 
 /// Migrations embedded in the binary.
@@ -69,8 +69,10 @@ pub(crate) const SERVER_ROLES: &[Role] = &[
 /// `sslrootcert`, and `sslcert` with `sslkey` for a client certificate. Over TCP, anything short
 /// of `verify-full` leaves the database server unauthenticated, and says so in the log.
 pub fn connect_options(url: &Secret<String>) -> anyhow::Result<PgConnectOptions> {
-    let options = PgConnectOptions::from_str(url.expose())
-        .map_err(|_| anyhow::anyhow!("DATABASE_URL: not a valid PostgreSQL URL"))?;
+    let options = PgConnectOptions::from_str(url.expose()).map_err(|_| ConfigError {
+        name: "DATABASE_URL",
+        message: "not a valid PostgreSQL URL".into(),
+    })?;
     let over_tcp = options.get_socket().is_none() && !options.get_host().starts_with('/');
     if over_tcp && !matches!(options.get_ssl_mode(), PgSslMode::VerifyFull) {
         tracing::warn!(

@@ -1,0 +1,75 @@
+//! Every admin command tells success from failure, and a failure of the work from one of its
+//! setting: 0 success, 1 a problem found, 2 bad usage or configuration, 3 could not run.
+
+use std::process::{Command, Output};
+
+use crate::helpers::{new_id, shared, TestApp};
+
+/// The real binary with only `env` (and no `.env` file where it runs).
+fn visiodroits(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_visiodroits"));
+    cmd.args(args).env_clear().current_dir(&shared().base);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the binary runs")
+}
+
+fn status(out: &Output) -> (i32, String) {
+    (
+        out.status.code().expect("exited"),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn admin_commands_exit_0_1_2_or_3() {
+    let app = TestApp::spawn().await;
+    let url = shared().admin_url(&app.db_name);
+    let good = [("DATABASE_URL", url.as_str())];
+
+    let (code, err) = status(&visiodroits(&["audit", "verify"], &good));
+    assert_eq!(code, 0, "{err}");
+
+    let (code, err) = status(&visiodroits(&["audit", "verify"], &[]));
+    assert_eq!(code, 2, "no DATABASE_URL: {err}");
+    assert!(err.contains("DATABASE_URL"), "{err}");
+    let (code, err) = status(&visiodroits(
+        &["audit", "verify"],
+        &[("DATABASE_URL", "not a url")],
+    ));
+    assert_eq!(code, 2, "a DATABASE_URL that is no URL: {err}");
+    let (code, _) = status(&visiodroits(&["no-such-command"], &good));
+    assert_eq!(code, 2, "clap's usage errors");
+
+    let nowhere = "postgres://nobody@localhost/none?host=/nonexistent-socket-dir";
+    let (code, err) = status(&visiodroits(
+        &["audit", "verify"],
+        &[("DATABASE_URL", nowhere)],
+    ));
+    assert_eq!(code, 3, "database unreachable: {err}");
+    let (code, err) = status(&visiodroits(&["import", "/nonexistent/droits.csv"], &good));
+    assert_eq!(code, 3, "file unreachable: {err}");
+
+    // Rejected lines: the good ones are imported, the run says a problem was found.
+    let file = shared().base.join(format!("droits-{}.csv", new_id()));
+    let sample =
+        std::fs::read_to_string(crate::helpers::repo().join("data/demo-droits.csv")).unwrap();
+    let mut lines: Vec<&str> = sample.lines().take(3).collect();
+    lines.push("une,ligne,cassée");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = visiodroits(&["import", file.to_str().unwrap()], &good);
+    let (code, err) = status(&out);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("ligne 4"), "the bad line is named: {err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 importée(s), 1 rejetée(s)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let _ = std::fs::remove_file(file);
+
+    let help = visiodroits(&["--help"], &[]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Exit status: 0 success; 1"));
+}
