@@ -722,3 +722,82 @@ async fn internal_failures_answer_0999_with_the_fixed_label_and_nothing_internal
     // The cause is in the logs, for the operator.
     assert!(crate::helpers::captured_logs().contains("exchange failed"));
 }
+
+/// Sets the `service` flag of the AMC of dossier `d`, as its operator would (owner, on identite).
+async fn set_service(app: &TestApp, d: &str, service: &str, on: bool) {
+    sqlx::query(
+        "UPDATE identite.amc_service s SET actif = $3
+           FROM dispensation.dossier d
+          WHERE d.numero_dossier = $1::uuid AND s.numero_amc = d.numero_amc AND s.service = $2",
+    )
+    .bind(d)
+    .bind(service)
+    .bind(on)
+    .execute(&app.db)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_service_closed_after_the_dossier_was_issued_is_refused_at_the_request() {
+    let app = TestApp::spawn().await;
+    let d = dossier(&app, "valid", &valid_ps(), DEV_FINESS).await;
+    let payload = prescription(61, LINES, "");
+
+    set_service(&app, &d, "TARIFICATION", false).await;
+    for mode in ["DEVIS", "PEC"] {
+        let reply = send(
+            &app,
+            Some("valid"),
+            tarification(&new_id(), &d, mode, &payload),
+        )
+        .await;
+        assert_eq!(code(&reply), "6021", "{mode}: {}", reply.body);
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM dispensation.tarification")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "nothing priced, nothing stored");
+    assert_eq!(consumed(&app).await, 0);
+
+    set_service(&app, &d, "TARIFICATION", true).await;
+    let reply = send(
+        &app,
+        Some("valid"),
+        tarification(&new_id(), &d, "PEC", &payload),
+    )
+    .await;
+    assert_eq!(code(&reply), "0000", "{}", reply.body);
+    let accreditation = first(&reply.body, "numero_accreditation").unwrap();
+
+    set_service(&app, &d, "ANNULATION", false).await;
+    let cancel = || cancellation(&new_id(), &d, &accreditation, 61);
+    let reply = send(&app, Some("valid"), cancel()).await;
+    assert_eq!(code(&reply), "6021", "{}", reply.body);
+    assert_eq!(consumed(&app).await, 9000, "the PEC stands");
+    set_service(&app, &d, "ANNULATION", true).await;
+    let reply = send(&app, Some("valid"), cancel()).await;
+    assert_eq!(code(&reply), "0000", "{}", reply.body);
+
+    // The flags tarification reads are a copy it may read and never change.
+    let mut tx = app.db.begin().await.unwrap();
+    sqlx::query("SET LOCAL ROLE vd_tarif")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let flags: i64 = sqlx::query_scalar("SELECT count(*) FROM dispensation.amc_service")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert!(flags >= 3, "{flags}");
+    let err = sqlx::query("UPDATE dispensation.amc_service SET actif = true")
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("42501"),
+        "{err}"
+    );
+}

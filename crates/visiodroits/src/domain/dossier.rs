@@ -41,6 +41,16 @@ pub(crate) fn usable_by(
     Ok(d)
 }
 
+/// The dossier, when its AMC has the service the exchange needs open as it stands now: an AMC may
+/// close `TARIFICATION` or `ANNULATION` after the dossier was issued (6021).
+pub(crate) fn service_open(dossier: Dossier, open: bool) -> Result<Dossier, Code> {
+    if open {
+        Ok(dossier)
+    } else {
+        Err(Code::ServiceClosed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

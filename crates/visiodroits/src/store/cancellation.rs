@@ -22,6 +22,8 @@ pub(crate) struct Commitment {
 pub(crate) struct CancellationState {
     pub stored: Option<(Vec<u8>, String)>,
     pub commitment: Option<Commitment>,
+    /// The dossier's AMC has its `ANNULATION` service open now.
+    pub service_open: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -31,6 +33,7 @@ struct CancellationRow {
     id: Option<i64>,
     structure: Option<String>,
     annulee: Option<bool>,
+    ouvert: bool,
 }
 
 pub(crate) async fn cancellation_state(
@@ -41,7 +44,11 @@ pub(crate) async fn cancellation_state(
     prescription: i32,
 ) -> anyhow::Result<CancellationState> {
     let r: CancellationRow = sqlx::query_as(
-        "SELECT r.empreinte, r.reponse, t.id, t.structure, t.annulee
+        "SELECT r.empreinte, r.reponse, t.id, t.structure, t.annulee,
+                coalesce((SELECT s.actif FROM dispensation.dossier d
+                            JOIN dispensation.amc_service s
+                              ON s.numero_amc = d.numero_amc AND s.service = 'ANNULATION'
+                           WHERE d.numero_dossier = $2), false) AS ouvert
            FROM (SELECT 1) AS one
            LEFT JOIN dispensation.reponse r ON r.id_requete = $1
            LEFT JOIN LATERAL (
@@ -67,6 +74,7 @@ pub(crate) async fn cancellation_state(
             }),
             _ => None,
         },
+        service_open: r.ouvert,
     })
 }
 

@@ -22,6 +22,8 @@ pub(crate) struct RequestState {
     pub stored: Option<(Vec<u8>, String)>,
     pub dossier: Option<Dossier>,
     pub live_commitment: bool,
+    /// The dossier's AMC has its `TARIFICATION` service open now.
+    pub service_open: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -35,6 +37,7 @@ struct StateRow {
     cle_plafond: Option<Vec<u8>>,
     regles: Option<String>,
     engagee: bool,
+    ouvert: bool,
 }
 
 /// The statement of [`request_state`].
@@ -43,7 +46,10 @@ pub(super) const REQUEST_STATE: &str =
                 d.cle_plafond, d.regles::text AS regles,
                 EXISTS (SELECT 1 FROM dispensation.tarification t
                          WHERE t.numero_dossier = $2 AND t.id_prescription = $3
-                           AND t.mode = 'PEC' AND NOT t.annulee) AS engagee
+                           AND t.mode = 'PEC' AND NOT t.annulee) AS engagee,
+                coalesce((SELECT s.actif FROM dispensation.amc_service s
+                           WHERE s.numero_amc = d.numero_amc AND s.service = 'TARIFICATION'),
+                         false) AS ouvert
            FROM (SELECT 1) AS one
            LEFT JOIN dispensation.reponse r ON r.id_requete = $1
            LEFT JOIN dispensation.dossier d ON d.numero_dossier = $2";
@@ -86,6 +92,7 @@ pub(crate) async fn request_state(
         stored,
         dossier,
         live_commitment: r.engagee,
+        service_open: r.ouvert,
     })
 }
 

@@ -45,6 +45,8 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
         Some(c) if c.structure != caller.structure => {
             return Err(ExchangeError::Business(Code::OtherStructure))
         }
+        // The AMC may have closed ANNULATION since: as it stands now.
+        Some(_) if !state.service_open => return Err(ExchangeError::Business(Code::ServiceClosed)),
         Some(c) if !c.cancelled => c,
         _ => return Err(ExchangeError::Business(Code::AccreditationUnknown)),
     };

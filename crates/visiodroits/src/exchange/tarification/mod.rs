@@ -5,8 +5,9 @@
 //! makes them: the certificate (8002, 8003), identity elements anywhere (7005), the fields (6000),
 //! `ps` against the certificate (8001), the structure (the certificate's, or declared and found
 //! in the directory: 8004), a retry of the `id_requete` (its stored response, or 7008), the
-//! dossier (7001, 7003, 7004, 7002), the encrypted payload (7007, 7006, then the same checks on
-//! its content), an existing PEC (7009).
+//! dossier (7001, 7003, 7004, 7002), the AMC's `TARIFICATION` service as it stands now (6021),
+//! the encrypted payload (7007, 7006, then the same checks on its content), an existing PEC
+//! (7009).
 
 pub mod encrypted;
 pub mod request;
@@ -71,6 +72,7 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
     }
     call.audit.amc = state.dossier.as_ref().map(|d| d.amc.as_str().to_string());
     let d = dossier::usable_by(state.dossier, &caller.structure, chrono::Utc::now())
+        .and_then(|d| dossier::service_open(d, state.service_open))
         .map_err(ExchangeError::Business)?;
     let prescription = prescription.map_err(ExchangeError::Business)?;
     if req.commitment && state.live_commitment {
