@@ -801,3 +801,40 @@ async fn a_service_closed_after_the_dossier_was_issued_is_refused_at_the_request
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_prescription_is_not_billed_later_than_tomorrow() {
+    let app = TestApp::spawn().await;
+    let d = dossier(&app, "valid", &valid_ps(), DEV_FINESS).await;
+    let today = chrono::Utc::now().date_naive();
+    let billed_on = |days: u64| {
+        let date = (today + chrono::Days::new(days)).to_string();
+        prescription(71, LINES, "").replace(
+            "<vd:date_facturation>2026-03-15</vd:date_facturation>",
+            &format!("<vd:date_facturation>{date}</vd:date_facturation>"),
+        )
+    };
+    let reply = send(
+        &app,
+        Some("valid"),
+        tarification(&new_id(), &d, "DEVIS", &billed_on(2)),
+    )
+    .await;
+    assert_eq!(code(&reply), "6000", "{}", reply.body);
+    assert_eq!(
+        all(&reply.body, "detail"),
+        ["prescription/date_facturation: postérieure au lendemain de la date du serveur"]
+    );
+    let reply = send(
+        &app,
+        Some("valid"),
+        tarification(&new_id(), &d, "DEVIS", &billed_on(1)),
+    )
+    .await;
+    assert_eq!(
+        code(&reply),
+        "0000",
+        "tomorrow is still today somewhere: {}",
+        reply.body
+    );
+}

@@ -157,6 +157,15 @@ pub fn prescription(el: &Element, p: &mut Problems) -> Option<Prescription> {
         }
     }
     let billing = p.date(el, path, "date_facturation");
+    // Not billed in the future: the server's date plus one day (a pharmacy's clock and time zone
+    // may be a little ahead of ours, never a day more).
+    let latest = chrono::Utc::now().date_naive() + chrono::Days::new(1);
+    if billing.is_some_and(|b| b > latest) {
+        p.add(
+            "prescription/date_facturation",
+            "postérieure au lendemain de la date du serveur",
+        );
+    }
     let raw: Vec<&Element> = el.children_named("ligne").collect();
     if raw.is_empty() || raw.len() > 999 {
         p.add("prescription/ligne", "de 1 à 999 lignes attendues");
