@@ -615,6 +615,37 @@ async fn an_openssl_encrypted_prescription_gives_the_clear_amounts_and_stays_enc
         ),
         "7006"
     );
+    // The accepted ciphertext with bytes after it (here a clear NIR), or twice: 7006, and
+    // nothing of it stored.
+    let accepted = base64::engine::general_purpose::STANDARD
+        .decode(&b64)
+        .unwrap();
+    for (what, der) in [
+        (
+            "trailing bytes",
+            [accepted.clone(), b"1790312345678".to_vec()].concat(),
+        ),
+        (
+            "a second object",
+            [accepted.clone(), accepted.clone()].concat(),
+        ),
+    ] {
+        let smuggled = base64::engine::general_purpose::STANDARD.encode(der);
+        let reply = send(
+            &app,
+            Some("valid"),
+            tarification(&new_id(), &d, "DEVIS", &encrypted_payload(&smuggled)),
+        )
+        .await;
+        assert_eq!(code(&reply), "7006", "{what}");
+    }
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dispensation.tarification WHERE position('1790312345678'::bytea IN donnees_chiffrees) > 0",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(stored, 0);
     let not_prescription =
         encrypt_with_openssl("<vd:autre xmlns:vd=\"urn:visiodroits:v1\"/>", "ttp/ttp.pem");
     assert_eq!(

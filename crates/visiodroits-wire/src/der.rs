@@ -110,6 +110,30 @@ pub fn single(bytes: &[u8]) -> Result<Tlv<'_>, DerError> {
     }
 }
 
+/// `bytes` is exactly one element, in DER all the way down: every length definite and minimal,
+/// every constructed element made of whole elements and nothing else, no universal string in
+/// BER's chunked (constructed) form. What passes holds nothing beside its structure: no trailing
+/// bytes, no second object, no indefinite length.
+pub fn strict(bytes: &[u8]) -> Result<(), DerError> {
+    fn walk(tlv: &Tlv<'_>, depth: u32) -> Result<(), DerError> {
+        const CONSTRUCTED: u8 = 0x20;
+        const CLASS: u8 = 0xc0;
+        if tlv.tag & CONSTRUCTED == 0 {
+            return Ok(());
+        }
+        let universal = tlv.tag & CLASS == 0;
+        if depth > 32 || (universal && tlv.tag != SEQUENCE && tlv.tag != SET) {
+            return Err(DerError::Unexpected);
+        }
+        let mut input = tlv.value;
+        while !input.is_empty() {
+            walk(&read(&mut input)?, depth + 1)?;
+        }
+        Ok(())
+    }
+    walk(&single(bytes)?, 0)
+}
+
 /// A BOOLEAN's value: DER writes TRUE as 0xFF and FALSE as 0x00; any other byte is refused
 /// rather than guessed (BER readers take any non-zero byte for TRUE).
 pub fn boolean(tlv: &Tlv<'_>) -> Result<bool, DerError> {
@@ -221,6 +245,33 @@ pub fn name(rdns: &[&[(&str, u8, &str)]]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strict_der_is_one_element_with_definite_lengths_all_the_way_down() {
+        let inner = encode(OCTET_STRING, b"ciphertext");
+        let one = encode(SEQUENCE, &[encode(INTEGER, &[1]), inner.clone()].concat());
+        assert_eq!(strict(&one), Ok(()));
+        let mut trailing = one.clone();
+        trailing.push(0);
+        assert!(strict(&trailing).is_err(), "trailing byte");
+        assert!(
+            strict(&[one.clone(), one.clone()].concat()).is_err(),
+            "second object"
+        );
+        let mut indefinite = vec![SEQUENCE, 0x80];
+        indefinite.extend(&inner);
+        indefinite.extend([0, 0]);
+        assert!(strict(&indefinite).is_err(), "indefinite length");
+        let chunked = encode(0x24, &inner);
+        assert!(
+            strict(&encode(SEQUENCE, &chunked)).is_err(),
+            "constructed OCTET STRING"
+        );
+        let loose = encode(SEQUENCE, &[inner.clone(), vec![0x04]].concat());
+        assert!(strict(&loose).is_err(), "a partial element inside");
+        let explicit = encode(0xa0, &inner);
+        assert_eq!(strict(&encode(SEQUENCE, &explicit)), Ok(()), "[0] EXPLICIT");
+    }
 
     #[test]
     fn reads_short_and_long_lengths_and_refuses_ber() {

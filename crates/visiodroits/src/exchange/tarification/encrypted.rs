@@ -51,8 +51,8 @@ impl Decryptor {
 }
 
 /// Decrypts an encrypted prescription in memory and checks it as a clear one: 7007 where this
-/// server does not decrypt, 7006 for another recipient, corrupt data or bad content, 7005 for
-/// identity elements inside.
+/// server does not decrypt, 7006 for another recipient, corrupt data, anything but exactly one
+/// DER object, or bad content, 7005 for identity elements inside.
 pub fn prescription(
     decryptor: Option<&Decryptor>,
     der: &[u8],
@@ -62,6 +62,9 @@ pub fn prescription(
     if declared_fingerprint.is_some_and(|f| !decryptor.is_our_certificate(f)) {
         return Err(Code::EncryptedUnreadable);
     }
+    // Exactly one DER EnvelopedData, as it is stored: bytes after it, or BER's indefinite
+    // lengths, could carry clear data into `dispensation` beside the ciphertext.
+    visiodroits_wire::der::strict(der).map_err(|_| Code::EncryptedUnreadable)?;
     let clear = decryptor.decrypt(der).ok_or(Code::EncryptedUnreadable)?;
     // The clear content lives in memory only, and is checked like a clear prescription.
     let text = std::str::from_utf8(&clear).map_err(|_| Code::EncryptedUnreadable)?;
