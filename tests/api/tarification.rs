@@ -524,6 +524,18 @@ fn encrypt_with_openssl(xml: &str, cert: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(der)
 }
 
+/// A `vd:prescription` as a document of its own: what a client encrypts.
+fn standalone(prescription: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}",
+        prescription.replacen(
+            "<vd:prescription>",
+            "<vd:prescription xmlns:vd=\"urn:visiodroits:v1\">",
+            1
+        )
+    )
+}
+
 fn encrypted_payload(b64: &str) -> String {
     format!("<vd:prescription_chiffree><vd:donnees>{b64}</vd:donnees></vd:prescription_chiffree>")
 }
@@ -536,14 +548,7 @@ async fn an_openssl_encrypted_prescription_gives_the_clear_amounts_and_stays_enc
     let secret_lines = prescription(51, LINES, "")
         .replace("3400930000001", "3400999999999")
         .replace("1234567", "7318246");
-    let xml = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}",
-        secret_lines.replacen(
-            "<vd:prescription>",
-            "<vd:prescription xmlns:vd=\"urn:visiodroits:v1\">",
-            1
-        )
-    );
+    let xml = standalone(&secret_lines);
     let b64 = encrypt_with_openssl(&xml, "ttp/ttp.pem");
     let reply = send(
         &app,
@@ -868,4 +873,61 @@ async fn a_prescription_is_not_billed_later_than_tomorrow() {
         "tomorrow is still today somewhere: {}",
         reply.body
     );
+}
+
+#[tokio::test]
+async fn identity_in_an_attribute_or_another_namespace_is_mixed_data_in_clear_and_encrypted() {
+    let app = TestApp::spawn().await;
+    let d = dossier(&app, "valid", &valid_ps(), DEV_FINESS).await;
+    let clear = prescription(81, LINES, "");
+    let hidden = [
+        (
+            "an attribute",
+            clear.replacen("<vd:ligne>", "<vd:ligne nir=\"1790312345678\">", 1),
+        ),
+        (
+            "a prefixed attribute",
+            clear.replacen(
+                "<vd:prescription>",
+                "<vd:prescription xmlns:x=\"urn:other\" x:date_naissance=\"1979-03-12\">",
+                1,
+            ),
+        ),
+        (
+            "an element of another namespace",
+            clear.replacen(
+                "</vd:prescription>",
+                "<x:nom_beneficiaire xmlns:x=\"urn:other\">DUPONT</x:nom_beneficiaire></vd:prescription>",
+                1,
+            ),
+        ),
+    ];
+    for (what, payload) in &hidden {
+        let reply = send(
+            &app,
+            Some("valid"),
+            tarification(&new_id(), &d, "DEVIS", payload),
+        )
+        .await;
+        assert_eq!(code(&reply), "7005", "clear, {what}: {}", reply.body);
+    }
+    let xml = standalone(&hidden[0].1);
+    let b64 = encrypt_with_openssl(&xml, "ttp/ttp.pem");
+    let reply = send(
+        &app,
+        Some("valid"),
+        tarification(&new_id(), &d, "PEC", &encrypted_payload(&b64)),
+    )
+    .await;
+    assert_eq!(
+        code(&reply),
+        "7005",
+        "encrypted, an attribute: {}",
+        reply.body
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM dispensation.tarification")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
 }

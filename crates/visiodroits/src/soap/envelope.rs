@@ -47,6 +47,10 @@ pub struct Element {
     pub in_vd: bool,
     pub children: Vec<Element>,
     pub text: String,
+    /// The local names of its attributes, in any namespace (namespace declarations aside): the
+    /// message schema has none, and a value hidden in one must still be seen by the identity
+    /// checks.
+    pub attributes: Vec<String>,
 }
 
 impl Element {
@@ -81,9 +85,16 @@ impl Element {
 
     /// Whether an element named `name` appears anywhere below (in any namespace).
     pub(crate) fn contains_named(&self, names: &[&str]) -> bool {
-        self.children
-            .iter()
-            .any(|c| names.contains(&c.name.as_str()) || c.contains_named(names))
+        self.has_attribute_named(names)
+            || self
+                .children
+                .iter()
+                .any(|c| names.contains(&c.name.as_str()) || c.contains_named(names))
+    }
+
+    /// Whether one of its own attributes has one of `names` as local name, in any namespace.
+    pub(crate) fn has_attribute_named(&self, names: &[&str]) -> bool {
+        self.attributes.iter().any(|a| names.contains(&a.as_str()))
     }
 }
 
@@ -255,11 +266,20 @@ pub fn parse(
                         if depth == 3 && body_element.is_some() {
                             return Err(EnvelopeError::SeveralBodyElements);
                         }
+                        let attributes = start
+                            .attributes()
+                            .flatten()
+                            .filter(|a| a.key.as_namespace_binding().is_none())
+                            .map(|a| {
+                                String::from_utf8_lossy(a.key.local_name().as_ref()).into_owned()
+                            })
+                            .collect();
                         stack.push(Element {
                             in_vd: ns_uri == Some(VD_NS),
                             name: local.into_owned(),
                             children: Vec::new(),
                             text: String::new(),
+                            attributes,
                         });
                     }
                     _ => return Err(EnvelopeError::UnexpectedContent),

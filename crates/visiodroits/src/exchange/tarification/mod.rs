@@ -39,11 +39,16 @@ pub(crate) const IDENTITY_ELEMENTS: &[&str] = &[
     "numero_adherent",
 ];
 
-/// Whether identity elements appear anywhere outside `ps`.
+/// Whether identity elements or attributes appear anywhere outside `ps`'s own elements, in any
+/// namespace (`ps` may name the pharmacist, as an element; no attribute may name anyone).
 pub(crate) fn carries_identity(el: &Element) -> bool {
-    el.children.iter().filter(|c| c.name != "ps").any(|c| {
-        IDENTITY_ELEMENTS.contains(&c.name.as_str()) || c.contains_named(IDENTITY_ELEMENTS)
-    })
+    el.has_attribute_named(IDENTITY_ELEMENTS)
+        || el.children.iter().any(|c| {
+            if c.name == "ps" {
+                return c.has_attribute_named(IDENTITY_ELEMENTS);
+            }
+            IDENTITY_ELEMENTS.contains(&c.name.as_str()) || c.contains_named(IDENTITY_ELEMENTS)
+        })
 }
 
 /// Handles `demande_tarification`.
