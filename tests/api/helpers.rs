@@ -333,26 +333,37 @@ impl TestApp {
 
     /// GET on the operations listener.
     pub(crate) async fn ops_get(&self, path: &str) -> (u16, String) {
-        let mut stream = tokio::net::TcpStream::connect(self.server.ops_addr)
-            .await
-            .expect("ops connect");
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await
-            .expect("ops write");
-        let mut out = String::new();
-        stream.read_to_string(&mut out).await.expect("ops read");
-        let status = out[9..12].parse().expect("status");
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
+        ops_request(self.server.ops_addr, "GET", path, None).await
     }
+}
+
+/// `METHOD path` on the operations listener at `addr`, with an optional bearer token: the
+/// status and the body.
+pub(crate) async fn ops_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("ops connect");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("ops write");
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.expect("ops read");
+    let status = out[9..12].parse().expect("status");
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// Copies the re-keyed intermediate's CRL into a test's own CRL directory: the tests that vary

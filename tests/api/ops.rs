@@ -597,27 +597,6 @@ fn network_address() -> std::net::IpAddr {
     ip
 }
 
-/// `METHOD path` on the operations listener at `addr`, with an optional bearer token.
-async fn ops_request(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: ops\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.unwrap();
-    (out[9..12].parse().unwrap(), out)
-}
-
 #[tokio::test]
 async fn from_the_network_the_ops_listener_reads_for_anyone_and_acts_only_with_its_token() {
     let token = "0123456789abcdef0123456789abcdef-ops";
@@ -632,20 +611,31 @@ async fn from_the_network_the_ops_listener_reads_for_anyone_and_acts_only_with_i
     let remote = std::net::SocketAddr::new(network_address(), app.server.ops_addr.port());
     let local = std::net::SocketAddr::new([127, 0, 0, 1].into(), app.server.ops_addr.port());
 
-    assert_eq!(ops_request(remote, "GET", "/healthz", None).await.0, 200);
-    assert_eq!(ops_request(remote, "GET", "/metrics", None).await.0, 200);
+    assert_eq!(
+        crate::helpers::ops_request(remote, "GET", "/healthz", None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        crate::helpers::ops_request(remote, "GET", "/metrics", None)
+            .await
+            .0,
+        200
+    );
     for bad in [
         None,
         Some("0123456789abcdef0123456789abcdef-opz"),
         Some("short"),
     ] {
-        let (status, out) = ops_request(remote, "POST", "/crl/refresh", bad).await;
+        let (status, out) = crate::helpers::ops_request(remote, "POST", "/crl/refresh", bad).await;
         assert_eq!(status, 403, "{bad:?}: {out}");
         assert!(out.contains("VD_OPS_TOKEN_FILE"), "{out}");
     }
-    let (status, out) = ops_request(remote, "POST", "/crl/refresh", Some(token)).await;
+    let (status, out) =
+        crate::helpers::ops_request(remote, "POST", "/crl/refresh", Some(token)).await;
     assert_eq!(status, 200, "{out}");
-    let (status, out) = ops_request(local, "POST", "/crl/refresh", None).await;
+    let (status, out) = crate::helpers::ops_request(local, "POST", "/crl/refresh", None).await;
     assert_eq!(status, 200, "{out}");
     assert!(
         !crate::helpers::captured_logs().contains(token),

@@ -28,6 +28,19 @@ fn main() -> ExitCode {
     })
 }
 
+/// The end of a file load: each rejected line on stderr, the summary on stdout, and a failure
+/// (exit 1) when lines were rejected, the others being `kept` all the same.
+fn report_lines(errors: &[String], rejected: u64, summary: &str, kept: &str) -> anyhow::Result<()> {
+    for e in errors {
+        eprintln!("{e}");
+    }
+    println!("{summary}");
+    if rejected > 0 {
+        anyhow::bail!("{rejected} line(s) rejected (skipped; the others are {kept})");
+    }
+    Ok(())
+}
+
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
@@ -72,23 +85,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let pool = cli::migrate::admin_pool(&url).await?;
             let started = std::time::Instant::now();
             let summary = cli::import::run(&pool, &file, strict, true).await?;
-            for e in &summary.errors {
-                eprintln!("{e}");
-            }
-            println!(
+            let done = format!(
                 "{} ligne(s) lue(s), {} importée(s), {} rejetée(s) en {:.1} s",
                 summary.read,
                 summary.imported,
                 summary.rejected,
                 started.elapsed().as_secs_f64()
             );
-            if summary.rejected > 0 {
-                anyhow::bail!(
-                    "{} line(s) rejected (skipped; the others are imported)",
-                    summary.rejected
-                );
-            }
-            Ok(())
+            report_lines(&summary.errors, summary.rejected, &done, "imported")
         }
         Command::Annuaire {
             command: AnnuaireCommand::Import { file },
@@ -97,10 +101,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let pool = cli::migrate::admin_pool(&url).await?;
             let started = std::time::Instant::now();
             let summary = cli::annuaire::run(&pool, &file, true).await?;
-            for e in &summary.errors {
-                eprintln!("{e}");
-            }
-            println!(
+            let done = format!(
                 "{} ligne(s) lue(s), {} activité(s) chargée(s), {} sans structure, {} rejetée(s) en {:.1} s",
                 summary.read,
                 summary.loaded,
@@ -108,13 +109,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 summary.rejected,
                 started.elapsed().as_secs_f64()
             );
-            if summary.rejected > 0 {
-                anyhow::bail!(
-                    "{} line(s) rejected (skipped; the others are loaded)",
-                    summary.rejected
-                );
-            }
-            Ok(())
+            report_lines(&summary.errors, summary.rejected, &done, "loaded")
         }
         Command::Crl { command } => {
             let config = Config::from_env()?;
