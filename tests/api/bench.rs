@@ -89,7 +89,7 @@ async fn the_load_generator_drives_every_exchange_without_errors() {
     let ok = |op: Op| outcome.per_op.iter().find(|(o, _)| *o == op).unwrap().1.ok as i64;
     let (pec, encrypted, cancelled): (i64, i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE mode = 'PEC'), count(*) FILTER (WHERE mode = 'PEC' AND chiffree),
-                count(*) FILTER (WHERE annulee) FROM dispensation.tarification",
+                count(*) FILTER (WHERE statut = 'ANNULEE') FROM dispensation.tarification",
     )
     .fetch_one(&app.db)
     .await

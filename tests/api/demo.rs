@@ -50,12 +50,19 @@ async fn demo_prepares_everything_and_its_printed_curl_command_answers_0000() {
         "{script}\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // ServicesOuverts, DemandeDroits, DEVIS, PEC, AnnulationTar, encrypted DEVIS.
+    // ServicesOuverts, DemandeDroits, DEVIS, PEC, ConsultationAccreditation, AnnulationTar,
+    // encrypted DEVIS.
     assert_eq!(
         stdout.matches("<vd:code>0000</vd:code>").count(),
-        6,
+        7,
         "{stdout}"
     );
+    // The PEC's proof, verified by openssl, prints the commitment; the consultation shows it
+    // active with its justification.
+    assert!(stdout.contains("\nnumero_accreditation="), "{stdout}");
+    assert!(stdout.contains("\ntotal_amc=7.00\n"), "{stdout}");
+    assert!(stdout.contains("<vd:statut>ACTIVE</vd:statut>"), "{stdout}");
+    assert!(stdout.contains("<vd:montant_avant_plafonds>"), "{stdout}");
     assert!(stdout.contains("MUTUELLE DEMO"), "{stdout}");
     assert!(stdout.contains("<vd:annulee>true</vd:annulee>"), "{stdout}");
     assert!(

@@ -1,19 +1,9 @@
 //! Every admin command tells success from failure, and a failure of the work from one of its
 //! setting: 0 success, 1 a problem found, 2 bad usage or configuration, 3 could not run.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::helpers::{new_id, shared, TestApp};
-
-/// The real binary with only `env` (and no `.env` file where it runs).
-fn visiodroits(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_visiodroits"));
-    cmd.args(args).env_clear().current_dir(&shared().base);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("the binary runs")
-}
+use crate::helpers::{new_id, shared, visiodroits, TestApp};
 
 fn status(out: &Output) -> (i32, String) {
     (

@@ -72,6 +72,16 @@ impl std::io::Write for LogWriter {
 }
 
 /// The logs captured so far, at debug level for the server and sqlx.
+/// The real `visiodroits` binary with `args` and only `env` (and no `.env` file where it runs).
+pub(crate) fn visiodroits(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_visiodroits"));
+    cmd.args(args).env_clear().current_dir(&shared().base);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the binary runs")
+}
+
 pub(crate) fn captured_logs() -> String {
     String::from_utf8_lossy(&LOGS.lock().expect("log buffer")).into_owned()
 }
@@ -247,6 +257,8 @@ impl Shared {
             ("VD_CRL_DIR", p("crl")),
             ("VD_TTP_CERT", p("ttp/ttp.pem")),
             ("VD_TTP_KEY", p("ttp/ttp.key")),
+            ("VD_SIGNING_CERT", p("signing/signing.pem")),
+            ("VD_SIGNING_KEY", p("signing/signing.key")),
             (
                 "VD_PSEUDONYMISATION_KEY_FILE",
                 self.pseudo_key.display().to_string(),

@@ -1,6 +1,7 @@
 //! One integration-test binary: a real server over a real TLS socket, with the dev PKI and a real
 //! PostgreSQL (a private cluster unless VD_TEST_DATABASE_URL names one).
 
+mod accreditation;
 mod annuaire;
 mod audit;
 mod bench;

@@ -32,9 +32,31 @@ async fn lists_the_hosted_amcs_their_services_and_the_encryption_certificate() {
     // MUTUELLE DEMO opens everything; encrypted tarification because this server holds the key.
     let first_amc = reply.body.split("</vd:amc>").next().unwrap();
     assert_eq!(
-        all(first_amc, "actif"),
-        vec!["true", "true", "true", "true"],
+        all(first_amc, "code"),
+        vec![
+            "0000",
+            "DROITS",
+            "TARIFICATION",
+            "TARIFICATION_CHIFFREE",
+            "ANNULATION",
+            "CONSULTATION"
+        ],
         "{first_amc}"
+    );
+    assert_eq!(
+        all(first_amc, "actif"),
+        vec!["true", "true", "true", "true", "true"],
+        "{first_amc}"
+    );
+    assert_eq!(first(first_amc, "delai_grace_jours").as_deref(), Some("3"));
+    // The certificate that signs PEC proofs.
+    let signing = openssl::x509::X509::from_pem(
+        &std::fs::read(shared().pki_path("signing/signing.pem")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        first(first_amc, "certificat_signature").unwrap(),
+        base64::engine::general_purpose::STANDARD.encode(signing.to_der().unwrap())
     );
     let cert_pem = std::fs::read(shared().pki_path("ttp/ttp.pem")).unwrap();
     let der = openssl::x509::X509::from_pem(&cert_pem)
@@ -49,9 +71,10 @@ async fn lists_the_hosted_amcs_their_services_and_the_encryption_certificate() {
     let second_amc = reply.body.split("</vd:amc>").nth(2).unwrap();
     assert_eq!(
         all(second_amc, "actif"),
-        vec!["true", "false", "false", "false"]
+        vec!["true", "false", "false", "false", "false"]
     );
     assert!(first(second_amc, "certificat_chiffrement").is_none());
+    assert!(first(second_amc, "delai_grace_jours").is_none());
 }
 
 #[tokio::test]
@@ -71,7 +94,7 @@ async fn encrypted_tarification_is_closed_without_the_key() {
     assert_eq!(code(&reply), "0000");
     assert_eq!(
         all(&reply.body, "actif"),
-        vec!["true", "true", "false", "true"]
+        vec!["true", "true", "false", "true", "true"]
     );
     assert!(first(&reply.body, "certificat_chiffrement").is_none());
 }
@@ -150,7 +173,7 @@ async fn answers_reflect_the_database_at_once() {
     // Tarification closed: encrypted tarification closed with it, and no certificate published.
     assert_eq!(
         all(&reply.body, "actif"),
-        vec!["true", "false", "false", "true"]
+        vec!["true", "false", "false", "true", "true"]
     );
     assert!(first(&reply.body, "certificat_chiffrement").is_none());
 }

@@ -214,7 +214,7 @@ fn tarification_statements(commitment: bool, today: NaiveDate) -> Vec<Statement>
     } else {
         ("'DEVIS'", "NULL")
     };
-    let state = [REQUEST_ID, CLIENT_DOSSIER, ":p"];
+    let state = [REQUEST_ID, CLIENT_DOSSIER, ":p", ":structure"];
     let year = today.year();
     let ceilings = [
         CEILING_KEY,
@@ -268,6 +268,19 @@ fn tarification_statements(commitment: bool, today: NaiveDate) -> Vec<Statement>
     .map(|s| s.to_string())
     .chain(consumed)
     .chain([CEILING_KEY, "sha256(:q1::text::bytea)", ":response"].map(String::from))
+    // Each line's justification: the rule, the amount before caps, the LPP ceiling around it.
+    .chain(
+        [
+            "'{PH7,LPP}'",
+            "'{PO,PO}'",
+            "'{10000,10000}'",
+            "'{700,40}'",
+            "'{NULL,9999999}'",
+            "'{NULL,0}'",
+            "'{NULL,40}'",
+        ]
+        .map(String::from),
+    )
     .collect();
     let record: Vec<&str> = record.iter().map(String::as_str).collect();
     vec![

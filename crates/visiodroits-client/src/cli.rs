@@ -179,6 +179,13 @@ pub enum ClientCommand {
         #[arg(long)]
         prescription: u32,
     },
+    /// ConsultationAccreditation: a PEC's status (ACTIVE, ANNULEE, REVOQUEE) and how each line's
+    /// amount was computed.
+    Accreditation {
+        #[command(flatten)]
+        conn: ConnArgs,
+        accreditation: String,
+    },
     /// Posts a SOAP envelope of your own (file or -); --repeat N measures latency on one
     /// kept-alive connection.
     Send {
@@ -275,6 +282,14 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<bool> {
             let body =
                 e.messages
                     .cancellation(Uuid::new_v4(), &dossier, &accreditation, prescription);
+            finish(send_once(&e, body).await?)
+        }
+        ClientCommand::Accreditation {
+            conn,
+            accreditation,
+        } => {
+            let e = conn.resolve()?;
+            let body = e.messages.consultation(Uuid::new_v4(), &accreditation);
             finish(send_once(&e, body).await?)
         }
         ClientCommand::Send { conn, repeat, file } => {

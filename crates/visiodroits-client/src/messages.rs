@@ -195,6 +195,17 @@ impl Messages {
                 .close("demande_annulation");
         })
     }
+
+    /// `demande_accreditation`: a PEC's status and justification.
+    pub fn consultation(&self, request_id: Uuid, accreditation: &str) -> String {
+        self.envelope(|w| {
+            w.open("demande_accreditation");
+            self.head(w, request_id);
+            self.ps(w);
+            w.leaf("numero_accreditation", accreditation)
+                .close("demande_accreditation");
+        })
+    }
 }
 
 fn prescription_into(w: &mut Xml, p: &Prescription) {

@@ -106,6 +106,14 @@ pub struct TrustedThirdParty {
     pub key: Option<PathBuf>,
 }
 
+/// The operator's key and certificate that sign each PEC's proof (`VD_SIGNING_CERT`,
+/// `VD_SIGNING_KEY`).
+#[derive(Debug, Clone)]
+pub struct Signing {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -121,6 +129,7 @@ pub struct Config {
     pub structure_check: StructureCheck,
     pub rights_client_cert: RightsClientCert,
     pub trusted_third_party: TrustedThirdParty,
+    pub signing: Signing,
     pub pseudonymisation_key_file: PathBuf,
     pub database_url: Secret<String>,
     pub db_pool_size: u32,
@@ -210,6 +219,10 @@ impl Config {
                 message: "must be set when VD_TTP_KEY is set".into(),
             });
         }
+        let signing = Signing {
+            cert: v.path("VD_SIGNING_CERT")?,
+            key: v.path("VD_SIGNING_KEY")?,
+        };
         let limits = Limits {
             body_bytes: v.num("VD_BODY_LIMIT_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024)?,
             max_connections: v.num("VD_MAX_CONNECTIONS", 10_000, 1, 1_000_000)?,
@@ -274,6 +287,7 @@ impl Config {
             structure_check,
             rights_client_cert,
             trusted_third_party,
+            signing,
             pseudonymisation_key_file: v.path("VD_PSEUDONYMISATION_KEY_FILE")?,
             database_url: Secret::new(v.required("DATABASE_URL")?.to_string()),
             db_pool_size: v.num("VD_DB_POOL_SIZE", 16, 1, 1000)?,
@@ -507,6 +521,8 @@ mod tests {
     fn base() -> HashMap<String, String> {
         [
             ("VD_TLS_CERT", "/x/server.pem"),
+            ("VD_SIGNING_CERT", "/x/signing.pem"),
+            ("VD_SIGNING_KEY", "/x/signing.key"),
             ("VD_TLS_KEY", "/x/server.key"),
             ("VD_CLIENT_CA", "/x/ca.pem"),
             ("VD_CRL_DIR", "/x/crl"),

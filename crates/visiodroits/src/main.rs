@@ -3,7 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use visiodroits::cli::{self, AnnuaireCommand, AuditCommand, Cli, Command, CrlCommand, PkiCommand};
+use visiodroits::cli::{
+    self, AccreditationCommand, AmcCommand, AnnuaireCommand, AuditCommand, Cli, Command,
+    CrlCommand, PkiCommand,
+};
 use visiodroits::config::Config;
 use visiodroits::{startup, telemetry};
 
@@ -144,6 +147,50 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let url = visiodroits::config::database_url_from_env()?;
             println!("{}", cli::audit::verify(&url).await?);
+            Ok(())
+        }
+        Command::Amc { command } => {
+            let url = visiodroits::config::database_url_from_env()?;
+            let pool = cli::migrate::admin_pool(&url).await?;
+            let out = match command {
+                AmcCommand::List => cli::amc::list(&pool).await?,
+                AmcCommand::Set {
+                    numero,
+                    nom,
+                    services,
+                    contact_nom,
+                    contact_email,
+                    contact_telephone,
+                    delai_grace_jours,
+                    sans_delai_grace,
+                } => {
+                    let changes = cli::amc::Changes {
+                        name: nom,
+                        services,
+                        contact_name: contact_nom,
+                        contact_email,
+                        contact_phone: contact_telephone,
+                        grace_days: if sans_delai_grace {
+                            Some(None)
+                        } else {
+                            delai_grace_jours.map(Some)
+                        },
+                    };
+                    cli::amc::set(&pool, &numero, &changes).await? + "\n"
+                }
+            };
+            pool.close().await;
+            print!("{out}");
+            Ok(())
+        }
+        Command::Accreditation {
+            command: AccreditationCommand::Revoke { numero, motif },
+        } => {
+            let url = visiodroits::config::database_url_from_env()?;
+            let pool = cli::migrate::admin_pool(&url).await?;
+            let out = cli::accreditation::revoke(&pool, &numero, &motif).await;
+            pool.close().await;
+            println!("{}", out?);
             Ok(())
         }
         Command::CheckConfig => {

@@ -16,6 +16,7 @@ use crate::audit::handshake::HandshakeAudit;
 use crate::config::{Config, Secret};
 use crate::exchange::head::ServerInfo;
 use crate::exchange::tarification::encrypted::Decryptor;
+use crate::exchange::tarification::proof::Signer;
 use crate::exchange::Exchanges;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
@@ -128,6 +129,21 @@ fn load_trusted_third_party(
     Ok((Some(der), Some(Decryptor::new(cert, key)?)))
 }
 
+/// Reads the operator's signing certificate and key (checked against each other).
+fn load_signer(config: &Config) -> anyhow::Result<Signer> {
+    let (cert_path, key_path) = (&config.signing.cert, &config.signing.key);
+    let pem = std::fs::read(cert_path)
+        .with_context(|| format!("VD_SIGNING_CERT: cannot read {}", cert_path.display()))?;
+    let cert = X509::from_pem(&pem).context("VD_SIGNING_CERT: not a PEM certificate")?;
+    let key_pem = Secret::new(
+        std::fs::read(key_path)
+            .with_context(|| format!("VD_SIGNING_KEY: cannot read {}", key_path.display()))?,
+    );
+    let key = PKey::private_key_from_pem(key_pem.expose())
+        .map_err(|_| anyhow::anyhow!("VD_SIGNING_KEY: not a PEM private key"))?;
+    Signer::new(cert, key)
+}
+
 /// Reads the pseudonymisation key (at least 32 bytes).
 pub(crate) fn load_pseudonymisation_key(config: &Config) -> anyhow::Result<Secret<Vec<u8>>> {
     let path = &config.pseudonymisation_key_file;
@@ -149,6 +165,7 @@ pub fn check(config: &Config) -> anyhow::Result<String> {
     let (tls, refused) = TlsContext::load(config)?;
     tls.server_config()?;
     load_trusted_third_party(config)?;
+    load_signer(config)?;
     load_pseudonymisation_key(config)?;
     Store::connect_lazy(
         &config.database_url,
@@ -187,6 +204,7 @@ impl Server {
         let tls = Arc::new(tls);
         let rustls = RustlsConfig::from_config(tls.server_config()?);
         let (ttp_cert_der, decryptor) = load_trusted_third_party(&config)?;
+        let signer = load_signer(&config)?;
         let pseudonymisation_key = load_pseudonymisation_key(&config)?;
         let store = Store::connect_lazy(
             &config.database_url,
@@ -201,6 +219,7 @@ impl Server {
             },
             ttp_cert_der,
             decryptor,
+            signer,
             owner_code: config.owner_code.clone(),
             instance_code: config.instance_code,
             rights_client_cert: config.rights_client_cert,

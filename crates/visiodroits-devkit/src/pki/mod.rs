@@ -14,6 +14,8 @@
 //!   intermediate; PKCS#12 password [`P12_PASSWORD`].
 //! - `ttp/ttp.{pem,key}`: the trusted third party's RSA encryption certificate; `ttp/other.{pem,key}`:
 //!   another RSA recipient (payloads for it must be refused).
+//! - `signing/signing.{pem,key}`: the operator's certificate that signs PEC proofs (ECDSA P-256,
+//!   issued by the root: `openssl cms -verify -CAfile ca/root.pem` checks a proof).
 
 use std::fs;
 use std::path::Path;
@@ -41,7 +43,15 @@ pub const P12_PASSWORD: &str = "visiodroits";
 
 /// Generates the whole dev PKI under `dir`. Existing files are replaced.
 pub fn generate(dir: &Path) -> anyhow::Result<()> {
-    for sub in ["ca", "crl", "crl-variants", "server", "clients", "ttp"] {
+    for sub in [
+        "ca",
+        "crl",
+        "crl-variants",
+        "server",
+        "clients",
+        "ttp",
+        "signing",
+    ] {
         fs::create_dir_all(dir.join(sub))?;
     }
     let now = OffsetDateTime::now_utc();
@@ -207,6 +217,27 @@ pub fn generate(dir: &Path) -> anyhow::Result<()> {
         write(dir, &format!("ttp/{name}.pem"), &cert.pem())?;
         write_key(dir, &format!("ttp/{name}.key"), &key.serialize_pem())?;
     }
+
+    // The operator's signing certificate for PEC proofs: digital signature and non-repudiation,
+    // no extended key usage (so that `openssl cms -verify` accepts it for any purpose).
+    let key = ec_key()?;
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn(&[
+        (DnType::CountryName, "FR"),
+        (DnType::OrganizationName, "VISIODROITS DEV"),
+        (
+            DnType::CommonName,
+            "SIGNATURE DES ENGAGEMENTS VISIODROITS DEV",
+        ),
+    ]);
+    leaf_common(&mut p, now - Duration::days(1), now + Duration::days(1095));
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::ContentCommitment,
+    ];
+    let cert = p.signed_by(&key, &root)?;
+    write(dir, "signing/signing.pem", &cert.pem())?;
+    write_key(dir, "signing/signing.key", &key.serialize_pem())?;
     Ok(())
 }
 

@@ -34,13 +34,16 @@ pub fn demo_amcs() -> Vec<Amc> {
             services: vec![
                 (Service::Rights, true),
                 (Service::Tarification, true),
+                (Service::EncryptedTarification, true),
                 (Service::Cancellation, true),
+                (Service::Consultation, true),
             ],
             contact: Contact {
                 name: Some("Support tiers payant".into()),
                 email: Some("tiers-payant@mutuelle-demo.invalid".into()),
                 phone: Some("0100000000".into()),
             },
+            grace_days: Some(3),
         },
         Amc {
             number: "987654321".into(),
@@ -48,13 +51,16 @@ pub fn demo_amcs() -> Vec<Amc> {
             services: vec![
                 (Service::Rights, true),
                 (Service::Tarification, false),
+                (Service::EncryptedTarification, false),
                 (Service::Cancellation, false),
+                (Service::Consultation, false),
             ],
             contact: Contact {
                 name: None,
                 email: Some("contact@prevoyance-exemple.invalid".into()),
                 phone: None,
             },
+            grace_days: None,
         },
     ]
 }
@@ -77,7 +83,10 @@ pub async fn prepare(dir: &Path, overrides: HashMap<String, String>) -> anyhow::
     std::fs::create_dir_all(&dir)?;
     let pki = dir.join("pki");
     // A PKI from before the real-shaped cards is made anew.
-    if !pki.join("trust.pem").exists() || !pki.join("clients/cps.pem").exists() {
+    if !pki.join("trust.pem").exists()
+        || !pki.join("clients/cps.pem").exists()
+        || !pki.join("signing/signing.pem").exists()
+    {
         visiodroits_devkit::pki::generate(&pki).context("cannot create the dev PKI")?;
         println!("dev PKI created in {}", pki.display());
     }
@@ -137,6 +146,8 @@ pub async fn prepare(dir: &Path, overrides: HashMap<String, String>) -> anyhow::
         ("VD_CRL_DIR", p("crl")),
         ("VD_TTP_CERT", p("ttp/ttp.pem")),
         ("VD_TTP_KEY", p("ttp/ttp.key")),
+        ("VD_SIGNING_CERT", p("signing/signing.pem")),
+        ("VD_SIGNING_KEY", p("signing/signing.key")),
         (
             "VD_PSEUDONYMISATION_KEY_FILE",
             key_file.display().to_string(),
@@ -201,6 +212,12 @@ vd "$ENV<vd:demande_tarification>$(HEAD)$PS<vd:numero_dossier>$DOSSIER</vd:numer
 # DldTar PEC (binding): keep the accreditation number
 R=$(vd "$ENV<vd:demande_tarification>$(HEAD)$PS<vd:numero_dossier>$DOSSIER</vd:numero_dossier><vd:mode>PEC</vd:mode><vd:prescription>$LINES</vd:prescription></vd:demande_tarification>$END"); echo "$R"
 ACCREDITATION=$(echo "$R" | grep -o '<vd:numero_accreditation>[^<]*' | cut -d'>' -f2); echo "accreditation: $ACCREDITATION"
+
+# The signed proof of that PEC, checked with openssl alone: it prints the commitment's text
+echo "$R" | grep -o '<vd:preuve>[^<]*' | cut -d'>' -f2 | base64 -d | openssl cms -verify -inform DER -CAfile @CA@
+
+# ConsultationAccreditation: its status and how each line's amount was computed
+vd "$ENV<vd:demande_accreditation>$(HEAD)$PS<vd:numero_accreditation>$ACCREDITATION</vd:numero_accreditation></vd:demande_accreditation>$END"
 
 # AnnulationTar of that PEC
 vd "$ENV<vd:demande_annulation>$(HEAD)$PS<vd:numero_dossier>$DOSSIER</vd:numero_dossier><vd:numero_accreditation>$ACCREDITATION</vd:numero_accreditation><vd:id_prescription>1</vd:id_prescription></vd:demande_annulation>$END"

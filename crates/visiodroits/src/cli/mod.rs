@@ -1,5 +1,7 @@
 //! Admin command line: one module per command.
 
+pub mod accreditation;
+pub mod amc;
 pub mod annuaire;
 pub mod audit;
 pub mod crl;
@@ -93,6 +95,63 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// The AMCs hosted here: their services, contact and degraded-mode delay (DATABASE_URL, an
+    /// owner connection). Each change is audited.
+    Amc {
+        #[command(subcommand)]
+        command: AmcCommand,
+    },
+    /// Accreditations (PECs) issued here.
+    Accreditation {
+        #[command(subcommand)]
+        command: AccreditationCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AmcCommand {
+    /// Every AMC with its services, delay and contact.
+    List,
+    /// Create or change an AMC: only what is given changes.
+    Set {
+        /// The AMC number (8 to 10 digits).
+        numero: String,
+        /// Its name (required to create it).
+        #[arg(long)]
+        nom: Option<String>,
+        /// A service and its state, e.g. `TARIFICATION=off` (DROITS, TARIFICATION,
+        /// TARIFICATION_CHIFFREE, ANNULATION, CONSULTATION); repeatable.
+        #[arg(long = "service", value_parser = amc::parse_service)]
+        services: Vec<(crate::store::amc::Service, bool)>,
+        /// Contact name ("" clears it).
+        #[arg(long)]
+        contact_nom: Option<String>,
+        /// Contact e-mail ("" clears it).
+        #[arg(long)]
+        contact_email: Option<String>,
+        /// Contact telephone ("" clears it).
+        #[arg(long)]
+        contact_telephone: Option<String>,
+        /// Degraded mode: days (0 to 30) a pharmacy may still bill on its last accredited rights
+        /// when this server is unreachable.
+        #[arg(long, value_parser = clap::value_parser!(i16).range(0..=30), conflicts_with = "sans_delai_grace")]
+        delai_grace_jours: Option<i16>,
+        /// Remove the degraded-mode delay.
+        #[arg(long)]
+        sans_delai_grace: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccreditationCommand {
+    /// Revoke an active PEC (status REVOQUEE, ceiling consumption given back, audited); the
+    /// pharmacy can no longer cancel it (7010).
+    Revoke {
+        numero: String,
+        /// Why (kept with the PEC, shown by ConsultationAccreditation).
+        #[arg(long)]
+        motif: String,
     },
 }
 

@@ -35,7 +35,7 @@ struct Tarification {
     total_facture: i64,
     total_amc: i64,
     numero_accreditation: Option<String>,
-    annulee: bool,
+    statut: Option<String>,
 }
 
 /// The report for `dossier`, or an error when the dossier is unknown.
@@ -63,7 +63,7 @@ pub async fn report(url: &Secret<String>, dossier: &str) -> anyhow::Result<Strin
         anyhow::bail!("dossier {number} is unknown (or its pairing was purged)");
     };
     let tarifications: Vec<Tarification> = sqlx::query_as(
-        "SELECT cree_le, mode, id_prescription, chiffree, total_facture, total_amc, numero_accreditation, annulee
+        "SELECT cree_le, mode, id_prescription, chiffree, total_facture, total_amc, numero_accreditation, statut
            FROM dispensation.tarification WHERE numero_dossier = $1 ORDER BY id",
     )
     .bind(number)
@@ -107,7 +107,11 @@ pub async fn report(url: &Secret<String>, dossier: &str) -> anyhow::Result<Strin
             t.numero_accreditation
                 .map(|a| format!(", accreditation {a}"))
                 .unwrap_or_default(),
-            if t.annulee { ", cancelled" } else { "" },
+            match t.statut.as_deref() {
+                Some("ANNULEE") => ", cancelled",
+                Some("REVOQUEE") => ", revoked",
+                _ => "",
+            },
         );
     }
     Ok(out)

@@ -4,12 +4,15 @@
 //! [`read`] at each tarification, both here and nowhere else.
 //!
 //! ```json
-//! {"version":1,"domaines":[{"domaine":"PHAR","code_garantie":"G1",
+//! {"version":2,"domaines":[{"domaine":"PHAR","code_garantie":"G1",
+//!   "periode":{"debut":"2026-01-01","fin":"2026-12-31"},
 //!   "prestations":[{"code":"PH7","unite":"PO","valeur":10000,"plafond_annuel":null}]}]}
 //! ```
-//! Amounts are hundredths (of a percent for PO/TA, of a euro for FO and ceilings). Snapshots
-//! written before the version field existed are version 1.
+//! Amounts are hundredths (of a percent for PO/TA, of a euro for FO and ceilings). Version 2 adds
+//! each guarantee's `periode` (for line code `L04`); version 1 (and snapshots written before the
+//! version field existed) have none and stay readable: their lines are never `L04`.
 
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::rights::Guarantee;
@@ -18,7 +21,7 @@ use super::tarification::DomainRules;
 use super::Hundredths;
 
 /// The format [`write`] writes and [`read`] reads.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 // Written straight from borrowed fields: building owned values or a `serde_json::Value` tree
 // first was ~5 % of the server's CPU per rights exchange (a map and a string per field).
@@ -32,6 +35,7 @@ struct Out<'a> {
 struct OutDomain<'a> {
     domaine: &'a str,
     code_garantie: &'a str,
+    periode: Period,
     prestations: Vec<OutRule<'a>>,
 }
 
@@ -41,6 +45,12 @@ struct OutRule<'a> {
     unite: &'static str,
     valeur: i64,
     plafond_annuel: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Period {
+    debut: NaiveDate,
+    fin: NaiveDate,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +68,8 @@ fn first() -> u32 {
 struct InDomain {
     domaine: String,
     code_garantie: String,
+    #[serde(default)]
+    periode: Option<Period>,
     prestations: Vec<InRule>,
 }
 
@@ -78,6 +90,10 @@ pub fn write(chosen: &[Guarantee]) -> serde_json::Result<String> {
             .map(|g| OutDomain {
                 domaine: &g.domain,
                 code_garantie: &g.code,
+                periode: Period {
+                    debut: g.start,
+                    fin: g.end,
+                },
                 prestations: g
                     .rules
                     .iter()
@@ -107,7 +123,7 @@ pub enum SnapshotError {
 /// The rules of each domain of a snapshot.
 pub fn read(json: &str) -> Result<Vec<DomainRules>, SnapshotError> {
     let s: In = serde_json::from_str(json)?;
-    if s.version != VERSION {
+    if !(1..=VERSION).contains(&s.version) {
         return Err(SnapshotError::Version(s.version));
     }
     s.domaines
@@ -128,6 +144,7 @@ pub fn read(json: &str) -> Result<Vec<DomainRules>, SnapshotError> {
             Ok(DomainRules {
                 domain: d.domaine,
                 guarantee: d.code_garantie,
+                period: d.periode.map(|p| (p.debut, p.fin)),
                 rules,
             })
         })
@@ -138,7 +155,6 @@ pub fn read(json: &str) -> Result<Vec<DomainRules>, SnapshotError> {
 mod tests {
     use super::*;
     use crate::domain::tarification::rule;
-    use chrono::NaiveDate;
 
     fn guarantee(domain: &str, code: &str, rules: Vec<Rule>) -> Guarantee {
         Guarantee {
@@ -171,18 +187,24 @@ mod tests {
             guarantee("OPTI", "G2", vec![]),
         ];
         let json = write(&chosen).unwrap();
-        assert!(json.starts_with(r#"{"version":1,"#), "{json}");
+        assert!(json.starts_with(r#"{"version":2,"#), "{json}");
+        let year = Some((
+            NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+        ));
         assert_eq!(
             read(&json).unwrap(),
             vec![
                 DomainRules {
                     domain: "PHAR".into(),
                     guarantee: "G-\"é\\".into(),
+                    period: year,
                     rules: chosen[0].rules.clone(),
                 },
                 DomainRules {
                     domain: "OPTI".into(),
                     guarantee: "G2".into(),
+                    period: year,
                     rules: vec![]
                 },
             ]
@@ -193,9 +215,13 @@ mod tests {
     fn snapshots_of_before_the_version_field_and_of_unknown_versions() {
         let old = r#"{"domaines":[{"domaine":"PHAR","code_garantie":"G","prestations":[{"code":"PH7","unite":"TA","valeur":5000,"plafond_annuel":null}]}]}"#;
         assert_eq!(read(old).unwrap()[0].rules[0].unit, Unit::TA);
+        assert_eq!(read(old).unwrap()[0].period, None);
+        let v1 =
+            r#"{"version":1,"domaines":[{"domaine":"PHAR","code_garantie":"G","prestations":[]}]}"#;
+        assert_eq!(read(v1).unwrap()[0].period, None);
         assert!(matches!(
-            read(r#"{"version":2,"domaines":[]}"#),
-            Err(SnapshotError::Version(2))
+            read(r#"{"version":3,"domaines":[]}"#),
+            Err(SnapshotError::Version(3))
         ));
         assert!(matches!(
             read(

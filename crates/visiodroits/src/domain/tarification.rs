@@ -5,7 +5,13 @@
 //! domain with a `DEF`), else none (`L01`, the AMC pays 0). Before caps: `PO` pays
 //! max(0, round(BR × v / 100) − RO); `TA` pays round((BR − RO) × v / 100); `FO` pays v (euros).
 //! Caps in this order: never more than F − RO (`L03`), never more than what is left of the rule's
-//! annual ceiling in the calendar year of the execution date (`L02`). Rounding is half-up.
+//! annual ceiling in the calendar year of the execution date (`L02`). Rounding is half-up. A line
+//! executed outside the period of the guarantee that gives its rule is `L04`: the AMC pays 0 and
+//! its ceiling is never consulted.
+//!
+//! Each line's result carries its justification (the rule applied, the amount before caps, and
+//! for a ceiling line the ceiling and its consumption just before and after the request), which
+//! a PEC stores and `ConsultationAccreditation` reads back.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +25,17 @@ use super::Hundredths;
 pub struct DomainRules {
     pub domain: String,
     pub guarantee: String,
+    /// The guarantee's period (first and last day), `None` in snapshots written before it was
+    /// carried: such lines are never `L04`.
+    pub period: Option<(NaiveDate, NaiveDate)>,
     pub rules: Vec<Rule>,
+}
+
+impl DomainRules {
+    fn covers(&self, day: NaiveDate) -> bool {
+        self.period
+            .is_none_or(|(start, end)| start <= day && day <= end)
+    }
 }
 
 /// A dispensing line, amounts in cents.
@@ -43,6 +59,7 @@ pub enum LineCode {
     NotCovered,
     Ceiling,
     CutAfterAmo,
+    OutsidePeriod,
 }
 
 impl LineCode {
@@ -52,6 +69,7 @@ impl LineCode {
             LineCode::NotCovered => "L01",
             LineCode::Ceiling => "L02",
             LineCode::CutAfterAmo => "L03",
+            LineCode::OutsidePeriod => "L04",
         }
     }
 
@@ -61,7 +79,20 @@ impl LineCode {
             LineCode::NotCovered => "Prestation non couverte",
             LineCode::Ceiling => "Plafond annuel atteint ou limitant",
             LineCode::CutAfterAmo => "Limitée au montant restant après l'AMO",
+            LineCode::OutsidePeriod => "Exécutée hors de la période de la garantie",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            LineCode::Computed,
+            LineCode::NotCovered,
+            LineCode::Ceiling,
+            LineCode::CutAfterAmo,
+            LineCode::OutsidePeriod,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
     }
 }
 
@@ -73,6 +104,26 @@ pub struct CeilingKey {
     pub year: i32,
 }
 
+/// A ceiling as one line saw it: the ceiling, and its consumption for this beneficiary and year
+/// just before and just after the request (the same for every line of the request under it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CeilingUse {
+    pub ceiling: i64,
+    pub before: i64,
+    pub after: i64,
+}
+
+/// How a line's amount was computed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Justification {
+    /// The rule applied (`None` for `L01`).
+    pub rule: Option<Rule>,
+    /// The amount the rule gives before the caps (0 for `L01` and `L04`).
+    pub before_caps: i64,
+    /// For a line under an annual ceiling that was consulted.
+    pub ceiling: Option<CeilingUse>,
+}
+
 /// The result of one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineResult {
@@ -81,6 +132,7 @@ pub struct LineResult {
     pub patient: i64,
     pub guarantee: Option<String>,
     pub code: LineCode,
+    pub justification: Justification,
 }
 
 /// The result of a prescription.
@@ -100,22 +152,17 @@ fn div_round(n: i128, d: i128) -> i64 {
     ((n + d / 2) / d) as i64
 }
 
-/// Finds the rule of a prestation: (guarantee code, rule).
+/// Finds the rule of a prestation: (its domain, rule).
 pub(crate) fn rule_for<'a>(
     domains: &'a [DomainRules],
     prestation: &str,
-) -> Option<(&'a str, &'a Rule)> {
+) -> Option<(&'a DomainRules, &'a Rule)> {
     for d in domains {
         if let Some(r) = d.rules.iter().find(|r| r.code == prestation) {
-            return Some((&d.guarantee, r));
+            return Some((d, r));
         }
     }
-    let default_of = |d: &'a DomainRules| {
-        d.rules
-            .iter()
-            .find(|r| r.code == "DEF")
-            .map(|r| (d.guarantee.as_str(), r))
-    };
+    let default_of = |d: &'a DomainRules| d.rules.iter().find(|r| r.code == "DEF").map(|r| (d, r));
     domains
         .iter()
         .find(|d| d.domain == "PHAR")
@@ -123,15 +170,18 @@ pub(crate) fn rule_for<'a>(
         .or_else(|| domains.iter().find_map(default_of))
 }
 
-/// The ceilings the lines may consume (to lock them before computing).
+/// The ceilings the lines may consume (to lock them before computing); a line outside its
+/// guarantee's period consults none.
 pub(crate) fn ceilings_touched(domains: &[DomainRules], lines: &[Line]) -> Vec<(CeilingKey, i64)> {
     let mut out: BTreeMap<CeilingKey, i64> = BTreeMap::new();
     for l in lines {
-        if let Some((g, r)) = rule_for(domains, &l.prestation) {
+        if let Some((d, r)) =
+            rule_for(domains, &l.prestation).filter(|(d, _)| d.covers(l.execution))
+        {
             if let Some(c) = r.annual_ceiling {
                 out.insert(
                     CeilingKey {
-                        guarantee: g.to_string(),
+                        guarantee: d.guarantee.clone(),
                         prestation: r.code.clone(),
                         year: l.execution.year(),
                     },
@@ -151,32 +201,48 @@ pub(crate) fn compute(
 ) -> Outcome {
     let mut consumed: BTreeMap<CeilingKey, i64> = BTreeMap::new();
     let mut results = Vec::with_capacity(lines.len());
+    // The ceiling of each line that consulted one, to give it its before/after at the end.
+    let mut ceilings: Vec<Option<(CeilingKey, i64)>> = Vec::with_capacity(lines.len());
     for l in lines {
         let after_amo = (l.billed - l.amo).max(0);
-        let Some((guarantee, rule)) = rule_for(domains, &l.prestation) else {
-            results.push(LineResult {
-                id: l.id,
-                amc: 0,
-                patient: after_amo,
-                guarantee: None,
-                code: LineCode::NotCovered,
-            });
+        let unpaid = |guarantee: Option<&DomainRules>, rule: Option<&Rule>, code| LineResult {
+            id: l.id,
+            amc: 0,
+            patient: after_amo,
+            guarantee: guarantee.map(|d| d.guarantee.clone()),
+            code,
+            justification: Justification {
+                rule: rule.cloned(),
+                before_caps: 0,
+                ceiling: None,
+            },
+        };
+        let Some((domain, rule)) = rule_for(domains, &l.prestation) else {
+            results.push(unpaid(None, None, LineCode::NotCovered));
+            ceilings.push(None);
             continue;
         };
+        if !domain.covers(l.execution) {
+            results.push(unpaid(Some(domain), Some(rule), LineCode::OutsidePeriod));
+            ceilings.push(None);
+            continue;
+        }
         let v = i128::from(rule.value.get());
-        let mut amount = match rule.unit {
+        let before_caps = match rule.unit {
             Unit::PO => (div_round(i128::from(l.base) * v, 10_000) - l.amo).max(0),
             Unit::TA => div_round(i128::from((l.base - l.amo).max(0)) * v, 10_000),
             Unit::FO => rule.value.get(),
         };
+        let mut amount = before_caps;
         let mut code = LineCode::Computed;
         if amount > after_amo {
             amount = after_amo;
             code = LineCode::CutAfterAmo;
         }
+        let mut ceiling_of_line = None;
         if let Some(ceiling) = rule.annual_ceiling {
             let key = CeilingKey {
-                guarantee: guarantee.to_string(),
+                guarantee: domain.guarantee.clone(),
                 prestation: rule.code.clone(),
                 year: l.execution.year(),
             };
@@ -188,16 +254,33 @@ pub(crate) fn compute(
                 code = LineCode::Ceiling;
             }
             if amount > 0 {
-                *consumed.entry(key).or_insert(0) += amount;
+                *consumed.entry(key.clone()).or_insert(0) += amount;
             }
+            ceiling_of_line = Some((key, ceiling.get()));
         }
+        ceilings.push(ceiling_of_line);
         results.push(LineResult {
             id: l.id,
             amc: amount,
             patient: after_amo - amount,
-            guarantee: Some(guarantee.to_string()),
+            guarantee: Some(domain.guarantee.clone()),
             code,
+            justification: Justification {
+                rule: Some(rule.clone()),
+                before_caps,
+                ceiling: None,
+            },
         });
+    }
+    for (r, c) in results.iter_mut().zip(ceilings) {
+        if let Some((key, ceiling)) = c {
+            let before = already.get(&key).copied().unwrap_or(0);
+            r.justification.ceiling = Some(CeilingUse {
+                ceiling,
+                before,
+                after: before + consumed.get(&key).copied().unwrap_or(0),
+            });
+        }
     }
     Outcome {
         total_billed: lines.iter().map(|l| l.billed).sum(),
@@ -242,6 +325,7 @@ mod tests {
         vec![DomainRules {
             domain: "PHAR".into(),
             guarantee: "G".into(),
+            period: None,
             rules,
         }]
     }
@@ -379,16 +463,105 @@ mod tests {
     }
 
     #[test]
+    fn a_line_outside_its_guarantee_period_is_l04_and_consults_no_ceiling() {
+        let mut domains = pharmacy(vec![
+            rule("PH7", Unit::PO, 10_000, None),
+            rule("LPP", Unit::FO, 1000, Some(2500)),
+        ]);
+        // The guarantee starts the day after `day()`.
+        domains[0].period = Some((
+            NaiveDate::from_ymd_opt(2026, 3, 16).unwrap(),
+            NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+        ));
+        let mut inside = line(2, "PH7", 1000, 1000, 650);
+        inside.execution = NaiveDate::from_ymd_opt(2026, 3, 16).unwrap();
+        let mut last_day = line(4, "PH7", 1000, 1000, 650);
+        last_day.execution = NaiveDate::from_ymd_opt(2026, 12, 31).unwrap();
+        let lines = vec![
+            line(1, "LPP", 5000, 3000, 1800),
+            inside,
+            line(3, "PH7", 1000, 1000, 650),
+            last_day,
+        ];
+        assert!(
+            ceilings_touched(&domains, &lines).is_empty(),
+            "an L04 line locks no ceiling"
+        );
+        let out = compute(&domains, &lines, &BTreeMap::new());
+        let got: Vec<(u32, i64, i64, LineCode)> = out
+            .lines
+            .iter()
+            .map(|l| (l.id, l.amc, l.patient, l.code))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, 0, 3200, LineCode::OutsidePeriod),
+                (2, 350, 0, LineCode::Computed),
+                (3, 0, 350, LineCode::OutsidePeriod),
+                (4, 350, 0, LineCode::Computed),
+            ]
+        );
+        assert_eq!(out.lines[0].code.as_str(), "L04");
+        assert_eq!(out.lines[0].justification.ceiling, None);
+        assert_eq!(out.lines[0].justification.before_caps, 0);
+        assert!(out.consumed.is_empty());
+        assert_eq!((out.total_amc, out.total_patient), (700, 3550));
+    }
+
+    #[test]
+    fn each_line_carries_its_justification() {
+        let domains = pharmacy(vec![
+            rule("PH7", Unit::PO, 15_000, None),
+            rule("LPP", Unit::FO, 1000, Some(2500)),
+        ]);
+        let key = CeilingKey {
+            guarantee: "G".into(),
+            prestation: "LPP".into(),
+            year: 2026,
+        };
+        let lines = vec![
+            line(1, "PH7", 1000, 1000, 650),
+            line(2, "LPP", 5000, 3000, 1800),
+            line(3, "LPP", 5000, 3000, 1800),
+            line(4, "PH1", 1000, 1000, 650),
+        ];
+        let already = BTreeMap::from([(key, 800)]);
+        let out = compute(&domains, &lines, &already);
+        let j: Vec<&Justification> = out.lines.iter().map(|l| &l.justification).collect();
+        // PO 150 % of 10.00 − 6.50 = 8.50 before caps, cut to 3.50 (L03).
+        assert_eq!(j[0].rule.as_ref().map(|r| r.code.as_str()), Some("PH7"));
+        assert_eq!((j[0].before_caps, j[0].ceiling.clone()), (850, None));
+        // 8.00 consumed before; 10.00 then 7.00 (L02): the ceiling goes from 8.00 to 25.00.
+        let under = Some(CeilingUse {
+            ceiling: 2500,
+            before: 800,
+            after: 2500,
+        });
+        assert_eq!((j[1].before_caps, &j[1].ceiling), (1000, &under));
+        assert_eq!((j[2].before_caps, &j[2].ceiling), (1000, &under));
+        assert_eq!(
+            (out.lines[1].amc, out.lines[2].amc, out.lines[2].code),
+            (1000, 700, LineCode::Ceiling)
+        );
+        // L01: no rule, nothing before caps.
+        assert_eq!((j[3].rule.clone(), j[3].before_caps), (None, 0));
+        assert_eq!(out.lines[3].code, LineCode::NotCovered);
+    }
+
+    #[test]
     fn specific_rules_win_over_def_and_pharmacy_def_over_others() {
         let domains = vec![
             DomainRules {
                 domain: "OPTI".into(),
                 guarantee: "GO".into(),
+                period: None,
                 rules: vec![rule("DEF", Unit::FO, 10_000, None)],
             },
             DomainRules {
                 domain: "PHAR".into(),
                 guarantee: "GP".into(),
+                period: None,
                 rules: vec![
                     rule("PH7", Unit::PO, 10_000, None),
                     rule("DEF", Unit::TA, 5_000, None),
@@ -398,7 +571,7 @@ mod tests {
         assert_eq!(rule_for(&domains, "PH7").unwrap().1.code, "PH7");
         assert_eq!(
             rule_for(&domains, "PH4").unwrap(),
-            ("GP", &domains[1].rules[1])
+            (&domains[1], &domains[1].rules[1])
         );
     }
 

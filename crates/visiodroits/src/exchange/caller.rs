@@ -5,7 +5,7 @@
 //! `DemandeDroits` accepts that.
 
 use super::fields::Declared;
-use super::{Call, ExchangeError};
+use super::{Call, ExchangeError, Exchanges, Seen};
 use crate::code::Code;
 use crate::config::StructureCheck;
 use crate::domain::{PsId, StructureNumber};
@@ -61,6 +61,27 @@ pub(crate) fn professional<'a>(
         }
         PeerIdentity::Anonymous => Ok(None),
     }
+}
+
+/// The opening of each exchange of the dispensing side (tarification, cancellation,
+/// consultation), in the spec's order: the professional's certificate (8002, 8003), no patient
+/// identity anywhere in the message (7005), the fields (6000), then `ps` bound to the certificate
+/// (8001), noted in the audit row. The request and its caller; the directory check (8004) is
+/// [`Caller::confirm`], in the exchange's transaction.
+pub(crate) fn dispensing<R>(
+    ex: &Exchanges,
+    call: &mut Call<'_>,
+    parse: impl FnOnce(&crate::soap::Element) -> (Seen, Result<R, Vec<String>>),
+    ps: impl FnOnce(&R) -> &Declared,
+) -> Result<(R, Caller), ExchangeError> {
+    let cert = professional(call, true)?.ok_or(ExchangeError::Access(Code::CertificateRequired))?;
+    if super::tarification::carries_identity(call.body) {
+        return Err(ExchangeError::Business(Code::MixedData));
+    }
+    let req = call.take(parse(call.body))?;
+    let caller = bind(cert, ps(&req), ex.structure_check)?;
+    caller.audit(call);
+    Ok((req, caller))
 }
 
 /// The message's `ps` bound to the certificate: 8001 when they differ; 6000 when the structure

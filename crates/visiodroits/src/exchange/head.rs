@@ -13,7 +13,12 @@ pub struct ServerInfo {
     pub instance_id: String,
 }
 
-/// Writes `entete_reponse` then `code_reponse`.
+/// A response's `horodatage`: now, in UTC, to the millisecond.
+pub(crate) fn now_stamp() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Writes `entete_reponse` then `code_reponse`, with `horodatage` now.
 pub(crate) fn write_head(
     x: &mut Xml,
     server: &ServerInfo,
@@ -22,13 +27,32 @@ pub(crate) fn write_head(
     code: Code,
     details: &[String],
 ) {
+    write_head_at(
+        x,
+        server,
+        request_id,
+        response_id,
+        code,
+        details,
+        &now_stamp(),
+    );
+}
+
+/// Writes `entete_reponse` then `code_reponse`, with the `horodatage` given (a PEC's, which its
+/// signed proof carries too).
+pub(crate) fn write_head_at(
+    x: &mut Xml,
+    server: &ServerInfo,
+    request_id: Option<Uuid>,
+    response_id: Uuid,
+    code: Code,
+    details: &[String],
+    time: &str,
+) {
     x.open("entete_reponse")
         .leaf("id_serveur", &server.instance_id)
         .leaf("version_serveur", env!("CARGO_PKG_VERSION"))
-        .leaf(
-            "horodatage",
-            &Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-        );
+        .leaf("horodatage", time);
     if let Some(id) = request_id {
         x.leaf("id_requete", &id.to_string());
     }

@@ -4,6 +4,7 @@
 
 pub(crate) mod caller;
 pub mod cancellation;
+pub mod consultation;
 pub mod fields;
 pub mod head;
 pub mod retry;
@@ -32,6 +33,7 @@ pub enum Operation {
     Rights,
     Tarification,
     Cancellation,
+    Consultation,
     Services,
 }
 
@@ -42,6 +44,7 @@ impl Operation {
             "demande_droits" => Some(Operation::Rights),
             "demande_tarification" => Some(Operation::Tarification),
             "demande_annulation" => Some(Operation::Cancellation),
+            "demande_accreditation" => Some(Operation::Consultation),
             "demande_services" => Some(Operation::Services),
             _ => None,
         }
@@ -53,6 +56,7 @@ impl Operation {
             Operation::Rights => "DemandeDroits",
             Operation::Tarification => "DldTar",
             Operation::Cancellation => "AnnulationTar",
+            Operation::Consultation => "ConsultationAccreditation",
             Operation::Services => "ServicesOuverts",
         }
     }
@@ -63,6 +67,7 @@ impl Operation {
             Operation::Rights => "urn:visiodroits:v1:DemandeDroits",
             Operation::Tarification => "urn:visiodroits:v1:DldTar",
             Operation::Cancellation => "urn:visiodroits:v1:AnnulationTar",
+            Operation::Consultation => "urn:visiodroits:v1:ConsultationAccreditation",
             Operation::Services => "urn:visiodroits:v1:ServicesOuverts",
         }
     }
@@ -72,6 +77,7 @@ impl Operation {
             Operation::Rights => "fournit_droits",
             Operation::Tarification => "fournit_tarification",
             Operation::Cancellation => "fournit_annulation",
+            Operation::Consultation => "fournit_accreditation",
             Operation::Services => "fournit_services",
         }
     }
@@ -87,6 +93,8 @@ pub struct Exchanges {
     /// The trusted third party's key, where this server is the trusted third party (encrypted
     /// tarification open).
     pub decryptor: Option<tarification::encrypted::Decryptor>,
+    /// Signs each PEC's proof.
+    pub signer: tarification::proof::Signer,
     pub owner_code: String,
     pub instance_code: char,
     pub rights_client_cert: RightsClientCert,
@@ -241,6 +249,7 @@ async fn run(ex: &Exchanges, op: Operation, call: &mut Call<'_>) -> Outcome {
         Operation::Rights => rights::handle(ex, call).await,
         Operation::Tarification => tarification::handle(ex, call).await,
         Operation::Cancellation => cancellation::handle(ex, call).await,
+        Operation::Consultation => consultation::handle(ex, call).await,
     };
     let outcome = match result {
         Ok(body) => {

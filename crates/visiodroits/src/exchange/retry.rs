@@ -1,5 +1,6 @@
 //! Idempotent retries of tarification and cancellation (spec: "Retries"): the same `id_requete`
-//! with the same content gets the stored response unchanged; with other content, 7008.
+//! from the same structure with the same content gets the stored response unchanged; with other
+//! content, 7008. Retry keys are the structure's own: another structure's ids are invisible.
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -7,6 +8,7 @@ use uuid::Uuid;
 use super::{Call, ExchangeError, Exchanges};
 use crate::audit;
 use crate::code::Code;
+use crate::domain::StructureNumber;
 use crate::soap::Element;
 use crate::store::tarification as store;
 use crate::store::{Role, Tx};
@@ -52,16 +54,17 @@ pub(crate) async fn replay(
     Ok(response)
 }
 
-/// After a concurrent request with the same `id_requete` won the race to store its response:
-/// that response, read in a new transaction, as [`replay`] would give it.
+/// After a concurrent request of the same structure with the same `id_requete` won the race to
+/// store its response: that response, read in a new transaction, as [`replay`] would give it.
 pub(crate) async fn raced(
     ex: &Exchanges,
     call: &mut Call<'_>,
+    structure: &StructureNumber,
     request_id: Uuid,
     content: &[u8],
 ) -> Result<String, ExchangeError> {
     let mut tx = ex.store.begin_as(Role::Tarification).await?;
-    match store::stored_response(&mut tx, request_id).await? {
+    match store::stored_response(&mut tx, structure, request_id).await? {
         Some(stored) => replay(tx, call, stored, content).await,
         None => Err(ExchangeError::Business(Code::RequestIdReused)),
     }

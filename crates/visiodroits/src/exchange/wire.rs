@@ -2,7 +2,7 @@
 //! (`fuzz/`), and a one-call way to validate a message offline.
 
 use super::fields::Problems;
-use super::{cancellation, rights, services, tarification, Operation};
+use super::{cancellation, consultation, rights, services, tarification, Operation};
 use crate::soap::envelope::{parse_fragment, XmlLimits};
 use crate::soap::Element;
 
@@ -16,6 +16,7 @@ pub fn check(body: &Element) -> Vec<String> {
             tarification::request::parse(body).1.err()
         }
         Some(Operation::Cancellation) => cancellation::request::parse(body).1.err(),
+        Some(Operation::Consultation) => consultation::request::parse(body).1.err(),
         Some(Operation::Services) => services::check(body),
         None => Some(vec![format!("{}: opération inconnue", body.name)]),
     };

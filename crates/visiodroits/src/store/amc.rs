@@ -1,4 +1,6 @@
-//! AMCs and their services (schema `identite`, role `vd_droits`).
+//! AMCs and their services (schema `identite`): read by `ServicesOuverts` (role `vd_droits`),
+//! written by the operator's `amc set` (owner; a trigger copies the service flags into
+//! `dispensation` for tarification).
 
 use sqlx::PgConnection;
 
@@ -7,25 +9,35 @@ use sqlx::PgConnection;
 pub enum Service {
     Rights,
     Tarification,
+    /// Encrypted tarification: effective only where this server also holds the trusted third
+    /// party's key.
+    EncryptedTarification,
     Cancellation,
+    Consultation,
 }
 
 impl Service {
-    pub(crate) fn wire(self) -> &'static str {
+    /// Every service, in the order `ServicesOuverts` lists them.
+    pub const ALL: [Service; 5] = [
+        Service::Rights,
+        Service::Tarification,
+        Service::EncryptedTarification,
+        Service::Cancellation,
+        Service::Consultation,
+    ];
+
+    pub fn wire(self) -> &'static str {
         match self {
             Service::Rights => "DROITS",
             Service::Tarification => "TARIFICATION",
+            Service::EncryptedTarification => "TARIFICATION_CHIFFREE",
             Service::Cancellation => "ANNULATION",
+            Service::Consultation => "CONSULTATION",
         }
     }
 
-    fn from_wire(s: &str) -> Option<Self> {
-        match s {
-            "DROITS" => Some(Service::Rights),
-            "TARIFICATION" => Some(Service::Tarification),
-            "ANNULATION" => Some(Service::Cancellation),
-            _ => None,
-        }
+    pub fn from_wire(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.wire() == s)
     }
 }
 
@@ -43,6 +55,9 @@ pub struct Amc {
     pub name: String,
     pub services: Vec<(Service, bool)>,
     pub contact: Contact,
+    /// Degraded mode: days after its last accredited rights a pharmacy may still bill on them
+    /// when this server is unreachable (0..30), if the AMC set it.
+    pub grace_days: Option<i16>,
 }
 
 impl Amc {
@@ -58,6 +73,7 @@ struct Row {
     contact_nom: Option<String>,
     contact_email: Option<String>,
     contact_telephone: Option<String>,
+    delai_grace_jours: Option<i16>,
     services: Vec<String>,
     actifs: Vec<bool>,
 }
@@ -66,6 +82,7 @@ struct Row {
 pub(crate) async fn list(tx: &mut PgConnection, only: Option<&str>) -> sqlx::Result<Vec<Amc>> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT a.numero_amc, a.nom, a.contact_nom, a.contact_email, a.contact_telephone,
+                a.delai_grace_jours,
                 coalesce(array_agg(s.service ORDER BY s.service) FILTER (WHERE s.service IS NOT NULL), '{}') AS services,
                 coalesce(array_agg(s.actif ORDER BY s.service) FILTER (WHERE s.service IS NOT NULL), '{}') AS actifs
            FROM identite.amc a
@@ -93,24 +110,28 @@ pub(crate) async fn list(tx: &mut PgConnection, only: Option<&str>) -> sqlx::Res
                 email: r.contact_email,
                 phone: r.contact_telephone,
             },
+            grace_days: r.delai_grace_jours,
         })
         .collect())
 }
 
-/// Creates or updates an AMC and its services (demo data, tests, import).
+/// Creates or updates an AMC and its services (`amc set`, demo data, tests).
 pub async fn upsert(tx: &mut PgConnection, amc: &Amc) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO identite.amc (numero_amc, nom, contact_nom, contact_email, contact_telephone)
-         VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO identite.amc (numero_amc, nom, contact_nom, contact_email, contact_telephone,
+             delai_grace_jours)
+         VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (numero_amc) DO UPDATE SET nom = EXCLUDED.nom,
              contact_nom = EXCLUDED.contact_nom, contact_email = EXCLUDED.contact_email,
-             contact_telephone = EXCLUDED.contact_telephone, updated_at = now()",
+             contact_telephone = EXCLUDED.contact_telephone,
+             delai_grace_jours = EXCLUDED.delai_grace_jours, updated_at = now()",
     )
     .bind(&amc.number)
     .bind(&amc.name)
     .bind(&amc.contact.name)
     .bind(&amc.contact.email)
     .bind(&amc.contact.phone)
+    .bind(amc.grace_days)
     .execute(&mut *tx)
     .await?;
     for (service, on) in &amc.services {

@@ -59,7 +59,8 @@ pub(crate) async fn upsert_batch(tx: &mut PgConnection, lines: &[RightsLine]) ->
     sqlx::query(
         "INSERT INTO identite.amc_service (numero_amc, service, actif)
          SELECT n, s, true FROM UNNEST($1::text[]) n
-           CROSS JOIN UNNEST(ARRAY['DROITS', 'TARIFICATION', 'ANNULATION']) s
+           CROSS JOIN UNNEST(ARRAY['DROITS', 'TARIFICATION', 'TARIFICATION_CHIFFREE',
+                                 'ANNULATION', 'CONSULTATION']) s
          ON CONFLICT DO NOTHING",
     )
     .bind(&numbers)

@@ -2,6 +2,7 @@
 //! that the work needs; the login role inherits nothing (NOINHERIT), so a query outside such a
 //! transaction has no rights at all.
 
+pub mod accreditation;
 pub mod amc;
 pub mod annuaire;
 pub(crate) mod cancellation;

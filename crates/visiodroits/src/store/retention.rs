@@ -28,8 +28,8 @@ const DOSSIERS_WHERE: &str = "d.expiration < now() - make_interval(days => $1)
     AND NOT EXISTS (SELECT 1 FROM identite.appariement a WHERE a.numero_dossier = d.numero_dossier)";
 const COUNT_RESPONSES: &str =
     "SELECT count(*) FROM dispensation.reponse WHERE cree_le < now() - make_interval(days => $1)";
-const DELETE_RESPONSES: &str = "DELETE FROM dispensation.reponse WHERE id_requete IN (
-    SELECT id_requete FROM dispensation.reponse WHERE cree_le < now() - make_interval(days => $1) LIMIT $2)";
+const DELETE_RESPONSES: &str = "DELETE FROM dispensation.reponse WHERE (structure, id_requete) IN (
+    SELECT structure, id_requete FROM dispensation.reponse WHERE cree_le < now() - make_interval(days => $1) LIMIT $2)";
 
 async fn count(pool: &PgPool, sql: &str, days: i32) -> sqlx::Result<u64> {
     let n: i64 = sqlx::query_scalar(sql).bind(days).fetch_one(pool).await?;

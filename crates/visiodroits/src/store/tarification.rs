@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::audit::AuditRecord;
 use crate::domain::dossier::Dossier;
 use crate::domain::prescription::DispensedLine;
-use crate::domain::tarification::{CeilingKey, Outcome};
+use crate::domain::tarification::{CeilingKey, Justification, LineResult, Outcome};
 use crate::domain::{snapshot, AccreditationNumber, AmcNumber, StructureNumber};
 
 /// What a tarification request finds, in one round trip: the response already given to its
@@ -24,6 +24,8 @@ pub(crate) struct RequestState {
     pub live_commitment: bool,
     /// The dossier's AMC has its `TARIFICATION` service open now.
     pub service_open: bool,
+    /// The dossier's AMC has its `TARIFICATION_CHIFFREE` service open now.
+    pub encrypted_open: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -38,6 +40,7 @@ struct StateRow {
     regles: Option<String>,
     engagee: bool,
     ouvert: bool,
+    chiffree_ouverte: bool,
 }
 
 /// The statement of [`request_state`].
@@ -46,16 +49,21 @@ pub(super) const REQUEST_STATE: &str =
                 d.cle_plafond, d.regles::text AS regles,
                 EXISTS (SELECT 1 FROM dispensation.tarification t
                          WHERE t.numero_dossier = $2 AND t.id_prescription = $3
-                           AND t.mode = 'PEC' AND NOT t.annulee) AS engagee,
+                           AND t.mode = 'PEC' AND t.statut <> 'ANNULEE') AS engagee,
                 coalesce((SELECT s.actif FROM dispensation.amc_service s
                            WHERE s.numero_amc = d.numero_amc AND s.service = 'TARIFICATION'),
-                         false) AS ouvert
+                         false) AS ouvert,
+                coalesce((SELECT s.actif FROM dispensation.amc_service s
+                           WHERE s.numero_amc = d.numero_amc
+                             AND s.service = 'TARIFICATION_CHIFFREE'), false) AS chiffree_ouverte
            FROM (SELECT 1) AS one
-           LEFT JOIN dispensation.reponse r ON r.id_requete = $1
+           LEFT JOIN dispensation.reponse r ON r.structure = $4 AND r.id_requete = $1
            LEFT JOIN dispensation.dossier d ON d.numero_dossier = $2";
 
+/// The state of the request `request_id` of `structure` (retry keys are the structure's own).
 pub(crate) async fn request_state(
     tx: &mut PgConnection,
+    structure: &StructureNumber,
     request_id: Uuid,
     dossier: Uuid,
     prescription: i32,
@@ -64,6 +72,7 @@ pub(crate) async fn request_state(
         .bind(request_id)
         .bind(dossier)
         .bind(prescription)
+        .bind(structure.as_str())
         .fetch_one(&mut *tx)
         .await?;
     let stored = r.empreinte.zip(r.reponse);
@@ -93,18 +102,24 @@ pub(crate) async fn request_state(
         dossier,
         live_commitment: r.engagee,
         service_open: r.ouvert,
+        encrypted_open: r.chiffree_ouverte,
     })
 }
 
-/// The response stored for `id_requete`: (content fingerprint, response).
+/// The response `structure` stored for its `id_requete`: (content fingerprint, response).
 pub(crate) async fn stored_response(
     tx: &mut PgConnection,
+    structure: &StructureNumber,
     request_id: Uuid,
 ) -> sqlx::Result<Option<(Vec<u8>, String)>> {
-    sqlx::query_as("SELECT empreinte, reponse FROM dispensation.reponse WHERE id_requete = $1")
-        .bind(request_id)
-        .fetch_optional(&mut *tx)
-        .await
+    sqlx::query_as(
+        "SELECT empreinte, reponse FROM dispensation.reponse
+          WHERE structure = $1 AND id_requete = $2",
+    )
+    .bind(structure.as_str())
+    .bind(request_id)
+    .fetch_optional(&mut *tx)
+    .await
 }
 
 /// The statement of [`consumption`] without the lock (a quote).
@@ -192,17 +207,21 @@ pub(super) static RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new
         "WITH t AS (
              INSERT INTO dispensation.tarification (numero_dossier, id_requete, structure, mode,
                  id_prescription, chiffree, donnees_chiffrees, total_facture, total_ro,
-                 total_amc, total_reste_a_charge, numero_accreditation)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id),
+                 total_amc, total_reste_a_charge, numero_accreditation, statut, statut_le)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                 CASE WHEN $4 = 'PEC' THEN 'ACTIVE' END, CASE WHEN $4 = 'PEC' THEN now() END)
+             RETURNING id),
          l AS (
              INSERT INTO dispensation.ligne (tarification_id, id_ligne, code_prestation,
                  date_execution, quantite, prix_unitaire, montant_facture, base_remboursement,
                  taux_ro, montant_ro, code_cip, code_lpp, montant_amc, reste_a_charge,
-                 code_garantie, code_ligne)
+                 code_garantie, code_ligne, regle_code, regle_unite, regle_valeur,
+                 montant_avant_plafonds, plafond_annuel, consomme_avant, consomme_apres)
              SELECT (SELECT id FROM t), * FROM UNNEST($13::int[], $14::text[], $15::date[],
                  $16::int[], $17::bigint[], $18::bigint[], $19::bigint[], $20::smallint[],
                  $21::bigint[], $22::text[], $23::text[], $24::bigint[], $25::bigint[],
-                 $26::text[], $27::text[])),
+                 $26::text[], $27::text[], $35::text[], $36::text[], $37::bigint[],
+                 $38::bigint[], $39::bigint[], $40::bigint[], $41::bigint[])),
          u AS (
              UPDATE dispensation.consommation c SET consomme = c.consomme + k.a
                FROM UNNEST($28::text[], $29::text[], $30::smallint[], $31::bigint[]) AS k(g, p, y, a)
@@ -214,9 +233,9 @@ pub(super) static RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new
              SELECT (SELECT id FROM t), $32, * FROM UNNEST($28::text[], $29::text[],
                  $30::smallint[], $31::bigint[])),
          r AS (
-             INSERT INTO dispensation.reponse (id_requete, empreinte, reponse)
-             VALUES ($2, $33, $34))",
-        34,
+             INSERT INTO dispensation.reponse (structure, id_requete, empreinte, reponse)
+             VALUES ($3, $2, $33, $34))",
+        41,
     )
 });
 
@@ -243,7 +262,7 @@ pub async fn record(
     let o = t.outcome;
     let clear: BTreeMap<i32, &DispensedLine> = t.clear_lines.iter().map(|l| (l.id, l)).collect();
     let ids: Vec<i32> = o.lines.iter().map(|r| r.id as i32).collect();
-    let get = |r: &crate::domain::tarification::LineResult| clear.get(&(r.id as i32)).copied();
+    let get = |r: &LineResult| clear.get(&(r.id as i32)).copied();
     // What a PEC consumes; nothing for a quote.
     let consumed: Vec<(&CeilingKey, i64)> = if t.commitment {
         o.consumed.iter().map(|(k, a)| (k, *a)).collect()
@@ -355,6 +374,30 @@ pub async fn record(
         .bind(t.ceiling_key)
         .bind(t.fingerprint)
         .bind(t.response);
+    let j = |f: &dyn Fn(&Justification) -> Option<i64>| -> Vec<Option<i64>> {
+        o.lines.iter().map(|r| f(&r.justification)).collect()
+    };
+    fn rule(r: &LineResult) -> Option<&crate::domain::rules::Rule> {
+        r.justification.rule.as_ref()
+    }
+    let data = data
+        .bind(
+            o.lines
+                .iter()
+                .map(|r| rule(r).map(|r| r.code.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            o.lines
+                .iter()
+                .map(|r| rule(r).map(|r| r.unit.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(j(&|j| j.rule.as_ref().map(|r| r.value.get())))
+        .bind(j(&|j| Some(j.before_caps)))
+        .bind(j(&|j| j.ceiling.as_ref().map(|c| c.ceiling)))
+        .bind(j(&|j| j.ceiling.as_ref().map(|c| c.before)))
+        .bind(j(&|j| j.ceiling.as_ref().map(|c| c.after)));
     match audit.bind(data).execute(&mut *tx).await {
         Ok(_) => Ok(Recorded::Done),
         Err(e) => match e.as_database_error().and_then(|d| d.constraint()) {

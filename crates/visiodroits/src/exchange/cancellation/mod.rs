@@ -4,12 +4,12 @@
 //! The checks, in the order [`handle`] makes them: the certificate (8002, 8003), identity elements
 //! (7005), the fields (6000), `ps` against the certificate (8001), the structure (8004), a retry
 //! of the `id_requete` (its stored response, or 7008), then the PEC: another structure's (7003),
-//! unknown or already cancelled (7010).
+//! the AMC's `ANNULATION` service as it stands now (6021), unknown, already cancelled or revoked
+//! (7010).
 
 pub mod request;
 mod response;
 
-use super::tarification::carries_identity;
 use super::{caller, retry, Call, ExchangeError, Exchanges};
 use crate::code::Code;
 use crate::store::cancellation as store;
@@ -18,20 +18,14 @@ use crate::store::Role;
 
 /// Handles `demande_annulation`.
 pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
-    let cert = caller::professional(call, true)?
-        .ok_or(ExchangeError::Access(Code::CertificateRequired))?;
-    if carries_identity(call.body) {
-        return Err(ExchangeError::Business(Code::MixedData));
-    }
-    let req = call.take(request::parse(call.body))?;
-    let caller = caller::bind(cert, &req.ps, ex.structure_check)?;
-    caller.audit(call);
+    let (req, caller) = caller::dispensing(ex, call, request::parse, |r| &r.ps)?;
 
     let content = retry::fingerprint(call);
     let mut tx = ex.store.begin_as(Role::Tarification).await?;
     caller.confirm(&mut tx).await?;
     let state = store::cancellation_state(
         &mut tx,
+        &caller.structure,
         req.request_id,
         req.dossier.uuid(),
         &req.accreditation,
@@ -47,16 +41,25 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
         }
         // The AMC may have closed ANNULATION since: as it stands now.
         Some(_) if !state.service_open => return Err(ExchangeError::Business(Code::ServiceClosed)),
-        Some(c) if !c.cancelled => c,
+        Some(c) if c.active => c,
         _ => return Err(ExchangeError::Business(Code::AccreditationUnknown)),
     };
     let response = response::write(call, &ex.server, &req.accreditation);
     // The reversal, the stored response and the audit row: one statement.
     let audit = call.audit_as(Code::Ok);
-    match store::cancel(&mut tx, pec.id, req.request_id, &content, &response, audit).await? {
+    let cancelled = store::cancel(
+        &mut tx,
+        pec.id,
+        &caller.structure,
+        req.request_id,
+        &content,
+        &response,
+        audit,
+    );
+    match cancelled.await? {
         Recorded::RequestRaced => {
             drop(tx);
-            retry::raced(ex, call, req.request_id, &content).await
+            retry::raced(ex, call, &caller.structure, req.request_id, &content).await
         }
         Recorded::Done | Recorded::CommitmentExists => {
             tx.commit().await?;

@@ -6,15 +6,21 @@
 //! `ps` against the certificate (8001), the structure (the certificate's, or declared and found
 //! in the directory: 8004), a retry of the `id_requete` (its stored response, or 7008), the
 //! dossier (7001, 7003, 7004, 7002), the AMC's `TARIFICATION` service as it stands now (6021),
-//! the encrypted payload (7007, 7006, then the same checks on its content), an existing PEC
-//! (7009).
+//! the encrypted payload (7007 where this server does not decrypt or the AMC closed
+//! `TARIFICATION_CHIFFREE`, 7006, then the same checks on its content), an existing PEC (7009).
+//! A PEC answered `0000` carries its signed proof; a failure to sign is a 0999, never a PEC
+//! without proof.
 
 pub mod encrypted;
+pub mod proof;
 pub mod request;
 mod response;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+
 use super::caller;
-use super::{retry, Call, ExchangeError, Exchanges};
+use super::{head, retry, Call, ExchangeError, Exchanges};
 use crate::code::Code;
 use crate::domain::dossier::{self, Dossier};
 use crate::domain::prescription::Prescription;
@@ -53,14 +59,7 @@ pub(crate) fn carries_identity(el: &Element) -> bool {
 
 /// Handles `demande_tarification`.
 pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
-    let cert = caller::professional(call, true)?
-        .ok_or(ExchangeError::Access(Code::CertificateRequired))?;
-    if carries_identity(call.body) {
-        return Err(ExchangeError::Business(Code::MixedData));
-    }
-    let req = call.take(request::parse(call.body))?;
-    let caller = caller::bind(cert, &req.ps, ex.structure_check)?;
-    caller.audit(call);
+    let (req, caller) = caller::dispensing(ex, call, request::parse, |r| &r.ps)?;
     let content = retry::fingerprint(call);
     // Decryption (RSA, then the XML checks) runs before the transaction so that no database
     // connection waits on it; its outcome is reported in the spec's order, after the dossier's.
@@ -69,8 +68,14 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
 
     let mut tx = ex.store.begin_as(Role::Tarification).await?;
     caller.confirm(&mut tx).await?;
-    let state =
-        store::request_state(&mut tx, req.request_id, req.dossier.uuid(), prescription_id).await?;
+    let state = store::request_state(
+        &mut tx,
+        &caller.structure,
+        req.request_id,
+        req.dossier.uuid(),
+        prescription_id,
+    )
+    .await?;
     if let Some(stored) = state.stored {
         // The same request again: the same answer, nothing consumed twice.
         return retry::replay(tx, call, stored, &content).await;
@@ -79,6 +84,9 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
     let d = dossier::usable_by(state.dossier, &caller.structure, chrono::Utc::now())
         .and_then(|d| dossier::service_open(d, state.service_open))
         .map_err(ExchangeError::Business)?;
+    if ciphertext.is_some() && !state.encrypted_open {
+        return Err(ExchangeError::Business(Code::EncryptedNotAccepted));
+    }
     let prescription = prescription.map_err(ExchangeError::Business)?;
     if req.commitment && state.live_commitment {
         return Err(ExchangeError::Business(Code::CommitmentExists));
@@ -86,13 +94,33 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
     let outcome = price(&mut tx, &d, &prescription, req.commitment).await?;
     let accreditation = accreditation(ex, req.commitment)?;
     call.audit.accreditation = accreditation.as_ref().map(AccreditationNumber::to_string);
+    let time = head::now_stamp();
+    // A PEC's proof, signed before anything is recorded: no PEC without its proof.
+    let proof = match &accreditation {
+        Some(a) => {
+            let text = proof::Commitment {
+                accreditation: a,
+                dossier: req.dossier,
+                prescription: prescription.id,
+                total_billed: outcome.total_billed,
+                total_amc: outcome.total_amc,
+                structure: &caller.structure,
+                ps: &caller.ps_id,
+                time: &time,
+            }
+            .text();
+            Some(BASE64.encode(ex.signer.sign(&text)?))
+        }
+        None => None,
+    };
     let response = response::write(
         call,
         &ex.server,
+        &time,
         req.dossier,
         prescription.id,
         &outcome,
-        accreditation.as_ref(),
+        accreditation.as_ref().zip(proof.as_deref()),
     );
     let new = NewTarification {
         dossier: req.dossier.uuid(),
@@ -160,7 +188,7 @@ async fn record(
         Recorded::CommitmentExists => Err(ExchangeError::Business(Code::CommitmentExists)),
         Recorded::RequestRaced => {
             drop(tx);
-            retry::raced(ex, call, new.request_id, new.fingerprint).await
+            retry::raced(ex, call, new.structure, new.request_id, new.fingerprint).await
         }
     }
 }

@@ -12,18 +12,29 @@ fn cents(v: i64) -> String {
     Hundredths::from_hundredths(v).to_string()
 }
 
-/// The response to a computed tarification.
+/// The response to a computed tarification; a PEC's with its accreditation number and its signed
+/// proof (base64), written at `time`.
 pub(super) fn write(
     call: &Call<'_>,
     server: &ServerInfo,
+    time: &str,
     dossier: DossierNumber,
     prescription: i32,
     outcome: &Outcome,
-    accreditation: Option<&AccreditationNumber>,
+    commitment: Option<(&AccreditationNumber, &str)>,
 ) -> String {
+    let accreditation = commitment.map(|(a, _)| a);
     envelope(call.version, |x| {
         x.open("fournit_tarification");
-        head::write_head(x, server, call.request_id, call.response_id, Code::Ok, &[]);
+        head::write_head_at(
+            x,
+            server,
+            call.request_id,
+            call.response_id,
+            Code::Ok,
+            &[],
+            time,
+        );
         x.leaf("numero_dossier", &dossier.to_string()).leaf(
             "mode",
             if accreditation.is_some() {
@@ -41,7 +52,8 @@ pub(super) fn write(
             .leaf_opt(
                 "numero_accreditation",
                 accreditation.map(AccreditationNumber::as_str),
-            );
+            )
+            .leaf_opt("preuve", commitment.map(|(_, p)| p));
         for r in &outcome.lines {
             x.open("ligne")
                 .leaf("id_ligne", &r.id.to_string())
