@@ -224,6 +224,16 @@ async fn a_vendor_runs_every_exchange_from_the_command_line() {
     .await
     .unwrap();
     assert!(encrypted);
+    // Its status and justification: computed from the encrypted lines like the clear ones.
+    let (ok, out) =
+        tokio::task::block_in_place(|| client(&["accreditation", "--url", &url, &accreditation]));
+    assert!(ok, "{out}");
+    assert_eq!(field(&out, "statut").as_deref(), Some("ACTIVE"), "{out}");
+    assert_eq!(
+        field(&out, "montant_avant_plafonds").as_deref(),
+        Some("7.00"),
+        "{out}"
+    );
 
     let cancel = [
         "annuler",
