@@ -567,3 +567,80 @@ async fn retry_keys_belong_to_the_structure() {
     let changed = tarification(&id, &ours, "DEVIS", &prescription(131, LINES, ""));
     assert_eq!(code(&send(&app, Some("valid"), changed).await), "7008");
 }
+
+#[tokio::test]
+async fn a_signing_key_that_cannot_sign_stops_the_start_by_name() {
+    // An X25519 key (key agreement only) in a certificate the dev root issued for it.
+    let dir = shared().base.join(format!("x25519-{}", new_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    openssl(&["genpkey", "-algorithm", "X25519", "-out", &path("x.key")]);
+    openssl(&[
+        "pkey",
+        "-in",
+        &path("x.key"),
+        "-pubout",
+        "-out",
+        &path("x.pub"),
+    ]);
+    // The request is signed by a throwaway key; -force_pubkey puts the X25519 key in the
+    // certificate.
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        &path("req.key"),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &path("req.key"),
+        "-subj",
+        "/CN=X25519",
+        "-out",
+        &path("x.csr"),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("x.csr"),
+        "-CA",
+        shared().pki_path("ca/root.pem").to_str().unwrap(),
+        "-CAkey",
+        shared().pki_path("ca/root.key").to_str().unwrap(),
+        "-force_pubkey",
+        &path("x.pub"),
+        "-days",
+        "1",
+        "-out",
+        &path("x.pem"),
+    ]);
+    let shared = shared();
+    let mut vars = shared.config_vars(&shared.fresh_database().await);
+    vars.insert("VD_SIGNING_CERT".into(), path("x.pem"));
+    vars.insert("VD_SIGNING_KEY".into(), path("x.key"));
+    let config = visiodroits::config::Config::from_map(&vars).unwrap();
+    let err = visiodroits::startup::check(&config).unwrap_err();
+    assert!(format!("{err:#}").contains("VD_SIGNING_KEY"), "{err:#}");
+    let err = visiodroits::startup::Server::start(config)
+        .await
+        .err()
+        .unwrap();
+    assert!(format!("{err:#}").contains("cannot sign"), "{err:#}");
+    // A key of another certificate: refused by name too.
+    vars.insert(
+        "VD_SIGNING_KEY".into(),
+        shared.pki_path("ttp/ttp.key").to_str().unwrap().into(),
+    );
+    let config = visiodroits::config::Config::from_map(&vars).unwrap();
+    let err = visiodroits::startup::check(&config).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("does not match VD_SIGNING_CERT"),
+        "{err:#}"
+    );
+}

@@ -623,7 +623,7 @@ async fn an_openssl_encrypted_prescription_gives_the_clear_amounts_and_stays_enc
         ),
         "7006"
     );
-    // The accepted ciphertext with bytes after it (here a clear NIR), or twice: 7006, and
+    // The accepted ciphertext with 16 bytes after it (a clear NIR and its key), or twice: 7006, and
     // nothing of it stored.
     let accepted = base64::engine::general_purpose::STANDARD
         .decode(&b64)
@@ -631,7 +631,7 @@ async fn an_openssl_encrypted_prescription_gives_the_clear_amounts_and_stays_enc
     for (what, der) in [
         (
             "trailing bytes",
-            [accepted.clone(), b"1790312345678".to_vec()].concat(),
+            [accepted.clone(), b"1790312345678 04".to_vec()].concat(),
         ),
         (
             "a second object",

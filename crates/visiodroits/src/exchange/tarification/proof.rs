@@ -60,18 +60,24 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
-    /// The signer of `cert`, whose public key must be `key`'s.
+    /// The signer of `cert`, whose public key must be `key`'s, once it has signed a first text:
+    /// a key that cannot sign (an encryption-only key type) stops the start rather than turn
+    /// every PEC into a 0999.
     pub fn new(cert: X509, key: PKey<Private>) -> anyhow::Result<Self> {
         anyhow::ensure!(
             cert.public_key()?.public_eq(&key),
             "VD_SIGNING_KEY: the key does not match VD_SIGNING_CERT"
         );
         let cert_der = cert.to_der()?;
-        Ok(Signer {
+        let signer = Signer {
             cert,
             key,
             cert_der,
-        })
+        };
+        signer.sign("visiodroits\n").map_err(|_| {
+            anyhow::anyhow!("VD_SIGNING_KEY: this key cannot sign a CMS SignedData")
+        })?;
+        Ok(signer)
     }
 
     /// The signing certificate, DER (`ServicesOuverts` publishes it).
