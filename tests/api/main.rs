@@ -12,6 +12,7 @@ mod docs;
 mod durability;
 mod exit_status;
 mod faults;
+mod front_door;
 mod helpers;
 mod hostile;
 mod import;

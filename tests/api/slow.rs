@@ -146,6 +146,7 @@ async fn thousands_of_silent_connections_are_freed_and_the_cap_holds() {
     let server = ServerProcess::spawn(|v| {
         short(v);
         v.insert("VD_MAX_CONNECTIONS".into(), (silent + 50).to_string());
+        v.insert("VD_MAX_PENDING_PER_PEER".into(), (silent + 50).to_string());
     })
     .await;
     let mut idle = Vec::with_capacity(silent);

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -92,6 +92,8 @@ pub struct CrlSettings {
 pub struct Limits {
     pub body_bytes: usize,
     pub max_connections: usize,
+    /// Connections one peer address may hold before completing a request.
+    pub max_pending_per_peer: u32,
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
@@ -130,6 +132,9 @@ pub struct Config {
     pub rights_client_cert: RightsClientCert,
     pub trusted_third_party: TrustedThirdParty,
     pub signing: Signing,
+    /// `VD_PROXY_PROTOCOL_FROM`: the balancers whose PROXY protocol v2 header is read before the
+    /// handshake (none: the protocol is off).
+    pub proxy_from: Vec<Network>,
     pub pseudonymisation_key_file: PathBuf,
     pub database_url: Secret<String>,
     pub db_pool_size: u32,
@@ -219,6 +224,21 @@ impl Config {
                 message: "must be set when VD_TTP_KEY is set".into(),
             });
         }
+        let proxy_from = match v.get("VD_PROXY_PROTOCOL_FROM") {
+            None => Vec::new(),
+            Some(raw) => raw
+                .split(',')
+                .map(|n| {
+                    Network::parse(n.trim()).ok_or_else(|| {
+                        v.bad(
+                            "VD_PROXY_PROTOCOL_FROM",
+                            n.trim(),
+                            "addresses or networks (10.0.0.0/24) separated by commas",
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
         let signing = Signing {
             cert: v.path("VD_SIGNING_CERT")?,
             key: v.path("VD_SIGNING_KEY")?,
@@ -226,6 +246,7 @@ impl Config {
         let limits = Limits {
             body_bytes: v.num("VD_BODY_LIMIT_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024)?,
             max_connections: v.num("VD_MAX_CONNECTIONS", 10_000, 1, 1_000_000)?,
+            max_pending_per_peer: v.num("VD_MAX_PENDING_PER_PEER", 64, 1, 1_000_000)?,
             handshake_timeout: v.secs("VD_HANDSHAKE_TIMEOUT_SECS", 10)?,
             header_timeout: v.secs("VD_HEADER_TIMEOUT_SECS", 10)?,
             body_timeout: v.secs("VD_BODY_TIMEOUT_SECS", 30)?,
@@ -288,6 +309,7 @@ impl Config {
             rights_client_cert,
             trusted_third_party,
             signing,
+            proxy_from,
             pseudonymisation_key_file: v.path("VD_PSEUDONYMISATION_KEY_FILE")?,
             database_url: Secret::new(v.required("DATABASE_URL")?.to_string()),
             db_pool_size: v.num("VD_DB_POOL_SIZE", 16, 1, 1000)?,
@@ -442,6 +464,43 @@ fn crockford_char(s: &str) -> Option<char> {
         .then_some(c)
 }
 
+/// A network: an address and a prefix length (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    pub fn parse(s: &str) -> Option<Self> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Network { addr, prefix })
+    }
+
+    /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as its IPv4 one).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let bits = |a: IpAddr| match a {
+            IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+            IpAddr::V6(a) => (u128::from(a), 128),
+        };
+        let ((net, len), (host, host_len)) = (bits(self.addr), bits(ip));
+        if len != host_len {
+            return false;
+        }
+        let shift = u32::from(len - self.prefix);
+        shift >= 128 || (net >> shift) == (host >> shift)
+    }
+}
+
 /// Typed reads over a variable map; every error names the variable.
 struct Vars<'a>(&'a HashMap<String, String>);
 
@@ -517,6 +576,30 @@ impl Vars<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn networks_hold_what_their_prefix_says() {
+        let n = Network::parse("10.1.0.0/16").unwrap();
+        assert!(n.contains("10.1.200.3".parse().unwrap()));
+        assert!(!n.contains("10.2.0.1".parse().unwrap()));
+        assert!(
+            n.contains("::ffff:10.1.0.9".parse().unwrap()),
+            "IPv4-mapped"
+        );
+        assert!(!n.contains("2001:db8::1".parse().unwrap()));
+        let one = Network::parse("192.0.2.7").unwrap();
+        assert!(one.contains("192.0.2.7".parse().unwrap()));
+        assert!(!one.contains("192.0.2.8".parse().unwrap()));
+        assert!(Network::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("203.0.113.5".parse().unwrap()));
+        assert!(Network::parse("2001:db8::/32")
+            .unwrap()
+            .contains("2001:db8:ffff::1".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "::/129", "host", "10.0.0.0/x", ""] {
+            assert_eq!(Network::parse(bad), None, "{bad}");
+        }
+    }
 
     fn base() -> HashMap<String, String> {
         [

@@ -1,5 +1,7 @@
-//! The acceptor: connection cap, TLS handshake with a deadline, identity fixed at accept time,
-//! and read deadlines that hold for every client (HTTP/1.1 and HTTP/2 alike).
+//! The acceptor: connection cap, the PROXY protocol header of a configured balancer, the cap per
+//! peer address on unfinished connections, TLS handshake with a deadline, identity fixed at
+//! accept time, and read deadlines that follow requests for every client (HTTP/1.1 and HTTP/2
+//! alike).
 
 use std::future::Future;
 use std::io;
@@ -19,10 +21,12 @@ use tokio::time::{Instant, Sleep};
 use tokio_rustls::server::TlsStream;
 use tower::Layer;
 
+use super::heads::{HeadWatch, Protocol};
 use super::identity::Connection;
-use super::TlsContext;
+use super::pending::{PendingByPeer, PendingSlot};
+use super::{proxy, TlsContext};
 use crate::audit::handshake::HandshakeAudit;
-use crate::config::Config;
+use crate::config::{Config, Network};
 use crate::metrics::Metrics;
 
 /// Polls the handshake with the verifier's refused-certificate slot cleared before each poll and
@@ -56,16 +60,22 @@ pub(crate) struct CpsAcceptor {
     metrics: Arc<Metrics>,
     deadlines: Deadlines,
     audit: Arc<HandshakeAudit>,
+    pending: Arc<PendingByPeer>,
+    /// Balancers whose PROXY protocol v2 header is read (empty: off).
+    proxy_from: Arc<Vec<Network>>,
+    handshake_timeout: Duration,
 }
 
 /// Read deadlines of a connection (see [`Guarded`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadlines {
-    /// From the handshake to the first byte of the first request.
-    pub first: Duration,
+    /// From the handshake to the end of the first request's head (HTTP/2: to the first complete
+    /// request head); and for a later request's head, from its first byte.
+    pub head: Duration,
     /// From the first byte of a request to the first byte of its response.
     pub request: Duration,
-    /// From the last byte of a response to the first byte of the next request (keep-alive).
+    /// From the last byte of a response to the first byte of the next request (keep-alive);
+    /// HTTP/2: from the last complete request head.
     pub idle: Duration,
 }
 
@@ -83,11 +93,44 @@ impl CpsAcceptor {
             slots: Arc::new(Semaphore::new(config.limits.max_connections)),
             metrics,
             deadlines: Deadlines {
-                first: config.limits.header_timeout,
+                head: config.limits.header_timeout,
                 request: config.limits.header_timeout + config.limits.body_timeout,
                 idle: config.limits.keep_alive,
             },
             audit,
+            pending: PendingByPeer::new(config.limits.max_pending_per_peer),
+            proxy_from: Arc::new(config.proxy_from.clone()),
+            handshake_timeout: config.limits.handshake_timeout,
+        }
+    }
+
+    /// The client's address: the peer's, or the one a configured balancer's PROXY header
+    /// carries. A PROXY header from anyone else, or a malformed one, refuses the connection.
+    async fn client_address(&self, stream: &mut TcpStream) -> io::Result<std::net::SocketAddr> {
+        let peer = stream.peer_addr()?;
+        if self.proxy_from.is_empty() {
+            return Ok(peer);
+        }
+        let refuse = |label: &'static str| {
+            self.metrics.connection_refused(label);
+            tracing::info!(peer = %peer, reason = label, "connection refused");
+            proxy::refused(label)
+        };
+        if self.proxy_from.iter().any(|n| n.contains(peer.ip())) {
+            return match tokio::time::timeout(self.handshake_timeout, proxy::read_header(stream))
+                .await
+            {
+                Ok(Ok(carried)) => Ok(carried.unwrap_or(peer)),
+                Ok(Err(r)) => Err(refuse(r.label())),
+                Err(_) => Err(refuse(proxy::Refusal::Truncated.label())),
+            };
+        }
+        // Anyone else speaks TLS at once; a PROXY header from them would choose their address.
+        let mut start = [0u8; 12];
+        let peeked = tokio::time::timeout(self.handshake_timeout, stream.peek(&mut start)).await;
+        match peeked {
+            Ok(Ok(n)) if proxy::opens_a_header(&start[..n]) => Err(refuse("proxy_not_allowed")),
+            _ => Ok(peer),
         }
     }
 }
@@ -107,7 +150,12 @@ where
                 this.metrics.connection_refused("connection_cap");
                 return Err(io::Error::other("connection cap reached"));
             };
-            let peer = stream.peer_addr()?;
+            let mut stream = stream;
+            let peer = this.client_address(&mut stream).await?;
+            let Some(pending) = this.pending.claim(peer.ip()) else {
+                this.metrics.connection_refused("peer_pending_cap");
+                return Err(io::Error::other("unfinished connections cap reached"));
+            };
             let _ = stream.set_nodelay(true);
             let handshake = CaptureRefusal {
                 inner: Box::pin(this.tls.accept(stream, service)),
@@ -144,7 +192,7 @@ where
                 identity,
                 path,
             });
-            let guarded = Guarded::new(tls, permit, this.deadlines, this.metrics.clone());
+            let guarded = Guarded::new(tls, permit, pending, this.deadlines, this.metrics.clone());
             Ok((guarded, Extension(connection).layer(service)))
         })
     }
@@ -187,18 +235,26 @@ fn handshake_failure_reason(e: &io::Error) -> String {
     }
 }
 
-/// A TLS stream with a connection slot and read deadlines that hold whatever the HTTP version:
-/// the first request must start within `first` of the handshake; a request, once its first byte
-/// arrived, must be read and answered within `request` (a client dribbling its headers gains
-/// nothing); between requests the connection may stay silent for `idle` (keep-alive).
+/// A TLS stream with a connection slot and read deadlines that follow requests, whatever the HTTP
+/// version. HTTP/1.1: the head of the first request must end within `head` of the handshake, a
+/// later head within `head` of its first byte; a request, once its first byte arrived, must be
+/// read and answered within `request` (a client dribbling its headers or body gains nothing);
+/// between requests the connection may stay silent for `idle` (keep-alive). HTTP/2: the first
+/// complete request head must arrive within `head` of the handshake, then each one pushes the
+/// deadline `idle` further; frames the server writes (SETTINGS, PING answers) and frames that
+/// carry no request never extend it. The connection's slot under the per-address cap of
+/// unfinished connections is released at its first complete request head.
 /// hyper's own header timeout cannot be used: it also runs while a keep-alive connection waits
 /// for its next request, which would cut the 30-minute keep-alive to 10 seconds.
 pub(crate) struct Guarded<S> {
     inner: S,
     sleep: Pin<Box<Sleep>>,
     deadline: Instant,
-    in_request: bool,
+    /// HTTP/1: when the head in progress (or the request it opened) started.
+    request_started: Option<Instant>,
+    heads: HeadWatch,
     deadlines: Deadlines,
+    pending: PendingSlot,
     /// Armed while a write cannot progress (a client that does not read its response).
     write_sleep: Option<Pin<Box<Sleep>>>,
     _slot: ConnectionSlot,
@@ -220,22 +276,53 @@ impl<S> Guarded<S> {
     fn new(
         inner: S,
         permit: OwnedSemaphorePermit,
+        pending: PendingSlot,
         deadlines: Deadlines,
         metrics: Arc<Metrics>,
     ) -> Self {
         metrics.connection_opened();
-        let deadline = Instant::now() + deadlines.first;
+        let deadline = Instant::now() + deadlines.head;
         Guarded {
             inner,
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
             deadline,
-            in_request: false,
+            request_started: None,
+            heads: HeadWatch::new(),
             deadlines,
+            pending,
             write_sleep: None,
             _slot: ConnectionSlot {
                 _permit: permit,
                 metrics,
             },
+        }
+    }
+
+    /// The client sent `bytes`: move the deadline as the module documentation says.
+    fn read(&mut self, bytes: &[u8]) {
+        let now = Instant::now();
+        let completed = self.heads.feed(bytes).completed;
+        match self.heads.protocol() {
+            Protocol::Http2 => {
+                if completed {
+                    self.deadline = now + self.deadlines.idle;
+                }
+            }
+            Protocol::Http1 | Protocol::Unknown => {
+                if self.request_started.is_none() {
+                    // A new head: it has `head` from its first byte, never more than the
+                    // first request's deadline from the handshake.
+                    self.request_started = Some(now);
+                    self.deadline = self.deadline.min(now + self.deadlines.head);
+                }
+                if completed {
+                    let started = self.request_started.unwrap_or(now);
+                    self.deadline = started + self.deadlines.request;
+                }
+            }
+        }
+        if completed {
+            self.pending.release();
         }
     }
 }
@@ -250,9 +337,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before && !this.in_request {
-                    this.in_request = true;
-                    this.deadline = Instant::now() + this.deadlines.request;
+                if buf.filled().len() > before {
+                    this.read(&buf.filled()[before..]);
                 }
                 Poll::Ready(Ok(()))
             }
@@ -275,10 +361,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
 }
 
 impl<S> Guarded<S> {
-    fn wrote(&mut self, n: usize) {
+    /// The server wrote `buf` (of which `n` bytes went). HTTP/1: a response (not an interim
+    /// `1xx`, such as the `100 Continue` a .NET client waits for) ends the request; the
+    /// connection is then idle until the next head. HTTP/2: writes never move the deadline.
+    fn wrote(&mut self, buf: &[u8], n: usize) {
         self.write_sleep = None;
-        if n > 0 {
-            self.in_request = false;
+        let interim = buf.starts_with(b"HTTP/1.1 1") || buf.starts_with(b"HTTP/1.0 1");
+        if n > 0 && self.heads.protocol() == Protocol::Http1 && !interim {
+            self.request_started = None;
+            self.heads.next_head();
             self.deadline = Instant::now() + self.deadlines.idle;
         }
     }
@@ -308,7 +399,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         let this = self.get_mut();
         let res = Pin::new(&mut this.inner).poll_write(cx, buf);
         match &res {
-            Poll::Ready(Ok(n)) => this.wrote(*n),
+            Poll::Ready(Ok(n)) => this.wrote(buf, *n),
             Poll::Pending => return this.write_stalled(cx),
             Poll::Ready(Err(_)) => {}
         }
@@ -338,7 +429,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         let this = self.get_mut();
         let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         match &res {
-            Poll::Ready(Ok(n)) => this.wrote(*n),
+            Poll::Ready(Ok(n)) => {
+                let first = bufs
+                    .iter()
+                    .find(|b| !b.is_empty())
+                    .map_or(&[][..], |b| &b[..]);
+                this.wrote(first, *n)
+            }
             Poll::Pending => return this.write_stalled(cx),
             Poll::Ready(Err(_)) => {}
         }
