@@ -7,7 +7,7 @@
 ALTER TABLE dispensation.tarification
     ADD COLUMN statut text CHECK (statut IN ('ACTIVE', 'ANNULEE', 'REVOQUEE')),
     ADD COLUMN statut_le timestamptz,
-    ADD COLUMN motif_revocation text CHECK (length(motif_revocation) BETWEEN 1 AND 500);
+    ADD COLUMN motif_revocation text CHECK (length(motif_revocation) BETWEEN 1 AND 150);
 UPDATE dispensation.tarification
    SET statut = CASE WHEN annulee THEN 'ANNULEE' ELSE 'ACTIVE' END,
        statut_le = coalesce(annulee_le, cree_le)

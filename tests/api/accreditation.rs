@@ -65,6 +65,11 @@ async fn quote(app: &TestApp, d: &str, payload: &str) -> String {
     code(&reply)
 }
 
+/// A new dossier of B-TARIF for the dev pharmacy.
+async fn d2_for(app: &TestApp) -> String {
+    dossier(app, "valid", &valid_ps(), DEV_FINESS).await
+}
+
 /// `openssl` with `args`, its standard output (it must succeed).
 fn openssl(args: &[&str]) -> String {
     let out = Command::new("openssl").args(args).output().unwrap();
@@ -298,6 +303,7 @@ async fn an_operator_revokes_a_pec_and_the_pharmacy_can_no_longer_cancel_it() {
             &accreditation,
             "--motif",
             "facturation en double",
+            "--yes",
         ],
         &env,
     );
@@ -334,7 +340,14 @@ async fn an_operator_revokes_a_pec_and_the_pharmacy_can_no_longer_cancel_it() {
 
     // Revoking it again, or an unknown number: the work found a problem (1); not a number: 2.
     let out = visiodroits(
-        &["accreditation", "revoke", &accreditation, "--motif", "x"],
+        &[
+            "accreditation",
+            "revoke",
+            &accreditation,
+            "--motif",
+            "x",
+            "--yes",
+        ],
         &env,
     );
     assert_eq!(
@@ -344,8 +357,40 @@ async fn an_operator_revokes_a_pec_and_the_pharmacy_can_no_longer_cancel_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("REVOQUEE"));
-    let out = visiodroits(&["accreditation", "revoke", "XX", "--motif", "x"], &env);
+    let out = visiodroits(
+        &["accreditation", "revoke", "XX", "--motif", "x", "--yes"],
+        &env,
+    );
     assert_eq!(out.status.code(), Some(2));
+    // A reason that names a patient is refused before anything is read (it would reach
+    // dispensation and the pharmacy); without --yes and no terminal answer, nothing is revoked.
+    let (_, other) = pec(&app, &d2_for(&app).await, 102).await;
+    let out = visiodroits(
+        &[
+            "accreditation",
+            "revoke",
+            &other,
+            "--motif",
+            "fraude 1790312345678",
+            "--yes",
+        ],
+        &env,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = visiodroits(&["accreditation", "revoke", &other, "--motif", "x"], &env);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply = send(&app, Some("valid"), consultation(&other)).await;
+    assert_eq!(first(&reply.body, "statut").as_deref(), Some("ACTIVE"));
 
     // Audited, with fixed vocabulary only: the operator's words stay with the PEC.
     let (operation, motif): (String, String) = sqlx::query_as(
@@ -631,7 +676,19 @@ async fn a_signing_key_that_cannot_sign_stops_the_start_by_name() {
         .await
         .err()
         .unwrap();
-    assert!(format!("{err:#}").contains("cannot sign"), "{err:#}");
+    assert!(format!("{err:#}").contains("RSA or EC key"), "{err:#}");
+    // The TLS server's certificate (extended key usage serverAuth): its proofs would never
+    // verify as S/MIME signatures.
+    let pki = |rel: &str| shared.pki_path(rel).to_str().unwrap().to_string();
+    vars.insert("VD_SIGNING_CERT".into(), pki("server/server.pem"));
+    vars.insert("VD_SIGNING_KEY".into(), pki("server/server.key"));
+    let config = visiodroits::config::Config::from_map(&vars).unwrap();
+    let err = visiodroits::startup::check(&config).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("VD_SIGNING_CERT: its proofs would not verify"),
+        "{err:#}"
+    );
+    vars.insert("VD_SIGNING_CERT".into(), path("x.pem"));
     // A key of another certificate: refused by name too.
     vars.insert(
         "VD_SIGNING_KEY".into(),
@@ -643,4 +700,29 @@ async fn a_signing_key_that_cannot_sign_stops_the_start_by_name() {
         format!("{err:#}").contains("does not match VD_SIGNING_CERT"),
         "{err:#}"
     );
+}
+
+#[tokio::test]
+async fn the_same_pec_sent_several_times_at_once_gets_one_answer_and_one_commitment() {
+    let app = TestApp::spawn().await;
+    let d = dossier(&app, "valid", &valid_ps(), DEV_FINESS).await;
+    let body = tarification(&new_id(), &d, "PEC", &prescription(141, LINES, ""));
+    let mut conns = Vec::new();
+    for _ in 0..8 {
+        conns.push(app.connect(Some("valid")).await.unwrap());
+    }
+    let replies = futures_util::future::join_all(
+        conns
+            .iter_mut()
+            .map(|c| c.soap(SoapVersion::V12, body.clone())),
+    )
+    .await;
+    let bodies: Vec<String> = replies.into_iter().map(|r| r.unwrap().body).collect();
+    assert!(bodies.iter().all(|b| b == &bodies[0]), "{bodies:#?}");
+    assert_eq!(first(&bodies[0], "code").as_deref(), Some("0000"));
+    let pecs: i64 = sqlx::query_scalar("SELECT count(*) FROM dispensation.tarification")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!((pecs, consumed(&app).await), (1, 9000));
 }

@@ -278,6 +278,8 @@ fn tarification_statements(commitment: bool, today: NaiveDate) -> Vec<Statement>
             "'{NULL,9999999}'",
             "'{NULL,0}'",
             "'{NULL,40}'",
+            // The response's time.
+            "now()",
         ]
         .map(String::from),
     )

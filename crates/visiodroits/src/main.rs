@@ -184,9 +184,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Accreditation {
-            command: AccreditationCommand::Revoke { numero, motif },
+            command: AccreditationCommand::Revoke { numero, motif, yes },
         } => {
             let url = visiodroits::config::database_url_from_env()?;
+            if !yes && !cli::accreditation::confirm(&numero)? {
+                anyhow::bail!("revocation cancelled");
+            }
             let pool = cli::migrate::admin_pool(&url).await?;
             let out = cli::accreditation::revoke(&pool, &numero, &motif).await;
             pool.close().await;

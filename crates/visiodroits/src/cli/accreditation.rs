@@ -4,6 +4,8 @@
 //! nor revoked again (7010 for the pharmacy). The reason stays with the PEC, not in the audit,
 //! which holds only fixed vocabulary.
 
+use std::io::{BufRead, Write};
+
 use sqlx::PgPool;
 
 use crate::audit::AuditRecord;
@@ -19,13 +21,39 @@ fn usage(message: String) -> anyhow::Error {
     .into()
 }
 
+/// Asks on the terminal; `true` only for an explicit yes. A revocation cannot be undone.
+pub fn confirm(number: &str) -> anyhow::Result<bool> {
+    print!("Revoke accreditation {number} for good (the AMC withdraws its commitment)? Type yes: ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "yes" | "oui"))
+}
+
+/// The reason as kept: 1 to 150 characters (the wire's `motif`), and nothing that looks like a
+/// patient's number — it is stored in `dispensation` and shown to the pharmacy.
+fn checked_reason(reason: &str) -> anyhow::Result<&str> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 150 {
+        return Err(usage("--motif: 1 to 150 characters".into()));
+    }
+    let longest_digits = reason
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    if longest_digits >= 13 {
+        return Err(usage(
+            "--motif: no NIR or other patient identity (a run of 13 digits or more)".into(),
+        ));
+    }
+    Ok(reason)
+}
+
 pub async fn revoke(pool: &PgPool, number: &str, reason: &str) -> anyhow::Result<String> {
     let accreditation = AccreditationNumber::parse(number)
         .ok_or_else(|| usage(format!("{number}: not an accreditation number")))?;
-    let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(usage("--motif: 1 to 500 characters".into()));
-    }
+    let reason = checked_reason(reason)?;
     let started = std::time::Instant::now();
     let mut tx = pool.begin().await?;
     let mut audit = AuditRecord {
@@ -51,5 +79,22 @@ pub async fn revoke(pool: &PgPool, number: &str, reason: &str) -> anyhow::Result
             "accreditation {accreditation} is {} already: nothing to revoke",
             status.as_str()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_short_and_names_no_patient() {
+        assert_eq!(
+            checked_reason("  facturation en double ").unwrap(),
+            "facturation en double"
+        );
+        assert!(checked_reason("").is_err());
+        assert!(checked_reason(&"x".repeat(151)).is_err());
+        assert!(checked_reason("fraude 1850578006084").is_err());
+        assert!(checked_reason("ordonnance 2026-03-15, 12 boîtes").is_ok());
     }
 }

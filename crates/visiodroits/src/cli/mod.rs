@@ -149,9 +149,13 @@ pub enum AccreditationCommand {
     /// pharmacy can no longer cancel it (7010).
     Revoke {
         numero: String,
-        /// Why (kept with the PEC, shown by ConsultationAccreditation).
+        /// Why, in at most 150 characters, without any patient identity (kept with the PEC and
+        /// shown to the pharmacy by ConsultationAccreditation).
         #[arg(long)]
         motif: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
 }
 

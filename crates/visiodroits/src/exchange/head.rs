@@ -1,6 +1,6 @@
 //! Writing responses: `entete_reponse` then `code_reponse`, the head of every response.
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
 
 use crate::code::Code;
@@ -15,7 +15,12 @@ pub struct ServerInfo {
 
 /// A response's `horodatage`: now, in UTC, to the millisecond.
 pub(crate) fn now_stamp() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+    stamp(Utc::now())
+}
+
+/// `at` as a response writes it: UTC, to the millisecond.
+pub(crate) fn stamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Writes `entete_reponse` then `code_reponse`, with `horodatage` now.

@@ -54,18 +54,21 @@ pub(crate) async fn replay(
     Ok(response)
 }
 
-/// After a concurrent request of the same structure with the same `id_requete` won the race to
-/// store its response: that response, read in a new transaction, as [`replay`] would give it.
+/// After a concurrent request committed first (the same `id_requete` of the same structure, or a
+/// PEC of the same prescription): the response stored under this request's `id_requete`, read
+/// in a new transaction, as [`replay`] would give it — the same request sent twice at once gets
+/// one answer twice. Without one, `otherwise` (7008 for an id stored by then, 7009 for another
+/// request's PEC).
 pub(crate) async fn raced(
     ex: &Exchanges,
     call: &mut Call<'_>,
     structure: &StructureNumber,
-    request_id: Uuid,
-    content: &[u8],
+    (request_id, content): (Uuid, &[u8]),
+    otherwise: Code,
 ) -> Result<String, ExchangeError> {
     let mut tx = ex.store.begin_as(Role::Tarification).await?;
     match store::stored_response(&mut tx, structure, request_id).await? {
         Some(stored) => replay(tx, call, stored, content).await,
-        None => Err(ExchangeError::Business(Code::RequestIdReused)),
+        None => Err(ExchangeError::Business(otherwise)),
     }
 }

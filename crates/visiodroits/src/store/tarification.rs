@@ -199,6 +199,8 @@ pub struct NewTarification<'a> {
     /// The request's content fingerprint and the response, kept for idempotent retries.
     pub fingerprint: &'a [u8],
     pub response: &'a str,
+    /// The response's time: the row's `cree_le` (and a PEC's `statut_le`).
+    pub at: DateTime<Utc>,
 }
 
 /// The statement of [`record`].
@@ -207,9 +209,9 @@ pub(super) static RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new
         "WITH t AS (
              INSERT INTO dispensation.tarification (numero_dossier, id_requete, structure, mode,
                  id_prescription, chiffree, donnees_chiffrees, total_facture, total_ro,
-                 total_amc, total_reste_a_charge, numero_accreditation, statut, statut_le)
+                 total_amc, total_reste_a_charge, numero_accreditation, statut, statut_le, cree_le)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                 CASE WHEN $4 = 'PEC' THEN 'ACTIVE' END, CASE WHEN $4 = 'PEC' THEN now() END)
+                 CASE WHEN $4 = 'PEC' THEN 'ACTIVE' END, CASE WHEN $4 = 'PEC' THEN $42 END, $42)
              RETURNING id),
          l AS (
              INSERT INTO dispensation.ligne (tarification_id, id_ligne, code_prestation,
@@ -235,7 +237,7 @@ pub(super) static RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new
          r AS (
              INSERT INTO dispensation.reponse (structure, id_requete, empreinte, reponse)
              VALUES ($3, $2, $33, $34))",
-        41,
+        42,
     )
 });
 
@@ -397,7 +399,8 @@ pub async fn record(
         .bind(j(&|j| Some(j.before_caps)))
         .bind(j(&|j| j.ceiling.as_ref().map(|c| c.ceiling)))
         .bind(j(&|j| j.ceiling.as_ref().map(|c| c.before)))
-        .bind(j(&|j| j.ceiling.as_ref().map(|c| c.after)));
+        .bind(j(&|j| j.ceiling.as_ref().map(|c| c.after)))
+        .bind(t.at);
     match audit.bind(data).execute(&mut *tx).await {
         Ok(_) => Ok(Recorded::Done),
         Err(e) => match e.as_database_error().and_then(|d| d.constraint()) {

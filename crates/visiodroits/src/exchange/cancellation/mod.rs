@@ -59,7 +59,8 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
     match cancelled.await? {
         Recorded::RequestRaced => {
             drop(tx);
-            retry::raced(ex, call, &caller.structure, req.request_id, &content).await
+            let id = (req.request_id, content.as_slice());
+            retry::raced(ex, call, &caller.structure, id, Code::RequestIdReused).await
         }
         Recorded::Done | Recorded::CommitmentExists => {
             tx.commit().await?;

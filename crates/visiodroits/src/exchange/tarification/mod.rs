@@ -94,7 +94,10 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
     let outcome = price(&mut tx, &d, &prescription, req.commitment).await?;
     let accreditation = accreditation(ex, req.commitment)?;
     call.audit.accreditation = accreditation.as_ref().map(AccreditationNumber::to_string);
-    let time = head::now_stamp();
+    // One time for the response, its proof and the PEC's row (ConsultationAccreditation's
+    // horodatage_pec is the signed horodatage).
+    let at = chrono::Utc::now();
+    let time = head::stamp(at);
     // A PEC's proof, signed before anything is recorded: no PEC without its proof.
     let proof = match &accreditation {
         Some(a) => {
@@ -139,6 +142,7 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
         ceiling_key: &d.ceiling_key,
         fingerprint: &content,
         response: &response,
+        at,
     };
     record(ex, call, tx, &new).await
 }
@@ -172,8 +176,8 @@ fn open(ex: &Exchanges, payload: Payload) -> (Option<Vec<u8>>, Result<Prescripti
 }
 
 /// The tarification, its lines and consumption, the stored response and the audit row: one
-/// statement, then the commit. A concurrent PEC of the prescription is 7009; a concurrent request
-/// with the same `id_requete` gives its stored response.
+/// statement, then the commit. A concurrent PEC of the prescription is 7009, unless it was this
+/// request sent twice; a concurrent request with the same `id_requete` gives its stored response.
 async fn record(
     ex: &Exchanges,
     call: &mut Call<'_>,
@@ -185,10 +189,16 @@ async fn record(
             tx.commit().await?;
             Ok(new.response.to_string())
         }
-        Recorded::CommitmentExists => Err(ExchangeError::Business(Code::CommitmentExists)),
+        Recorded::CommitmentExists => {
+            // Another PEC of the prescription won; it may be this very request sent twice.
+            drop(tx);
+            let id = (new.request_id, new.fingerprint);
+            retry::raced(ex, call, new.structure, id, Code::CommitmentExists).await
+        }
         Recorded::RequestRaced => {
             drop(tx);
-            retry::raced(ex, call, new.structure, new.request_id, new.fingerprint).await
+            let id = (new.request_id, new.fingerprint);
+            retry::raced(ex, call, new.structure, id, Code::RequestIdReused).await
         }
     }
 }

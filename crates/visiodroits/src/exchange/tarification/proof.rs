@@ -5,7 +5,9 @@
 
 use anyhow::Context;
 use openssl::cms::{CMSOptions, CmsContentInfo};
-use openssl::pkey::{PKey, Private};
+use openssl::pkey::{Id, PKey, Private};
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::X509;
 
 use crate::domain::{AccreditationNumber, DossierNumber, Hundredths, PsId, StructureNumber};
@@ -68,15 +70,36 @@ impl Signer {
             cert.public_key()?.public_eq(&key),
             "VD_SIGNING_KEY: the key does not match VD_SIGNING_CERT"
         );
+        // RSA and EC keys sign with SHA-256 (OpenSSL's default digest depends on the key type).
+        anyhow::ensure!(
+            matches!(key.id(), Id::RSA | Id::EC),
+            "VD_SIGNING_KEY: an RSA or EC key is needed (proofs are signed with SHA-256)"
+        );
         let cert_der = cert.to_der()?;
         let signer = Signer {
             cert,
             key,
             cert_der,
         };
-        signer.sign("visiodroits\n").map_err(|_| {
+        // A first proof, verified as a pharmacy would (purpose S/MIME signing, the certificate's
+        // dates and key usages), trusting the certificate itself: a certificate whose proofs
+        // would never verify stops the start.
+        let der = signer.sign("visiodroits\n").map_err(|_| {
             anyhow::anyhow!("VD_SIGNING_KEY: this key cannot sign a CMS SignedData")
         })?;
+        let mut store = X509StoreBuilder::new()?;
+        store.add_cert(signer.cert.clone())?;
+        store.set_flags(X509VerifyFlags::PARTIAL_CHAIN)?;
+        let store = store.build();
+        CmsContentInfo::from_der(&der)?
+            .verify(None, Some(&store), None, None, CMSOptions::BINARY)
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "VD_SIGNING_CERT: its proofs would not verify (outside its validity dates, \
+                     or a key usage without digitalSignature/nonRepudiation, or an extended key \
+                     usage without emailProtection)"
+                )
+            })?;
         Ok(signer)
     }
 
