@@ -670,7 +670,7 @@ async fn a_signing_key_that_cannot_sign_stops_the_start_by_name() {
     vars.insert("VD_SIGNING_CERT".into(), path("x.pem"));
     vars.insert("VD_SIGNING_KEY".into(), path("x.key"));
     let config = visiodroits::config::Config::from_map(&vars).unwrap();
-    let err = visiodroits::startup::check(&config).unwrap_err();
+    let err = visiodroits::startup::check(&config).await.unwrap_err();
     assert!(format!("{err:#}").contains("VD_SIGNING_KEY"), "{err:#}");
     let err = visiodroits::startup::Server::start(config)
         .await
@@ -683,7 +683,7 @@ async fn a_signing_key_that_cannot_sign_stops_the_start_by_name() {
     vars.insert("VD_SIGNING_CERT".into(), pki("server/server.pem"));
     vars.insert("VD_SIGNING_KEY".into(), pki("server/server.key"));
     let config = visiodroits::config::Config::from_map(&vars).unwrap();
-    let err = visiodroits::startup::check(&config).unwrap_err();
+    let err = visiodroits::startup::check(&config).await.unwrap_err();
     assert!(
         format!("{err:#}").contains("VD_SIGNING_CERT: its proofs would not verify"),
         "{err:#}"
@@ -695,7 +695,7 @@ async fn a_signing_key_that_cannot_sign_stops_the_start_by_name() {
         shared.pki_path("ttp/ttp.key").to_str().unwrap().into(),
     );
     let config = visiodroits::config::Config::from_map(&vars).unwrap();
-    let err = visiodroits::startup::check(&config).unwrap_err();
+    let err = visiodroits::startup::check(&config).await.unwrap_err();
     assert!(
         format!("{err:#}").contains("does not match VD_SIGNING_CERT"),
         "{err:#}"

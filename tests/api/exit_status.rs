@@ -63,3 +63,58 @@ async fn admin_commands_exit_0_1_2_or_3() {
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("Exit status: 0 success; 1"));
 }
+
+#[tokio::test]
+async fn the_guide_s_check_command_reads_a_copy_of_env_example() {
+    // The operator's copy: every path pointed at this machine's files, the rest as shipped.
+    let db = shared().fresh_database().await;
+    let vars = shared().config_vars(&db);
+    let example = std::fs::read_to_string(crate::helpers::repo().join(".env.example")).unwrap();
+    let mut copy = String::new();
+    let mut set = Vec::new();
+    for line in example.lines() {
+        let name = line
+            .split_once('=')
+            .map(|(n, _)| n)
+            .filter(|n| !n.starts_with('#'));
+        match name.and_then(|n| vars.get(n).map(|v| (n, v))) {
+            Some((n, v))
+                if line.contains("/etc/visiodroits")
+                    || line.contains("/var/lib")
+                    || n == "DATABASE_URL" =>
+            {
+                copy.push_str(&format!("{n}={v}\n"));
+                set.push(n.to_string());
+            }
+            _ => {
+                copy.push_str(line);
+                copy.push('\n');
+            }
+        }
+    }
+    assert!(set.len() >= 8, "{set:?}");
+    let file = shared().base.join(format!("env-{}", new_id()));
+    std::fs::write(&file, copy).unwrap();
+    let file = file.to_str().unwrap();
+    let out = visiodroits(&["--env-file", file, "check-config"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration valid"));
+    // The shipped file as it is names the first file this machine lacks; no file at all is bad
+    // usage.
+    let shipped = crate::helpers::repo().join(".env.example");
+    let out = visiodroits(
+        &["--env-file", shipped.to_str().unwrap(), "check-config"],
+        &[],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/etc/visiodroits/"));
+    let out = visiodroits(&["--env-file", "/nonexistent/env", "check-config"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--env-file"));
+}

@@ -17,6 +17,7 @@ mod helpers;
 mod hostile;
 mod import;
 mod instances;
+mod migration_level;
 mod ops;
 mod privacy;
 mod profiles;

@@ -320,6 +320,69 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// Whether PostgreSQL's server binaries (15 or later) are on this machine.
+pub fn server_installed() -> bool {
+    find_binaries().is_ok()
+}
+
+/// Installs Debian's `postgresql` package for the demo when its server binaries are missing: as
+/// root with `apt-get`; otherwise, when standard input is a terminal, after asking once, with
+/// `sudo apt-get`. Anything else leaves the message of what to install.
+pub fn install_server_if_missing() -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if server_installed() || !Path::new("/usr/bin/apt-get").exists() {
+        return Ok(());
+    }
+    use std::os::unix::fs::MetadataExt;
+    // The owner of /proc/self is the effective user.
+    let root = fs::metadata("/proc/self")?.uid() == 0;
+    let sudo = if root {
+        None
+    } else {
+        if !std::io::stdin().is_terminal() {
+            return Ok(());
+        }
+        print!("PostgreSQL is not installed; install it with 'sudo apt-get install postgresql'? [Y/n] ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if answer.trim().to_ascii_lowercase().starts_with('n') {
+            return Ok(());
+        }
+        Some("sudo")
+    };
+    for args in [
+        &["apt-get", "update", "-q"][..],
+        &[
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "postgresql",
+        ][..],
+    ] {
+        let mut cmd = match sudo {
+            Some(s) => {
+                let mut c = Command::new(s);
+                c.args(args);
+                c
+            }
+            None => {
+                let mut c = Command::new(args[0]);
+                c.args(&args[1..]);
+                c
+            }
+        };
+        let status = cmd
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .with_context(|| format!("cannot run {}", args.join(" ")))?;
+        anyhow::ensure!(status.success(), "{} failed", args.join(" "));
+    }
+    Ok(())
+}
+
 /// Finds `initdb` and `pg_ctl`: `PATH` first, then the newest `/usr/lib/postgresql/*/bin`.
 fn find_binaries() -> anyhow::Result<PathBuf> {
     let has_all = |dir: &Path| {

@@ -436,6 +436,17 @@ pub fn database_url_from_env() -> Result<Secret<String>, ConfigError> {
         .map(|u| Secret::new(u.to_string()))
 }
 
+/// Loads the variables of `file` (`--env-file`) into the environment, under those already set.
+pub fn load_env_file(file: &std::path::Path) -> anyhow::Result<()> {
+    dotenvy::from_path(file).map_err(|e| {
+        ConfigError {
+            name: "--env-file",
+            message: format!("{}: {e}", file.display()),
+        }
+        .into()
+    })
+}
+
 /// A variable of the environment, for the few settings that are not the server's (the test
 /// harness's own `VD_TEST_DATABASE_URL`).
 pub fn env_var(name: &str) -> Option<String> {

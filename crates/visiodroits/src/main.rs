@@ -21,13 +21,24 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     visiodroits_wire::binary::run(async {
-        Ok(match run(cli.command).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                cli::exit::status_of(&e)
+        let loaded = match &cli.env_file {
+            Some(file) => visiodroits::config::load_env_file(file),
+            None => Ok(()),
+        };
+        Ok(
+            match async {
+                loaded?;
+                run(cli.command).await
             }
-        })
+            .await
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    cli::exit::status_of(&e)
+                }
+            },
+        )
     })
 }
 
@@ -198,7 +209,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::CheckConfig => {
             let config = Config::from_env()?;
-            print!("{}", startup::check(&config)?);
+            print!("{}", startup::check(&config).await?);
             Ok(())
         }
     }

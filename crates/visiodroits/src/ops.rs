@@ -55,6 +55,20 @@ async fn readyz(State(s): State<OpsState>) -> Response {
         .unwrap_or(false);
     if !db_ok {
         problems.push("database: unreachable".to_string());
+    } else {
+        let level = tokio::time::timeout(
+            Duration::from_secs(2),
+            crate::store::schema::database_level(&s.store),
+        )
+        .await;
+        match level {
+            Ok(Ok(level)) => {
+                if let Err(e) = crate::store::schema::compare(level) {
+                    problems.push(format!("database: {e}"));
+                }
+            }
+            _ => problems.push("database: migration level unreadable".to_string()),
+        }
     }
     if db_ok && s.structure_check == StructureCheck::Directory {
         match tokio::time::timeout(Duration::from_secs(2), directory(&s.store)).await {

@@ -22,7 +22,7 @@ use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
 use crate::ops::{self, OpsState};
 use crate::soap::XmlLimits;
-use crate::store::Store;
+use crate::store::{schema, Store};
 use crate::tls::acceptor::CpsAcceptor;
 use crate::tls::reload::Reloader;
 use crate::tls::TlsContext;
@@ -129,6 +129,21 @@ fn load_trusted_third_party(
     Ok((Some(der), Some(Decryptor::new(cert, key)?)))
 }
 
+/// Refuses a database whose migrations are behind or ahead of this binary. A database that cannot
+/// be reached now does not stop the start: `/readyz` reports its level once it answers.
+async fn refuse_other_migrations(store: &Store) -> anyhow::Result<()> {
+    match schema::database_level(store).await {
+        Ok(level) => schema::compare(level)
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("DATABASE_URL: {e}")),
+        Err(e) if e.as_database_error().is_some() => Err(e).context("DATABASE_URL"),
+        Err(e) => {
+            tracing::warn!(error = %e, "database unreachable at start: its migration level will be checked by /readyz");
+            Ok(())
+        }
+    }
+}
+
 /// Reads the operator's signing certificate and key (checked against each other).
 fn load_signer(config: &Config) -> anyhow::Result<Signer> {
     let (cert_path, key_path) = (&config.signing.cert, &config.signing.key);
@@ -160,18 +175,28 @@ pub(crate) fn load_pseudonymisation_key(config: &Config) -> anyhow::Result<Secre
     Ok(Secret::new(key))
 }
 
-/// Checks everything `serve` would load, without serving (`check-config`).
-pub fn check(config: &Config) -> anyhow::Result<String> {
+/// Checks everything `serve` would load, without serving (`check-config`): the files and keys,
+/// then the database — reachable, at this binary's migration level, and the roles the server's
+/// login role must act as.
+pub async fn check(config: &Config) -> anyhow::Result<String> {
     let (tls, refused) = TlsContext::load(config)?;
     tls.server_config()?;
     load_trusted_third_party(config)?;
     load_signer(config)?;
     load_pseudonymisation_key(config)?;
-    Store::connect_lazy(
+    let store = Store::connect_lazy(
         &config.database_url,
         config.db_pool_size,
         config.db_acquire_timeout,
     )?;
+    let level = schema::database_level(&store)
+        .await
+        .context("DATABASE_URL: cannot reach the database")?;
+    let level = schema::compare(level).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (problems, warnings) = schema::roles(&store).await?;
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join("; "));
+    }
     let crls = tls.crls();
     let cas = tls.cas();
     let mut report = format!(
@@ -187,6 +212,17 @@ pub fn check(config: &Config) -> anyhow::Result<String> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    report.push_str(&format!(
+        "database: reachable, migrations at {level} (this binary's), the login role acts as {}\n",
+        crate::store::SERVER_ROLES
+            .iter()
+            .map(|r| r.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    for w in warnings {
+        report.push_str(&format!("warning: {w}\n"));
+    }
     for r in refused {
         report.push_str(&format!("warning: CRL refused: {r}\n"));
     }
@@ -211,6 +247,7 @@ impl Server {
             config.db_pool_size,
             config.db_acquire_timeout,
         )?;
+        refuse_other_migrations(&store).await?;
         let metrics = Arc::new(Metrics::default());
         let exchanges = Arc::new(Exchanges {
             store: store.clone(),

@@ -100,7 +100,11 @@ pub async fn prepare(dir: &Path, overrides: HashMap<String, String>) -> anyhow::
         Ok(url) => (None, url.clone(), url),
         Err(_) => {
             let base = dir.join("pg");
-            let cluster = tokio::task::spawn_blocking(move || Cluster::start(&base)).await??;
+            let cluster = tokio::task::spawn_blocking(move || {
+                visiodroits_devkit::pgcluster::install_server_if_missing()?;
+                Cluster::start(&base)
+            })
+            .await??;
             let admin =
                 super::migrate::admin_pool(&Secret::new(cluster.url(SUPERUSER, "postgres")))
                     .await?;

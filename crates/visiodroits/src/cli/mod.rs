@@ -24,6 +24,10 @@ use clap::{Parser, Subcommand};
     after_help = exit::HELP
 )]
 pub struct Cli {
+    /// Read the variables of this file (the format of `.env.example`, systemd's
+    /// `EnvironmentFile=`) before `.env` and under the process environment, which wins.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }

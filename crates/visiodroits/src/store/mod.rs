@@ -10,6 +10,7 @@ pub mod import;
 pub mod pool;
 pub(crate) mod retention;
 pub mod rights;
+pub(crate) mod schema;
 pub mod tarification;
 pub mod transactions;
 
