@@ -12,8 +12,13 @@ missing_packages() {
   command -v curl >/dev/null 2>&1 || echo curl
   command -v pkg-config >/dev/null 2>&1 || echo pkg-config
   pkg-config --exists openssl 2>/dev/null || echo libssl-dev
+  # Independent SOAP stacks the suite drives: PHP's SoapClient and gSOAP.
+  command -v php >/dev/null 2>&1 || echo php-cli
+  php -m 2>/dev/null | grep -qx soap || echo php-soap
+  command -v wsdl2h >/dev/null 2>&1 || echo gsoap
   command -v python3 >/dev/null 2>&1 || echo python3
-  if ! python3 -c 'import zeep' >/dev/null 2>&1 && ! python3 -m venv --help >/dev/null 2>&1; then
+  # Debian ships venv without ensurepip, which python3-venv adds.
+  if ! python3 -c 'import zeep' >/dev/null 2>&1 && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
     echo python3-venv
   fi
 }
@@ -31,11 +36,14 @@ install_missing_packages() {
   fi
   if [ -t 0 ] && command -v sudo >/dev/null 2>&1; then
     local answer
-    read -r -p "$who: ${need[*]} missing; install with 'sudo apt-get install ${need[*]}'? [Y/n] " answer
+    read -r -p "$who: ${need[*]} missing; install with 'sudo apt-get install ${need[*]}'? [Y/n] " answer || answer=n
     case "${answer:-y}" in
       [yY]*)
-        sudo apt-get update -q && sudo apt-get install -y -q --no-install-recommends "${need[@]}"
-        return
+        if sudo apt-get update -q && sudo apt-get install -y -q --no-install-recommends "${need[@]}"; then
+          return 0
+        fi
+        echo "$who: sudo apt-get install ${need[*]} failed" >&2
+        return 1
         ;;
     esac
   fi

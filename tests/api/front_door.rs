@@ -345,3 +345,48 @@ async fn a_configured_balancer_names_the_client_and_nobody_else_can() {
         );
     }
 }
+
+#[tokio::test]
+async fn empty_lines_or_a_pipelined_half_head_buy_no_time() {
+    let app = TestApp::spawn_with(short).await;
+    // Empty lines (which the HTTP parser skips) then half a head: still the head's time.
+    let mut s = tls_over(TcpStream::connect(app.addr()).await.unwrap(), &[])
+        .await
+        .unwrap();
+    s.write_all(b"\r\n\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_all(b"POST /visiodroits HTTP/1.1\r\nHost: local")
+        .await
+        .unwrap();
+    let took = closed_within(&mut s, Duration::from_secs(4)).await;
+    assert!(took < Duration::from_secs(2), "{took:?}");
+
+    // A complete request with half of the next head behind it, in one write: the answer comes,
+    // then the half head has the head's time from it, not the keep-alive.
+    let mut s = tls_over(TcpStream::connect(app.addr()).await.unwrap(), &[])
+        .await
+        .unwrap();
+    let body = services_request(SoapVersion::V12, &new_id(), None);
+    let both = format!(
+        "POST /visiodroits HTTP/1.1\r\nHost: localhost\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n{body}POST /visiodroits HTTP/1.1\r\nHost: loc",
+        SoapVersion::V12.content_type(),
+        body.len()
+    );
+    s.write_all(both.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the half head kept the connection: {:?}", started.elapsed()),
+        }
+    }
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -490,7 +490,17 @@ impl Network {
         };
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = prefix.unwrap_or(max);
-        (prefix <= max).then_some(Network { addr, prefix })
+        if prefix > max {
+            return None;
+        }
+        // An IPv4-mapped network is its IPv4 one (addresses are compared canonically).
+        match addr {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() && prefix >= 96 => Some(Network {
+                addr: IpAddr::V4(v6.to_ipv4_mapped()?),
+                prefix: prefix - 96,
+            }),
+            _ => Some(Network { addr, prefix }),
+        }
     }
 
     /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as its IPv4 one).

@@ -130,17 +130,18 @@ fn load_trusted_third_party(
 }
 
 /// Refuses a database whose migrations are behind or ahead of this binary. A database that cannot
-/// be reached now does not stop the start: `/readyz` reports its level once it answers.
-async fn refuse_other_migrations(store: &Store) -> anyhow::Result<()> {
+/// be used now (down, starting, full) does not stop the start: the first exchange once it answers
+/// checks its level (exchanges fail until then), and `/readyz` reports it.
+async fn refuse_other_migrations(store: &Store) -> anyhow::Result<schema::Gate> {
     match schema::database_level(store).await {
         Ok(level) => schema::compare(level)
-            .map(|_| ())
+            .map(|_| schema::Gate::matched())
             .map_err(|e| anyhow::anyhow!("DATABASE_URL: {e}")),
-        Err(e) if e.as_database_error().is_some() => Err(e).context("DATABASE_URL"),
-        Err(e) => {
-            tracing::warn!(error = %e, "database unreachable at start: its migration level will be checked by /readyz");
-            Ok(())
+        Err(e) if schema::not_reachable_now(&e) => {
+            tracing::warn!(error = %e, "database unavailable at start: its migration level is checked once it answers");
+            Ok(schema::Gate::unchecked())
         }
+        Err(e) => Err(e).context("DATABASE_URL: cannot read the migration level"),
     }
 }
 
@@ -189,14 +190,16 @@ pub async fn check(config: &Config) -> anyhow::Result<String> {
         config.db_pool_size,
         config.db_acquire_timeout,
     )?;
-    let level = schema::database_level(&store)
+    let (problems, warnings) = schema::roles(&store)
         .await
         .context("DATABASE_URL: cannot reach the database")?;
-    let level = schema::compare(level).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (problems, warnings) = schema::roles(&store).await?;
     if !problems.is_empty() {
         anyhow::bail!("{}", problems.join("; "));
     }
+    let level = schema::database_level(&store)
+        .await
+        .context("DATABASE_URL: cannot read the migration level")?;
+    let level = schema::compare(level).map_err(|e| anyhow::anyhow!("{e}"))?;
     let crls = tls.crls();
     let cas = tls.cas();
     let mut report = format!(
@@ -247,7 +250,7 @@ impl Server {
             config.db_pool_size,
             config.db_acquire_timeout,
         )?;
-        refuse_other_migrations(&store).await?;
+        let schema = Arc::new(refuse_other_migrations(&store).await?);
         let metrics = Arc::new(Metrics::default());
         let exchanges = Arc::new(Exchanges {
             store: store.clone(),
@@ -257,6 +260,7 @@ impl Server {
             ttp_cert_der,
             decryptor,
             signer,
+            schema,
             owner_code: config.owner_code.clone(),
             instance_code: config.instance_code,
             rights_client_cert: config.rights_client_cert,

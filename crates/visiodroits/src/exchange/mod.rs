@@ -95,6 +95,8 @@ pub struct Exchanges {
     pub decryptor: Option<tarification::encrypted::Decryptor>,
     /// Signs each PEC's proof.
     pub signer: tarification::proof::Signer,
+    /// Whether the database's migration level is this binary's (exchanges run only then).
+    pub(crate) schema: std::sync::Arc<crate::store::schema::Gate>,
     pub owner_code: String,
     pub instance_code: char,
     pub rights_client_cert: RightsClientCert,
@@ -244,12 +246,15 @@ pub async fn dispatch(ex: &Exchanges, env: &Envelope, op: Operation, conn: &Conn
 /// The operation's handler, then its outcome as a response and, for anything but a success
 /// (whose handler wrote it in its own transaction), the audit row.
 async fn run(ex: &Exchanges, op: Operation, call: &mut Call<'_>) -> Outcome {
-    let result = match op {
-        Operation::Services => services::handle(ex, call).await,
-        Operation::Rights => rights::handle(ex, call).await,
-        Operation::Tarification => tarification::handle(ex, call).await,
-        Operation::Cancellation => cancellation::handle(ex, call).await,
-        Operation::Consultation => consultation::handle(ex, call).await,
+    let result = match ex.schema.admit(&ex.store).await {
+        Err(e) => Err(ExchangeError::Internal(e)),
+        Ok(()) => match op {
+            Operation::Services => services::handle(ex, call).await,
+            Operation::Rights => rights::handle(ex, call).await,
+            Operation::Tarification => tarification::handle(ex, call).await,
+            Operation::Cancellation => cancellation::handle(ex, call).await,
+            Operation::Consultation => consultation::handle(ex, call).await,
+        },
     };
     let outcome = match result {
         Ok(body) => {

@@ -1,6 +1,8 @@
 //! The database's migration level against the binary's, and what the server's login role may act
 //! as: `serve` refuses a database behind or ahead of it, `/readyz` and `check-config` say why.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use super::{Role, Store, MIGRATOR, SERVER_ROLES};
 
 /// The first migration that publishes the level (`public.vd_migration_level()`).
@@ -50,23 +52,88 @@ pub(crate) fn compare(database: Option<i64>) -> Result<i64, String> {
     }
 }
 
+/// Whether an error means the database cannot be used now (down, starting, full, refusing this
+/// login) rather than that its schema is wrong: the server then starts, and checks later.
+pub(crate) fn not_reachable_now(e: &sqlx::Error) -> bool {
+    match e.as_database_error().and_then(|d| d.code()) {
+        None => true,
+        Some(code) => {
+            code.starts_with("08")
+                || code.starts_with("28")
+                || code.starts_with("57P")
+                || code == "53300"
+                || code == "3D000"
+        }
+    }
+}
+
+/// The level as the exchanges see it: checked at start when the database answered, else on the
+/// first exchange once it does. Until it has been seen to be this binary's, exchanges fail with
+/// 0999 (and say why in the log once).
+#[derive(Debug)]
+pub(crate) struct Gate(AtomicU8);
+
+const UNCHECKED: u8 = 0;
+const MATCHES: u8 = 1;
+const DIFFERS: u8 = 2;
+
+impl Gate {
+    pub(crate) fn matched() -> Self {
+        Gate(AtomicU8::new(MATCHES))
+    }
+
+    pub(crate) fn unchecked() -> Self {
+        Gate(AtomicU8::new(UNCHECKED))
+    }
+
+    /// `Ok` when exchanges may run on this database.
+    pub(crate) async fn admit(&self, store: &Store) -> anyhow::Result<()> {
+        match self.0.load(Ordering::Acquire) {
+            MATCHES => return Ok(()),
+            DIFFERS => anyhow::bail!("the database's migration level is not this binary's"),
+            _ => {}
+        }
+        let level = database_level(store).await?;
+        match compare(level) {
+            Ok(_) => {
+                self.0.store(MATCHES, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                if self.0.swap(DIFFERS, Ordering::AcqRel) != DIFFERS {
+                    tracing::error!("DATABASE_URL: {e}; exchanges are refused until a restart");
+                }
+                anyhow::bail!("DATABASE_URL: {e}")
+            }
+        }
+    }
+}
+
 /// What the server's login role may act as: the problems (a role it cannot take) and the
 /// warnings (a login that bypasses or inherits the roles, so that the database no longer keeps
 /// identity and dispensing data apart by itself).
 pub(crate) async fn roles(store: &Store) -> sqlx::Result<(Vec<String>, Vec<String>)> {
     let mut problems = Vec::new();
+    let mut usable = None;
     for role in SERVER_ROLES {
-        if let Err(e) = store.begin_as(*role).await {
-            if e.as_database_error().is_none() {
-                return Err(e);
+        match store.begin_as(*role).await {
+            Ok(tx) => {
+                tx.commit().await?;
+                usable = usable.or(Some(*role));
             }
-            problems.push(format!(
+            Err(e) if e.as_database_error().is_some() && !not_reachable_now(&e) => {
+                problems.push(format!(
                 "the login role cannot act as {} (visiodroits migrate --login-role NAME grants it)",
                 role.name()
-            ));
+            ))
+            }
+            Err(e) => return Err(e),
         }
     }
-    let mut tx = store.begin_as(Role::Rights).await?;
+    let Some(role) = usable else {
+        return Ok((problems, Vec::new()));
+    };
+    let mut tx = store.begin_as(role).await?;
     let (login, superuser, inherits): (String, bool, bool) = sqlx::query_as(
         "SELECT rolname::text, rolsuper, rolinherit FROM pg_roles WHERE rolname = session_user",
     )

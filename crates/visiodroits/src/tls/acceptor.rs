@@ -21,7 +21,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_rustls::server::TlsStream;
 use tower::Layer;
 
-use super::heads::{HeadWatch, Protocol};
+use super::heads::{self, HeadWatch, Protocol};
 use super::identity::Connection;
 use super::pending::{PendingByPeer, PendingSlot};
 use super::{proxy, TlsContext};
@@ -104,33 +104,50 @@ impl CpsAcceptor {
         }
     }
 
-    /// The client's address: the peer's, or the one a configured balancer's PROXY header
-    /// carries. A PROXY header from anyone else, or a malformed one, refuses the connection.
-    async fn client_address(&self, stream: &mut TcpStream) -> io::Result<std::net::SocketAddr> {
+    /// The client's address and its slot under the per-address cap of unfinished connections:
+    /// the peer's, or the one a configured balancer's PROXY header carries. A PROXY header from
+    /// anyone else, or a malformed one, refuses the connection. Within `deadline` (the
+    /// handshake's, which this time counts against).
+    async fn client(
+        &self,
+        stream: &mut TcpStream,
+        deadline: Instant,
+    ) -> io::Result<(std::net::SocketAddr, PendingSlot)> {
         let peer = stream.peer_addr()?;
-        if self.proxy_from.is_empty() {
-            return Ok(peer);
-        }
         let refuse = |label: &'static str| {
             self.metrics.connection_refused(label);
             tracing::info!(peer = %peer, reason = label, "connection refused");
             proxy::refused(label)
         };
+        let claim = |addr: std::net::SocketAddr| match self.pending.claim(addr.ip()) {
+            Some(slot) => Ok((addr, slot)),
+            None => {
+                self.metrics.connection_refused("peer_pending_cap");
+                Err(io::Error::other("unfinished connections cap reached"))
+            }
+        };
+        if self.proxy_from.is_empty() {
+            return claim(peer);
+        }
         if self.proxy_from.iter().any(|n| n.contains(peer.ip())) {
-            return match tokio::time::timeout(self.handshake_timeout, proxy::read_header(stream))
-                .await
-            {
-                Ok(Ok(carried)) => Ok(carried.unwrap_or(peer)),
+            let carried = tokio::time::timeout_at(deadline, proxy::read_header(stream)).await;
+            return match carried {
+                Ok(Ok(carried)) => claim(carried.unwrap_or(peer)),
                 Ok(Err(r)) => Err(refuse(r.label())),
                 Err(_) => Err(refuse(proxy::Refusal::Truncated.label())),
             };
         }
         // Anyone else speaks TLS at once; a PROXY header from them would choose their address.
+        // Counted under their own address while we look.
+        let slot = claim(peer)?;
         let mut start = [0u8; 12];
-        let peeked = tokio::time::timeout(self.handshake_timeout, stream.peek(&mut start)).await;
-        match peeked {
+        match tokio::time::timeout_at(deadline, stream.peek(&mut start)).await {
             Ok(Ok(n)) if proxy::opens_a_header(&start[..n]) => Err(refuse("proxy_not_allowed")),
-            _ => Ok(peer),
+            Ok(_) => Ok(slot),
+            Err(_) => {
+                self.metrics.handshake_refused("handshake_timeout");
+                Err(io::Error::new(io::ErrorKind::TimedOut, "nothing sent"))
+            }
         }
     }
 }
@@ -151,14 +168,19 @@ where
                 return Err(io::Error::other("connection cap reached"));
             };
             let mut stream = stream;
-            let peer = this.client_address(&mut stream).await?;
-            let Some(pending) = this.pending.claim(peer.ip()) else {
-                this.metrics.connection_refused("peer_pending_cap");
-                return Err(io::Error::other("unfinished connections cap reached"));
-            };
+            // One deadline for the PROXY header (or the look for one) and the TLS handshake.
+            let deadline = Instant::now() + this.handshake_timeout;
+            let (peer, pending) = this.client(&mut stream, deadline).await?;
             let _ = stream.set_nodelay(true);
+            let tls_acceptor = this.tls.clone();
             let handshake = CaptureRefusal {
-                inner: Box::pin(this.tls.accept(stream, service)),
+                inner: Box::pin(async move {
+                    tokio::time::timeout_at(deadline, tls_acceptor.accept(stream, service))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(io::Error::new(io::ErrorKind::TimedOut, "handshake timeout"))
+                        })
+                }),
             };
             let (tls, service) = match handshake.await {
                 (Ok(ok), _) => ok,
@@ -250,8 +272,10 @@ pub(crate) struct Guarded<S> {
     inner: S,
     sleep: Pin<Box<Sleep>>,
     deadline: Instant,
-    /// HTTP/1: when the head in progress (or the request it opened) started.
-    request_started: Option<Instant>,
+    /// HTTP/1: when the last head started, and whether a request is being served (its head
+    /// read, its final response not yet written).
+    head_since: Instant,
+    request_active: bool,
     heads: HeadWatch,
     deadlines: Deadlines,
     pending: PendingSlot,
@@ -286,7 +310,8 @@ impl<S> Guarded<S> {
             inner,
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
             deadline,
-            request_started: None,
+            head_since: Instant::now(),
+            request_active: false,
             heads: HeadWatch::new(),
             deadlines,
             pending,
@@ -301,27 +326,30 @@ impl<S> Guarded<S> {
     /// The client sent `bytes`: move the deadline as the module documentation says.
     fn read(&mut self, bytes: &[u8]) {
         let now = Instant::now();
-        let completed = self.heads.feed(bytes).completed;
+        let seen = self.heads.feed(bytes);
         match self.heads.protocol() {
             Protocol::Http2 => {
-                if completed {
+                if seen.completed {
                     self.deadline = now + self.deadlines.idle;
                 }
             }
             Protocol::Http1 | Protocol::Unknown => {
-                if self.request_started.is_none() {
-                    // A new head: it has `head` from its first byte, never more than the
-                    // first request's deadline from the handshake.
-                    self.request_started = Some(now);
-                    self.deadline = self.deadline.min(now + self.deadlines.head);
+                if seen.started {
+                    self.head_since = now;
+                    // A new head has `head` from its first byte, never more than the first
+                    // request's deadline from the handshake; one pipelined behind a request being
+                    // served gets it from that request's response.
+                    if !self.request_active {
+                        self.deadline = self.deadline.min(now + self.deadlines.head);
+                    }
                 }
-                if completed {
-                    let started = self.request_started.unwrap_or(now);
-                    self.deadline = started + self.deadlines.request;
+                if seen.completed {
+                    self.request_active = true;
+                    self.deadline = self.head_since + self.deadlines.request;
                 }
             }
         }
-        if completed {
+        if seen.completed {
             self.pending.release();
         }
     }
@@ -361,16 +389,25 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
 }
 
 impl<S> Guarded<S> {
-    /// The server wrote `buf` (of which `n` bytes went). HTTP/1: a response (not an interim
-    /// `1xx`, such as the `100 Continue` a .NET client waits for) ends the request; the
-    /// connection is then idle until the next head. HTTP/2: writes never move the deadline.
+    /// The server wrote `buf` (of which `n` bytes went). HTTP/1: a final response (not only
+    /// interim `1xx` heads, such as the `100 Continue` a .NET client waits for) ends the request;
+    /// the connection is then idle until the next head, or a head already started behind it has
+    /// `head` from now. HTTP/2: writes never move the deadline.
     fn wrote(&mut self, buf: &[u8], n: usize) {
         self.write_sleep = None;
-        let interim = buf.starts_with(b"HTTP/1.1 1") || buf.starts_with(b"HTTP/1.0 1");
-        if n > 0 && self.heads.protocol() == Protocol::Http1 && !interim {
-            self.request_started = None;
-            self.heads.next_head();
-            self.deadline = Instant::now() + self.deadlines.idle;
+        if n == 0 || self.heads.protocol() != Protocol::Http1 || heads::only_interim(buf) {
+            return;
+        }
+        let now = Instant::now();
+        self.request_active = false;
+        self.heads.response_written();
+        if self.heads.in_head() {
+            self.deadline = now + self.deadlines.head;
+        } else if self.heads.waiting() {
+            self.deadline = now + self.deadlines.idle;
+        } else {
+            // The next request's head is read and its body is coming: its own deadline holds.
+            self.request_active = true;
         }
     }
 

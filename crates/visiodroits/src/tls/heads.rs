@@ -17,8 +17,26 @@ pub(crate) enum Protocol {
 /// What a chunk of the client's bytes held.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Seen {
+    /// An HTTP/1 head started in it (its first byte other than the empty lines the parser skips).
+    pub started: bool,
     /// A request head ended in it.
     pub completed: bool,
+}
+
+/// The most of an HTTP/1 head kept to find its body's length (hyper refuses larger heads long
+/// before the head timeout matters).
+const HEAD_KEEP: usize = 64 * 1024;
+
+/// Where an HTTP/1 connection stands in the client's bytes.
+#[derive(Debug)]
+enum H1 {
+    /// Between requests: empty lines are skipped, as the parser skips them.
+    Waiting,
+    /// In a head: its start (kept to find `Content-Length`) and its last two bytes.
+    Head { kept: Vec<u8>, tail: [u8; 2] },
+    /// In a body: the bytes still to come, or `None` when its length is not known from the head
+    /// (chunked): the bytes are then not watched until the response.
+    Body { remaining: Option<u64> },
 }
 
 #[derive(Debug)]
@@ -26,9 +44,7 @@ pub(crate) struct HeadWatch {
     protocol: Protocol,
     /// Preface bytes matched so far.
     preface: usize,
-    /// HTTP/1: the last two bytes of the head in progress (`\n\n` or `\n\r\n` ends it); `None`
-    /// between heads (the body and what follows are not scanned until the next response).
-    tail: Option<[u8; 2]>,
+    h1: H1,
     /// HTTP/2: the frame header being read, and the payload bytes still to skip.
     frame: [u8; 9],
     frame_len: usize,
@@ -40,7 +56,7 @@ impl HeadWatch {
         HeadWatch {
             protocol: Protocol::Unknown,
             preface: 0,
-            tail: Some([0, 0]),
+            h1: H1::Waiting,
             frame: [0; 9],
             frame_len: 0,
             skip: 0,
@@ -51,10 +67,21 @@ impl HeadWatch {
         self.protocol
     }
 
-    /// HTTP/1: a response was written, the next bytes open a new head.
-    pub(crate) fn next_head(&mut self) {
-        if self.protocol != Protocol::Http2 {
-            self.tail = Some([0, 0]);
+    /// HTTP/1: a head is in progress (started, not ended).
+    pub(crate) fn in_head(&self) -> bool {
+        matches!(self.h1, H1::Head { .. })
+    }
+
+    /// HTTP/1: between requests (no head, no body in progress).
+    pub(crate) fn waiting(&self) -> bool {
+        matches!(self.h1, H1::Waiting)
+    }
+
+    /// HTTP/1: a final response was written. A body of unknown length is over by then; the next
+    /// bytes open a new head.
+    pub(crate) fn response_written(&mut self) {
+        if matches!(self.h1, H1::Body { remaining: None }) {
+            self.h1 = H1::Waiting;
         }
     }
 
@@ -73,30 +100,65 @@ impl HeadWatch {
                 self.protocol = Protocol::Http1;
                 // The matched part of the preface was the start of an HTTP/1 head.
                 let matched = &PREFACE[..self.preface];
-                seen.completed |= self.http1(matched);
+                seen = self.http1(matched);
             }
         }
         match self.protocol {
-            Protocol::Http1 => seen.completed |= self.http1(bytes),
+            Protocol::Http1 => {
+                let more = self.http1(bytes);
+                seen.started |= more.started;
+                seen.completed |= more.completed;
+            }
             Protocol::Http2 => seen.completed |= self.http2(bytes),
             Protocol::Unknown => {}
         }
         seen
     }
 
-    fn http1(&mut self, bytes: &[u8]) -> bool {
-        let Some(mut tail) = self.tail else {
-            return false;
-        };
-        for &b in bytes {
-            if b == b'\n' && (tail[1] == b'\n' || (tail[1] == b'\r' && tail[0] == b'\n')) {
-                self.tail = None;
-                return true;
+    fn http1(&mut self, bytes: &[u8]) -> Seen {
+        let mut seen = Seen::default();
+        let mut i = 0;
+        while i < bytes.len() {
+            match &mut self.h1 {
+                H1::Waiting => {
+                    if matches!(bytes[i], b'\r' | b'\n') {
+                        i += 1;
+                    } else {
+                        seen.started = true;
+                        self.h1 = H1::Head {
+                            kept: Vec::new(),
+                            tail: [0, 0],
+                        };
+                    }
+                }
+                H1::Head { kept, tail } => {
+                    let b = bytes[i];
+                    i += 1;
+                    if kept.len() < HEAD_KEEP {
+                        kept.push(b);
+                    }
+                    if b == b'\n' && (tail[1] == b'\n' || (tail[1] == b'\r' && tail[0] == b'\n')) {
+                        seen.completed = true;
+                        self.h1 = match body_length(kept) {
+                            Some(0) => H1::Waiting,
+                            remaining => H1::Body { remaining },
+                        };
+                    } else {
+                        *tail = [tail[1], b];
+                    }
+                }
+                H1::Body { remaining: Some(n) } => {
+                    let take = (*n).min((bytes.len() - i) as u64);
+                    *n -= take;
+                    i += take as usize;
+                    if *n == 0 {
+                        self.h1 = H1::Waiting;
+                    }
+                }
+                H1::Body { remaining: None } => i = bytes.len(),
             }
-            tail = [tail[1], b];
         }
-        self.tail = Some(tail);
-        false
+        seen
     }
 
     fn http2(&mut self, mut bytes: &[u8]) -> bool {
@@ -128,6 +190,40 @@ impl HeadWatch {
     }
 }
 
+/// The body length a request head announces: `Content-Length`, 0 without one, `None` when it is
+/// chunked or cannot be read (the parser will refuse or stream it; it is then not watched).
+fn body_length(head: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(head).ok()?;
+    let mut length = Some(0);
+    for line in text.split('\n').skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            return None;
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            length = Some(value.trim().parse().ok()?);
+        }
+    }
+    length
+}
+
+/// Whether `written` holds nothing but interim (`1xx`) response heads: a `100 Continue` alone does
+/// not end a request, one followed by the final response does.
+pub(crate) fn only_interim(mut written: &[u8]) -> bool {
+    loop {
+        if !(written.starts_with(b"HTTP/1.1 1") || written.starts_with(b"HTTP/1.0 1")) {
+            return false;
+        }
+        match written.windows(4).position(|w| w == b"\r\n\r\n") {
+            Some(end) if end + 4 < written.len() => written = &written[end + 4..],
+            _ => return true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,29 +238,74 @@ mod tests {
 
     #[test]
     fn an_http1_head_ends_at_its_empty_line_whatever_the_chunks() {
-        let head = b"POST /visiodroits HTTP/1.1\r\nHost: x\r\n\r\n<body/>\r\n\r\n";
+        let head =
+            b"POST /visiodroits HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n<body>\r\n\r\n/";
         for split in 1..head.len() {
             let mut w = HeadWatch::new();
             let a = w.feed(&head[..split]).completed;
             let b = w.feed(&head[split..]).completed;
             assert!(a ^ b, "exactly once, split at {split}");
             assert_eq!(w.protocol(), Protocol::Http1);
+            assert!(
+                w.waiting(),
+                "the body's 11 bytes are read, split at {split}"
+            );
         }
         let mut w = HeadWatch::new();
-        assert!(!w.feed(b"POST / HTTP/1.1\r\nX-Slow: aaaa").completed);
+        assert!(w.feed(b"POST / HTTP/1.1\r\nX-Slow: aaaa").started);
         assert!(!w.feed(b"aaaa\r\n").completed, "half a head");
+        assert!(w.in_head());
         assert!(w.feed(b"\r\n").completed);
-        assert!(
-            !w.feed(b"body\r\n\r\n").completed,
-            "the body is not scanned"
-        );
-        w.next_head();
+        assert!(w.waiting(), "no body");
         assert!(w.feed(b"GET / HTTP/1.1\n\n").completed, "bare line feeds");
         // A head that starts like the HTTP/2 preface.
         let mut w = HeadWatch::new();
         assert!(!w.feed(b"PRI * HTTP/1.1").completed);
         assert_eq!(w.protocol(), Protocol::Http1);
         assert!(w.feed(b"\r\n\r\n").completed);
+    }
+
+    #[test]
+    fn empty_lines_before_a_head_are_no_head() {
+        let mut w = HeadWatch::new();
+        let seen = w.feed(b"\r\n\r\n\n\n");
+        assert_eq!(seen, Seen::default(), "skipped, as the parser skips them");
+        assert!(w.waiting());
+        let seen = w.feed(b"\r\nGET / HTTP/1.1\r\nX: a");
+        assert!(seen.started && !seen.completed);
+        assert!(w.in_head());
+    }
+
+    #[test]
+    fn a_head_pipelined_after_a_body_is_watched_from_its_first_byte() {
+        let mut w = HeadWatch::new();
+        let two = b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcdGET / HTTP/1.1\r\nX: half";
+        let seen = w.feed(two);
+        assert!(seen.completed && seen.started);
+        assert!(w.in_head(), "the second head is in progress");
+        // A chunked body is not watched until the response.
+        let mut w = HeadWatch::new();
+        assert!(
+            w.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n\r\n\r\n")
+                .completed
+        );
+        assert!(!w.waiting() && !w.in_head());
+        w.response_written();
+        assert!(w.waiting());
+        assert_eq!(
+            body_length(b"POST / HTTP/1.1\r\ncontent-length: x\r\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn interim_responses_alone_do_not_end_a_request() {
+        assert!(only_interim(b"HTTP/1.1 100 Continue\r\n\r\n"));
+        assert!(!only_interim(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 413 Payload Too Large\r\n\r\n"
+        ));
+        assert!(!only_interim(b"HTTP/1.1 200 OK\r\n\r\n"));
+        assert!(!only_interim(b"<soap:Envelope"));
     }
 
     #[test]

@@ -22,8 +22,16 @@ impl PendingByPeer {
         })
     }
 
-    /// A slot for `ip`, or `None` when it already holds `cap` unfinished connections.
+    /// A slot for `ip`, or `None` when it already holds `cap` unfinished connections. An IPv6
+    /// client is counted by its /64 (what one site or one machine is given), an IPv4 one by its
+    /// address.
     pub(crate) fn claim(self: &Arc<Self>, ip: IpAddr) -> Option<PendingSlot> {
+        let ip = match ip.to_canonical() {
+            IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+            v4 => v4,
+        };
         let mut counts = self.counts.lock().expect("pending lock");
         let n = counts.entry(ip).or_insert(0);
         if *n >= self.cap {
@@ -84,6 +92,15 @@ mod tests {
         let two = p.claim(a).unwrap();
         assert!(p.claim(a).is_none(), "the third of one address");
         assert!(p.claim(b).is_some(), "another address");
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _one = p.claim(v6("2001:db8:1:2::1")).unwrap();
+        let _two = p.claim(v6("2001:db8:1:2::ffff")).unwrap();
+        assert!(p.claim(v6("2001:db8:1:2:abcd::9")).is_none(), "one /64");
+        assert!(p.claim(v6("2001:db8:1:3::1")).is_some(), "another /64");
+        assert!(
+            p.claim(v6("::ffff:192.0.2.2")).is_some(),
+            "a mapped IPv4 is its IPv4"
+        );
         one.release();
         one.release();
         assert_eq!(p.held(a), 1, "released once");

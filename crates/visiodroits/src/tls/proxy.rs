@@ -45,10 +45,12 @@ pub(crate) async fn read_header(stream: &mut TcpStream) -> Result<Option<SocketA
     }
     let mut rest = vec![0u8; len];
     read_exact(stream, &mut rest).await?;
-    match fixed[12] & 0x0f {
-        // LOCAL: the balancer speaks for itself (health checks); its addresses are ignored.
-        0 => Ok(None),
-        1 => parse_addresses(fixed[13], &rest).map(Some),
+    match (fixed[12] & 0x0f, fixed[13]) {
+        // LOCAL: the balancer speaks for itself (health checks); its addresses are ignored. So
+        // does PROXY with an unspecified family (the specification: use the real endpoints).
+        (0, _) | (1, 0x00) => Ok(None),
+        (1, family) => parse_addresses(family, &rest)
+            .map(|a| Some(SocketAddr::new(a.ip().to_canonical(), a.port()))),
         _ => Err(Refusal::Malformed),
     }
 }
