@@ -353,3 +353,45 @@ async fn every_sample_validates_and_has_the_shape_of_a_live_answer() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+#[test]
+fn the_soapui_project_calls_every_operation_with_the_samples_and_the_demo_card() {
+    let project = std::fs::read_to_string(
+        crate::helpers::repo().join("docs/soapui/visiodroits-soapui-project.xml"),
+    )
+    .unwrap();
+    let wsdl =
+        std::fs::read_to_string(crate::helpers::repo().join("wsdl/visiodroits.wsdl")).unwrap();
+    let operations =
+        Regex::new(r#"<wsdl:operation name="([A-Za-z]+)">\s*<wsdl:documentation>"#).unwrap();
+    let names: Vec<&str> = operations
+        .captures_iter(&wsdl)
+        .map(|c| c.get(1).unwrap().as_str())
+        .collect();
+    assert_eq!(names.len(), 5, "{names:?}");
+    for name in names {
+        let declared = format!(
+            r#"action="urn:visiodroits:v1:{name}" name="{name}" bindingOperationName="{name}""#
+        );
+        assert!(
+            project.contains(&declared),
+            "{name} missing from the SoapUI project"
+        );
+    }
+    // Each call sends a sample of docs/examples as it is, with the demo's card.
+    let call = Regex::new(r#"(?s)<con:call name="([a-z-]+)" sslKeystore="valid.p12">.*?<con:request><!\[CDATA\[(.*?)\]\]></con:request>"#).unwrap();
+    let mut calls = 0;
+    for c in call.captures_iter(&project) {
+        let sample = std::fs::read_to_string(dir().join(format!("{}.request.xml", &c[1]))).unwrap();
+        assert_eq!(c[2].trim(), sample.trim(), "{}", &c[1]);
+        calls += 1;
+    }
+    assert_eq!(calls, 6);
+    assert!(
+        project.contains("<con:source>${projectDir}/../../var/pki/clients/valid.p12</con:source>")
+    );
+    assert!(project.contains(&format!(
+        "<con:password>{}</con:password>",
+        visiodroits_devkit::pki::P12_PASSWORD
+    )));
+}
