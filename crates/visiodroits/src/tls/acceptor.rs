@@ -276,7 +276,9 @@ pub(crate) struct Guarded<S> {
     /// read, its final response not yet written).
     head_since: Instant,
     request_active: bool,
-    heads: HeadWatch,
+    // Boxed: the connection future hyper allocates holds this stream inline, and its size class
+    // is what an idle connection costs.
+    heads: Box<HeadWatch>,
     deadlines: Deadlines,
     pending: PendingSlot,
     /// Armed while a write cannot progress (a client that does not read its response).
@@ -312,7 +314,7 @@ impl<S> Guarded<S> {
             deadline,
             head_since: Instant::now(),
             request_active: false,
-            heads: HeadWatch::new(),
+            heads: Box::new(HeadWatch::new()),
             deadlines,
             pending,
             write_sleep: None,
