@@ -11,7 +11,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use visiodroits::soap::SoapVersion;
 use visiodroits_client::Versions;
 
-use crate::helpers::{new_id, services_request, tls_for, TestApp};
+use crate::helpers::{closed_within, new_id, services_request, tls_for, TestApp};
 
 /// 1 s for a head, 5 s more for the body: a half head that gained the body's time would last 6 s.
 fn short(v: &mut std::collections::HashMap<String, String>) {
@@ -36,19 +36,6 @@ async fn tls_over(
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect("localhost".try_into().unwrap(), tcp)
         .await
-}
-
-/// Reads until the server closes; how long that took (panics after `limit`).
-async fn closed_within(stream: &mut (impl AsyncReadExt + Unpin), limit: Duration) -> Duration {
-    let started = Instant::now();
-    let mut buf = [0u8; 4096];
-    loop {
-        match tokio::time::timeout(limit, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
-            Ok(Ok(_)) => continue,
-            Err(_) => panic!("not closed within {limit:?}"),
-        }
-    }
 }
 
 /// One ServicesOuverts over HTTP/1.1 on `stream`: the status line of the answer.

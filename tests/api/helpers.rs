@@ -82,6 +82,22 @@ pub(crate) fn visiodroits(args: &[&str], env: &[(&str, &str)]) -> std::process::
     cmd.output().expect("the binary runs")
 }
 
+/// Reads until the server closes; how long that took (panics after `limit`).
+pub(crate) async fn closed_within(
+    stream: &mut (impl tokio::io::AsyncReadExt + Unpin),
+    limit: std::time::Duration,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("not closed within {limit:?}"),
+        }
+    }
+}
+
 pub(crate) fn captured_logs() -> String {
     String::from_utf8_lossy(&LOGS.lock().expect("log buffer")).into_owned()
 }

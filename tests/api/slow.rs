@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use visiodroits::soap::SoapVersion;
 use visiodroits_client::Versions;
 
-use crate::helpers::{code, new_id, services_request, tls_for, ServerProcess};
+use crate::helpers::{closed_within, code, new_id, services_request, tls_for, ServerProcess};
 
 /// Short deadlines: 1 s to start a request, 2 s (1 + 1) to send it and get its answer going.
 fn short(v: &mut std::collections::HashMap<String, String>) {
@@ -40,19 +40,6 @@ async fn others_are_served(server: &ServerProcess) {
         "{:?}",
         started.elapsed()
     );
-}
-
-/// Reads until the server closes; returns how long it took.
-async fn closed_within(stream: &mut (impl AsyncReadExt + Unpin), limit: Duration) -> Duration {
-    let started = Instant::now();
-    let mut buf = [0u8; 4096];
-    loop {
-        match tokio::time::timeout(limit, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
-            Ok(Ok(_)) => continue,
-            Err(_) => panic!("not closed within {limit:?}"),
-        }
-    }
 }
 
 #[tokio::test]
