@@ -71,7 +71,6 @@ impl std::io::Write for LogWriter {
     }
 }
 
-/// The logs captured so far, at debug level for the server and sqlx.
 /// The real `visiodroits` binary with `args` and only `env` (and no `.env` file where it runs).
 pub(crate) fn visiodroits(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_visiodroits"));
@@ -98,6 +97,7 @@ pub(crate) async fn closed_within(
     }
 }
 
+/// The logs captured so far, at debug level for the server and sqlx.
 pub(crate) fn captured_logs() -> String {
     String::from_utf8_lossy(&LOGS.lock().expect("log buffer")).into_owned()
 }
@@ -179,11 +179,7 @@ async fn init() -> anyhow::Result<Shared> {
     if cluster.is_some() {
         visiodroits::store::provision_login_role(&tpl, LOGIN).await?;
     }
-    let mut tx = tpl.begin().await?;
-    for a in visiodroits::cli::demo::demo_amcs() {
-        visiodroits::store::amc::upsert(&mut tx, &a).await?;
-    }
-    tx.commit().await?;
+    load_demo_amcs(&tpl).await?;
     // The fixtures go through the importer, like operators' files.
     let fixtures = crate::helpers::repo().join("tests/fixtures/droits.csv");
     let summary = visiodroits::cli::import::run(&tpl, &fixtures, true, false).await?;
@@ -438,13 +434,18 @@ pub(crate) async fn prepare_database(admin_url: &Secret<String>, login: &str) ->
     let admin = visiodroits::cli::migrate::admin_pool(admin_url)
         .await
         .unwrap();
-    let mut tx = admin.begin().await.unwrap();
-    for a in visiodroits::cli::demo::demo_amcs() {
-        visiodroits::store::amc::upsert(&mut tx, &a).await.unwrap();
-    }
-    tx.commit().await.unwrap();
+    load_demo_amcs(&admin).await.unwrap();
     load_sample_directory(&admin).await;
     admin
+}
+
+/// The demo's AMCs and their services, in one transaction.
+async fn load_demo_amcs(pool: &PgPool) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    for a in visiodroits::cli::demo::demo_amcs() {
+        visiodroits::store::amc::upsert(&mut tx, &a).await?;
+    }
+    tx.commit().await
 }
 
 /// `ServicesOuverts` in `version` on `conn`.

@@ -320,22 +320,15 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// Whether PostgreSQL's server binaries (15 or later) are on this machine.
-pub fn server_installed() -> bool {
-    find_binaries().is_ok()
-}
-
 /// Installs Debian's `postgresql` package for the demo when its server binaries are missing: as
 /// root with `apt-get`; otherwise, when standard input is a terminal, after asking once, with
 /// `sudo apt-get`. Anything else leaves the message of what to install.
 pub fn install_server_if_missing() -> anyhow::Result<()> {
     use std::io::{BufRead, IsTerminal, Write};
-    if server_installed() || !Path::new("/usr/bin/apt-get").exists() {
+    if find_binaries().is_ok() || !Path::new("/usr/bin/apt-get").exists() {
         return Ok(());
     }
-    use std::os::unix::fs::MetadataExt;
-    // The owner of /proc/self is the effective user.
-    let root = fs::metadata("/proc/self")?.uid() == 0;
+    let root = running_as_root()?;
     let sudo = if root {
         None
     } else {
@@ -362,19 +355,9 @@ pub fn install_server_if_missing() -> anyhow::Result<()> {
             "postgresql",
         ][..],
     ] {
-        let mut cmd = match sudo {
-            Some(s) => {
-                let mut c = Command::new(s);
-                c.args(args);
-                c
-            }
-            None => {
-                let mut c = Command::new(args[0]);
-                c.args(&args[1..]);
-                c
-            }
-        };
-        let status = cmd
+        let (program, rest) = sudo.map_or((args[0], &args[1..]), |s| (s, args));
+        let status = Command::new(program)
+            .args(rest)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .with_context(|| format!("cannot run {}", args.join(" ")))?;
@@ -418,11 +401,16 @@ fn find_binaries() -> anyhow::Result<PathBuf> {
     }
 }
 
+/// Whether this process runs as root: the owner of /proc/self is the effective user (no unsafe
+/// `geteuid` needed).
+fn running_as_root() -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(fs::metadata("/proc/self")?.uid() == 0)
+}
+
 /// As root, the (uid, gid) of the user the cluster runs as; otherwise `None` (current user).
 fn unprivileged_user() -> anyhow::Result<Option<(u32, u32)>> {
-    use std::os::unix::fs::MetadataExt;
-    // The owner of /proc/self is the effective user: no unsafe `geteuid` needed.
-    if fs::metadata("/proc/self")?.uid() != 0 {
+    if !running_as_root()? {
         return Ok(None);
     }
     let passwd = fs::read_to_string("/etc/passwd").context("cannot read /etc/passwd")?;

@@ -494,9 +494,9 @@ impl Network {
             return None;
         }
         // An IPv4-mapped network is its IPv4 one (addresses are compared canonically).
-        match addr {
-            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() && prefix >= 96 => Some(Network {
-                addr: IpAddr::V4(v6.to_ipv4_mapped()?),
+        match (addr, addr.to_canonical()) {
+            (IpAddr::V6(_), v4 @ IpAddr::V4(_)) if prefix >= 96 => Some(Network {
+                addr: v4,
                 prefix: prefix - 96,
             }),
             _ => Some(Network { addr, prefix }),
@@ -505,10 +505,7 @@ impl Network {
 
     /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as its IPv4 one).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = ip.to_canonical();
         let bits = |a: IpAddr| match a {
             IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
             IpAddr::V6(a) => (u128::from(a), 128),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use axum_server::Handle;
-use openssl::pkey::PKey;
+use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use tokio::task::JoinHandle;
 
@@ -109,19 +109,12 @@ fn load_trusted_third_party(
     let Some(cert_path) = &config.trusted_third_party.cert else {
         return Ok((None, None));
     };
-    let pem = std::fs::read(cert_path)
-        .with_context(|| format!("VD_TTP_CERT: cannot read {}", cert_path.display()))?;
-    let cert = X509::from_pem(&pem).context("VD_TTP_CERT: not a PEM certificate")?;
+    let cert = read_pem_cert("VD_TTP_CERT", cert_path)?;
     let der = cert.to_der()?;
     let Some(key_path) = &config.trusted_third_party.key else {
         return Ok((Some(der), None));
     };
-    let key_pem = Secret::new(
-        std::fs::read(key_path)
-            .with_context(|| format!("VD_TTP_KEY: cannot read {}", key_path.display()))?,
-    );
-    let key = PKey::private_key_from_pem(key_pem.expose())
-        .map_err(|_| anyhow::anyhow!("VD_TTP_KEY: not a PEM private key"))?;
+    let key = read_pem_key("VD_TTP_KEY", key_path)?;
     anyhow::ensure!(
         cert.public_key()?.public_eq(&key),
         "VD_TTP_KEY: the key does not match VD_TTP_CERT"
@@ -147,17 +140,25 @@ async fn refuse_other_migrations(store: &Store) -> anyhow::Result<schema::Gate> 
 
 /// Reads the operator's signing certificate and key (checked against each other).
 fn load_signer(config: &Config) -> anyhow::Result<Signer> {
-    let (cert_path, key_path) = (&config.signing.cert, &config.signing.key);
-    let pem = std::fs::read(cert_path)
-        .with_context(|| format!("VD_SIGNING_CERT: cannot read {}", cert_path.display()))?;
-    let cert = X509::from_pem(&pem).context("VD_SIGNING_CERT: not a PEM certificate")?;
-    let key_pem = Secret::new(
-        std::fs::read(key_path)
-            .with_context(|| format!("VD_SIGNING_KEY: cannot read {}", key_path.display()))?,
-    );
-    let key = PKey::private_key_from_pem(key_pem.expose())
-        .map_err(|_| anyhow::anyhow!("VD_SIGNING_KEY: not a PEM private key"))?;
+    let cert = read_pem_cert("VD_SIGNING_CERT", &config.signing.cert)?;
+    let key = read_pem_key("VD_SIGNING_KEY", &config.signing.key)?;
     Signer::new(cert, key)
+}
+
+/// The PEM certificate of the variable `var`, at `path`.
+fn read_pem_cert(var: &str, path: &std::path::Path) -> anyhow::Result<X509> {
+    let pem =
+        std::fs::read(path).with_context(|| format!("{var}: cannot read {}", path.display()))?;
+    X509::from_pem(&pem).with_context(|| format!("{var}: not a PEM certificate"))
+}
+
+/// The PEM private key of the variable `var`, at `path` (its bytes never printed).
+fn read_pem_key(var: &str, path: &std::path::Path) -> anyhow::Result<PKey<Private>> {
+    let pem = Secret::new(
+        std::fs::read(path).with_context(|| format!("{var}: cannot read {}", path.display()))?,
+    );
+    PKey::private_key_from_pem(pem.expose())
+        .map_err(|_| anyhow::anyhow!("{var}: not a PEM private key"))
 }
 
 /// Reads the pseudonymisation key (at least 32 bytes).
@@ -250,7 +251,7 @@ impl Server {
             config.db_pool_size,
             config.db_acquire_timeout,
         )?;
-        let schema = Arc::new(refuse_other_migrations(&store).await?);
+        let schema = refuse_other_migrations(&store).await?;
         let metrics = Arc::new(Metrics::default());
         let exchanges = Arc::new(Exchanges {
             store: store.clone(),

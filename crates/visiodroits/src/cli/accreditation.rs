@@ -9,16 +9,11 @@ use std::io::{BufRead, Write};
 use sqlx::PgPool;
 
 use crate::audit::AuditRecord;
-use crate::config::ConfigError;
 use crate::domain::AccreditationNumber;
 use crate::store::accreditation::{self, Revocation};
 
 fn usage(message: String) -> anyhow::Error {
-    ConfigError {
-        name: "accreditation revoke",
-        message,
-    }
-    .into()
+    super::usage("accreditation revoke", message)
 }
 
 /// Asks on the terminal; `true` only for an explicit yes. A revocation cannot be undone.

@@ -7,7 +7,6 @@ use std::fmt::Write;
 use sqlx::PgPool;
 
 use crate::audit::{self, AuditRecord};
-use crate::config::ConfigError;
 use crate::domain::AmcNumber;
 use crate::store::amc::{self, Amc, Contact, Service};
 
@@ -74,11 +73,7 @@ pub async fn list(pool: &PgPool) -> anyhow::Result<String> {
 }
 
 fn usage(message: String) -> anyhow::Error {
-    ConfigError {
-        name: "amc set",
-        message,
-    }
-    .into()
+    super::usage("amc set", message)
 }
 
 fn check_length(what: &str, value: &Option<String>, max: usize) -> anyhow::Result<()> {
@@ -137,7 +132,7 @@ pub async fn set(pool: &PgPool, number: &str, changes: &Changes) -> anyhow::Resu
         }
     }
     for (service, on) in &changes.services {
-        let was = !created && before.is_open(*service);
+        let was = before.is_open(*service);
         after.services.retain(|(s, _)| s != service);
         after.services.push((*service, *on));
         if was != *on || created {

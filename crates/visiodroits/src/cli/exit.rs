@@ -44,15 +44,7 @@ fn classify(e: &anyhow::Error) -> u8 {
             ) || db
                 .as_database_error()
                 .and_then(|d| d.code())
-                // Connection refused by the server's rules: authentication, no such database
-                // or role, too many connections, the server starting or shutting down.
-                .is_some_and(|code| {
-                    code.starts_with("08")
-                        || code.starts_with("28")
-                        || code.starts_with("57P")
-                        || code == "3D000"
-                        || code == "53300"
-                });
+                .is_some_and(|code| crate::store::refuses_connection(&code));
         }
         c.is::<std::io::Error>()
     });

@@ -16,6 +16,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// Bad usage of the command `name` (exit status 2), said in `message`.
+fn usage(name: &'static str, message: String) -> anyhow::Error {
+    crate::config::ConfigError { name, message }.into()
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "visiodroits",

@@ -2,6 +2,7 @@
 //! its tarifications. The one place where identity and dispensing data meet, run as
 //! `vd_tiers_confiance` (the only role that may read the pairing table).
 
+use crate::store::accreditation::Status;
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
@@ -107,9 +108,9 @@ pub async fn report(url: &Secret<String>, dossier: &str) -> anyhow::Result<Strin
             t.numero_accreditation
                 .map(|a| format!(", accreditation {a}"))
                 .unwrap_or_default(),
-            match t.statut.as_deref() {
-                Some("ANNULEE") => ", cancelled",
-                Some("REVOQUEE") => ", revoked",
+            match t.statut.as_deref().and_then(Status::parse) {
+                Some(Status::Cancelled) => ", cancelled",
+                Some(Status::Revoked) => ", revoked",
                 _ => "",
             },
         );

@@ -18,6 +18,11 @@ impl Hundredths {
         self.0
     }
 
+    /// `cents` as the wire writes an amount (`12.34`): responses and PEC proofs alike.
+    pub(crate) fn cents_text(cents: i64) -> String {
+        Hundredths(cents).to_string()
+    }
+
     /// Parses `123`, `123.4` or `123.45` (no sign, no exponent, at most 2 decimals), up to `max`
     /// hundredths.
     pub fn parse(s: &str, max: i64) -> Option<Self> {

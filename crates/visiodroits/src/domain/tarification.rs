@@ -82,18 +82,6 @@ impl LineCode {
             LineCode::OutsidePeriod => "Exécutée hors de la période de la garantie",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            LineCode::Computed,
-            LineCode::NotCovered,
-            LineCode::Ceiling,
-            LineCode::CutAfterAmo,
-            LineCode::OutsidePeriod,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
-    }
 }
 
 /// Identifies a ceiling: (guarantee code, prestation code of the rule, calendar year).

@@ -13,11 +13,6 @@ pub struct ServerInfo {
     pub instance_id: String,
 }
 
-/// A response's `horodatage`: now, in UTC, to the millisecond.
-pub(crate) fn now_stamp() -> String {
-    stamp(Utc::now())
-}
-
 /// `at` as a response writes it: UTC, to the millisecond.
 pub(crate) fn stamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -39,7 +34,7 @@ pub(crate) fn write_head(
         response_id,
         code,
         details,
-        &now_stamp(),
+        &stamp(Utc::now()),
     );
 }
 

@@ -96,7 +96,7 @@ pub struct Exchanges {
     /// Signs each PEC's proof.
     pub signer: tarification::proof::Signer,
     /// Whether the database's migration level is this binary's (exchanges run only then).
-    pub(crate) schema: std::sync::Arc<crate::store::schema::Gate>,
+    pub(crate) schema: crate::store::schema::Gate,
     pub owner_code: String,
     pub instance_code: char,
     pub rights_client_cert: RightsClientCert,

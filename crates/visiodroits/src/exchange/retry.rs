@@ -63,7 +63,8 @@ pub(crate) async fn raced(
     ex: &Exchanges,
     call: &mut Call<'_>,
     structure: &StructureNumber,
-    (request_id, content): (Uuid, &[u8]),
+    request_id: Uuid,
+    content: &[u8],
     otherwise: Code,
 ) -> Result<String, ExchangeError> {
     let mut tx = ex.store.begin_as(Role::Tarification).await?;

@@ -30,7 +30,7 @@ impl Status {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         [Status::Active, Status::Cancelled, Status::Revoked]
             .into_iter()
             .find(|x| x.as_str() == s)
@@ -81,8 +81,10 @@ async fn find_as(
     accreditation: &AccreditationNumber,
     lock: bool,
 ) -> anyhow::Result<Option<Pec>> {
-    let sql = format!(
-        "SELECT t.id, t.numero_dossier, d.numero_amc, t.structure, t.id_prescription, t.statut,
+    macro_rules! find {
+        ($tail:literal) => {
+            concat!(
+                "SELECT t.id, t.numero_dossier, d.numero_amc, t.structure, t.id_prescription, t.statut,
                 t.statut_le, t.motif_revocation, t.cree_le, t.total_facture, t.total_ro,
                 t.total_amc, t.total_reste_a_charge,
                 coalesce((SELECT s.actif FROM dispensation.amc_service s
@@ -90,10 +92,17 @@ async fn find_as(
                          false) AS ouvert
            FROM dispensation.tarification t
            JOIN dispensation.dossier d USING (numero_dossier)
-          WHERE t.numero_accreditation = $1 AND t.mode = 'PEC'{}",
-        if lock { " FOR UPDATE OF t" } else { "" }
-    );
-    let row: Option<PecRow> = sqlx::query_as(&sql)
+          WHERE t.numero_accreditation = $1 AND t.mode = 'PEC'",
+                $tail
+            )
+        };
+    }
+    let sql = if lock {
+        find!(" FOR UPDATE OF t")
+    } else {
+        find!("")
+    };
+    let row: Option<PecRow> = sqlx::query_as(sql)
         .bind(accreditation.as_str())
         .fetch_optional(&mut *tx)
         .await?;

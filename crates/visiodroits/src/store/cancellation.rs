@@ -74,7 +74,7 @@ pub(crate) async fn cancellation_state(
                 id,
                 structure: StructureNumber::parse(&structure)
                     .context("a tarification's structure")?,
-                active: statut == "ACTIVE",
+                active: statut == super::accreditation::Status::Active.as_str(),
             }),
             _ => None,
         },

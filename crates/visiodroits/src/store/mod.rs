@@ -85,6 +85,17 @@ pub fn connect_options(url: &Secret<String>) -> anyhow::Result<PgConnectOptions>
     Ok(options)
 }
 
+/// Whether a server's SQLSTATE refuses the connection itself — its rules (authentication, no such
+/// database or role), too many connections, or the server starting or shutting down — rather
+/// than what was asked of it.
+pub(crate) fn refuses_connection(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("28")
+        || code.starts_with("57P")
+        || code == "3D000"
+        || code == "53300"
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,

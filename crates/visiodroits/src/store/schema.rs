@@ -55,16 +55,9 @@ pub(crate) fn compare(database: Option<i64>) -> Result<i64, String> {
 /// Whether an error means the database cannot be used now (down, starting, full, refusing this
 /// login) rather than that its schema is wrong: the server then starts, and checks later.
 pub(crate) fn not_reachable_now(e: &sqlx::Error) -> bool {
-    match e.as_database_error().and_then(|d| d.code()) {
-        None => true,
-        Some(code) => {
-            code.starts_with("08")
-                || code.starts_with("28")
-                || code.starts_with("57P")
-                || code == "53300"
-                || code == "3D000"
-        }
-    }
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_none_or(|code| super::refuses_connection(&code))
 }
 
 /// The level as the exchanges see it: checked at start when the database answered, else on the

@@ -172,15 +172,15 @@ where
             let deadline = Instant::now() + this.handshake_timeout;
             let (peer, pending) = this.client(&mut stream, deadline).await?;
             let _ = stream.set_nodelay(true);
-            let tls_acceptor = this.tls.clone();
+            // The handshake gets what is left of the deadline (one timer).
+            let left = deadline.saturating_duration_since(Instant::now());
             let handshake = CaptureRefusal {
-                inner: Box::pin(async move {
-                    tokio::time::timeout_at(deadline, tls_acceptor.accept(stream, service))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(io::Error::new(io::ErrorKind::TimedOut, "handshake timeout"))
-                        })
-                }),
+                inner: Box::pin(
+                    this.tls
+                        .clone()
+                        .handshake_timeout(left)
+                        .accept(stream, service),
+                ),
             };
             let (tls, service) = match handshake.await {
                 (Ok(ok), _) => ok,

@@ -10,7 +10,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 /// The 12 bytes that open every v2 header.
-pub(crate) const SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+const SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 
 /// Why a PROXY header was refused (metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

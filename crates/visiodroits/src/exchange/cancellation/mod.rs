@@ -59,8 +59,16 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
     match cancelled.await? {
         Recorded::RequestRaced => {
             drop(tx);
-            let id = (req.request_id, content.as_slice());
-            retry::raced(ex, call, &caller.structure, id, Code::RequestIdReused).await
+            let structure = &caller.structure;
+            retry::raced(
+                ex,
+                call,
+                structure,
+                req.request_id,
+                &content,
+                Code::RequestIdReused,
+            )
+            .await
         }
         Recorded::Done | Recorded::CommitmentExists => {
             tx.commit().await?;

@@ -1,18 +1,12 @@
 //! `fournit_accreditation`: the PEC, its status and times, its totals, and each line's
 //! justification.
 
-use chrono::SecondsFormat;
-
 use super::super::head::{self, ServerInfo};
 use super::super::Call;
 use crate::code::Code;
 use crate::domain::{AccreditationNumber, Hundredths};
 use crate::soap::writer::envelope;
 use crate::store::accreditation::{JustifiedLine, Pec};
-
-fn cents(v: i64) -> String {
-    Hundredths::from_hundredths(v).to_string()
-}
 
 pub(super) fn write(
     call: &Call<'_>,
@@ -21,7 +15,6 @@ pub(super) fn write(
     pec: &Pec,
     lines: &[JustifiedLine],
 ) -> String {
-    let time = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
     envelope(call.version, |x| {
         x.open("fournit_accreditation");
         head::write_head(x, server, call.request_id, call.response_id, Code::Ok, &[]);
@@ -30,12 +23,15 @@ pub(super) fn write(
             .leaf("id_prescription", &pec.prescription.to_string())
             .leaf("statut", pec.status.as_str())
             .leaf_opt("motif", pec.reason.as_deref())
-            .leaf("horodatage_pec", &time(pec.issued))
-            .leaf("horodatage_statut", &time(pec.status_time))
-            .leaf("total_facture", &cents(pec.total_billed))
-            .leaf("total_ro", &cents(pec.total_amo))
-            .leaf("total_amc", &cents(pec.total_amc))
-            .leaf("total_reste_a_charge", &cents(pec.total_patient));
+            .leaf("horodatage_pec", &head::stamp(pec.issued))
+            .leaf("horodatage_statut", &head::stamp(pec.status_time))
+            .leaf("total_facture", &Hundredths::cents_text(pec.total_billed))
+            .leaf("total_ro", &Hundredths::cents_text(pec.total_amo))
+            .leaf("total_amc", &Hundredths::cents_text(pec.total_amc))
+            .leaf(
+                "total_reste_a_charge",
+                &Hundredths::cents_text(pec.total_patient),
+            );
         for l in lines {
             x.open("ligne")
                 .leaf("id_ligne", &l.id.to_string())
@@ -49,15 +45,15 @@ pub(super) fn write(
             }
             x.leaf_opt(
                 "montant_avant_plafonds",
-                l.before_caps.map(cents).as_deref(),
+                l.before_caps.map(Hundredths::cents_text).as_deref(),
             )
             .leaf("code_ligne", &l.code)
-            .leaf("montant_amc", &cents(l.amc))
-            .leaf("reste_a_charge", &cents(l.patient));
+            .leaf("montant_amc", &Hundredths::cents_text(l.amc))
+            .leaf("reste_a_charge", &Hundredths::cents_text(l.patient));
             if let Some(c) = &l.ceiling {
-                x.leaf("plafond_annuel", &cents(c.ceiling))
-                    .leaf("consomme_avant", &cents(c.before))
-                    .leaf("consomme_apres", &cents(c.after));
+                x.leaf("plafond_annuel", &Hundredths::cents_text(c.ceiling))
+                    .leaf("consomme_avant", &Hundredths::cents_text(c.before))
+                    .leaf("consomme_apres", &Hundredths::cents_text(c.after));
             }
             x.close("ligne");
         }

@@ -33,12 +33,11 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
         .as_ref()
         .filter(|_| ex.decryptor.is_some())
         .map(|der| base64::engine::general_purpose::STANDARD.encode(der));
-    let signing = base64::engine::general_purpose::STANDARD.encode(ex.signer.certificate_der());
     Ok(response::write(
         call,
         &ex.server,
         &amcs,
         encryption.as_deref(),
-        &signing,
+        ex.signer.certificate_base64(),
     ))
 }

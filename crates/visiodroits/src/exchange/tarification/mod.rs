@@ -192,13 +192,13 @@ async fn record(
         Recorded::CommitmentExists => {
             // Another PEC of the prescription won; it may be this very request sent twice.
             drop(tx);
-            let id = (new.request_id, new.fingerprint);
-            retry::raced(ex, call, new.structure, id, Code::CommitmentExists).await
+            let (id, content) = (new.request_id, new.fingerprint);
+            retry::raced(ex, call, new.structure, id, content, Code::CommitmentExists).await
         }
         Recorded::RequestRaced => {
             drop(tx);
-            let id = (new.request_id, new.fingerprint);
-            retry::raced(ex, call, new.structure, id, Code::RequestIdReused).await
+            let (id, content) = (new.request_id, new.fingerprint);
+            retry::raced(ex, call, new.structure, id, content, Code::RequestIdReused).await
         }
     }
 }

@@ -4,6 +4,8 @@
 //! `openssl cms -verify -inform DER -CAfile <operator CA>` checks it and prints the text.
 
 use anyhow::Context;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::pkey::{Id, PKey, Private};
 use openssl::x509::store::X509StoreBuilder;
@@ -31,7 +33,7 @@ impl Commitment<'_> {
     /// The canonical text: one `name=value` per line, each line ended by a line feed, amounts as
     /// the response writes them.
     pub(crate) fn text(&self) -> String {
-        let amount = |v: i64| Hundredths::from_hundredths(v).to_string();
+        let amount = Hundredths::cents_text;
         [
             ("numero_accreditation", self.accreditation.to_string()),
             ("numero_dossier", self.dossier.to_string()),
@@ -52,7 +54,8 @@ impl Commitment<'_> {
 pub struct Signer {
     cert: X509,
     key: PKey<Private>,
-    cert_der: Vec<u8>,
+    /// The certificate, base64 DER, as `ServicesOuverts` publishes it.
+    cert_base64: String,
 }
 
 impl std::fmt::Debug for Signer {
@@ -75,11 +78,11 @@ impl Signer {
             matches!(key.id(), Id::RSA | Id::EC),
             "VD_SIGNING_KEY: an RSA or EC key is needed (proofs are signed with SHA-256)"
         );
-        let cert_der = cert.to_der()?;
+        let cert_base64 = BASE64.encode(cert.to_der()?);
         let signer = Signer {
             cert,
             key,
-            cert_der,
+            cert_base64,
         };
         // A first proof, verified as a pharmacy would (purpose S/MIME signing, the certificate's
         // dates and key usages), trusting the certificate itself: a certificate whose proofs
@@ -103,9 +106,9 @@ impl Signer {
         Ok(signer)
     }
 
-    /// The signing certificate, DER (`ServicesOuverts` publishes it).
-    pub fn certificate_der(&self) -> &[u8] {
-        &self.cert_der
+    /// The signing certificate, base64 DER (`ServicesOuverts` publishes it).
+    pub fn certificate_base64(&self) -> &str {
+        &self.cert_base64
     }
 
     /// The DER SignedData over `text`.

@@ -8,10 +8,6 @@ use crate::domain::tarification::Outcome;
 use crate::domain::{AccreditationNumber, DossierNumber, Hundredths};
 use crate::soap::writer::envelope;
 
-fn cents(v: i64) -> String {
-    Hundredths::from_hundredths(v).to_string()
-}
-
 /// The response to a computed tarification; a PEC's with its accreditation number and its signed
 /// proof (base64), written at `time`.
 pub(super) fn write(
@@ -45,10 +41,16 @@ pub(super) fn write(
         );
         x.open("resultat")
             .leaf("id_prescription", &prescription.to_string())
-            .leaf("total_facture", &cents(outcome.total_billed))
-            .leaf("total_ro", &cents(outcome.total_amo))
-            .leaf("total_amc", &cents(outcome.total_amc))
-            .leaf("total_reste_a_charge", &cents(outcome.total_patient))
+            .leaf(
+                "total_facture",
+                &Hundredths::cents_text(outcome.total_billed),
+            )
+            .leaf("total_ro", &Hundredths::cents_text(outcome.total_amo))
+            .leaf("total_amc", &Hundredths::cents_text(outcome.total_amc))
+            .leaf(
+                "total_reste_a_charge",
+                &Hundredths::cents_text(outcome.total_patient),
+            )
             .leaf_opt(
                 "numero_accreditation",
                 accreditation.map(AccreditationNumber::as_str),
@@ -57,8 +59,8 @@ pub(super) fn write(
         for r in &outcome.lines {
             x.open("ligne")
                 .leaf("id_ligne", &r.id.to_string())
-                .leaf("montant_amc", &cents(r.amc))
-                .leaf("reste_a_charge", &cents(r.patient))
+                .leaf("montant_amc", &Hundredths::cents_text(r.amc))
+                .leaf("reste_a_charge", &Hundredths::cents_text(r.patient))
                 .leaf_opt("code_garantie", r.guarantee.as_deref())
                 .leaf("code_ligne", r.code.as_str())
                 .leaf("libelle_ligne", r.code.label())
