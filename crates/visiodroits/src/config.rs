@@ -116,6 +116,91 @@ pub struct Signing {
     pub key: PathBuf,
 }
 
+/// Whether `DldTar`, `AnnulationTar` and `ConsultationAccreditation` need certificate-bound
+/// tokens (`VD_TOKEN_BINDING`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenBinding {
+    Required,
+    Optional,
+}
+
+/// The Pro Santé Connect issuer whose access tokens are accepted (`VD_PSC_*`).
+#[derive(Debug, Clone)]
+pub struct PscIssuer {
+    /// `iss`, compared exactly.
+    pub issuer: String,
+    pub jwks_url: String,
+    /// RFC 7662 endpoint for opaque tokens; `None`: opaque tokens are refused.
+    pub introspection_url: Option<String>,
+    /// Client credentials at the introspection endpoint (HTTP Basic).
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret<String>>,
+    /// Certificate and key presented to the issuer (mTLS client authentication).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// What `aud` must contain, or `azp` equal.
+    pub audience: String,
+    /// Roots trusted for the issuer's HTTPS; `None`: the public web roots.
+    pub ca: Option<PathBuf>,
+    pub leeway: Duration,
+    /// The shortest time between two JWKS downloads caused by an unknown `kid`.
+    pub jwks_refetch: Duration,
+    /// How long an introspection answer is kept (bounded by the token's `exp`).
+    pub introspection_cache: Duration,
+    pub timeout: Duration,
+}
+
+/// A client of the token exchange: the subject of its ORG certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenClient {
+    pub id: String,
+    /// The certificate's subject, normalised by [`normalise_subject`].
+    pub subject: String,
+}
+
+/// This server's own tokens, issued by token exchange at `POST /token` (`VD_TOKEN_*`).
+#[derive(Debug, Clone)]
+pub struct TokenIssuer {
+    /// `iss` and `aud` of the tokens issued.
+    pub issuer: String,
+    pub key: PathBuf,
+    pub lifetime: Duration,
+    pub clients: Vec<TokenClient>,
+}
+
+/// Bearer tokens (spec/security.md "Pro Santé Connect").
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub psc: Option<PscIssuer>,
+    pub exchange: Option<TokenIssuer>,
+    pub binding: TokenBinding,
+}
+
+/// A certificate subject as the audit writes it (`C=FR,O=…,OU=…,CN=…`), with the spaces around
+/// `=`, `,` and `+` removed and attribute names in upper case, so that the form `openssl x509
+/// -subject` prints compares equal.
+pub fn normalise_subject(subject: &str) -> String {
+    let mut out = String::with_capacity(subject.len());
+    for (i, rdn) in subject.split(',').enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, ava) in rdn.split('+').enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            match ava.split_once('=') {
+                Some((k, v)) => {
+                    out.push_str(&k.trim().to_ascii_uppercase());
+                    out.push('=');
+                    out.push_str(v.trim());
+                }
+                None => out.push_str(ava.trim()),
+            }
+        }
+    }
+    out
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -132,6 +217,7 @@ pub struct Config {
     pub rights_client_cert: RightsClientCert,
     pub trusted_third_party: TrustedThirdParty,
     pub signing: Signing,
+    pub tokens: TokenSettings,
     /// `VD_PROXY_PROTOCOL_FROM`: the balancers whose PROXY protocol v2 header is read before the
     /// handshake (none: the protocol is off).
     pub proxy_from: Vec<Network>,
@@ -309,6 +395,7 @@ impl Config {
             rights_client_cert,
             trusted_third_party,
             signing,
+            tokens: tokens(&v)?,
             proxy_from,
             pseudonymisation_key_file: v.path("VD_PSEUDONYMISATION_KEY_FILE")?,
             database_url: Secret::new(v.required("DATABASE_URL")?.to_string()),
@@ -329,6 +416,138 @@ impl Config {
             log_filter: v.get("VD_LOG").unwrap_or("info").to_string(),
         })
     }
+}
+
+/// Bearer tokens: the PSC issuer (`VD_PSC_ISSUER` turns them on), the token exchange
+/// (`VD_TOKEN_KEY` turns it on) and the binding rule.
+fn tokens(v: &Vars<'_>) -> Result<TokenSettings, ConfigError> {
+    let https = |name: &'static str, url: &str| {
+        if url.starts_with("https://") {
+            Ok(url.to_string())
+        } else {
+            Err(v.bad(name, url, "an https:// URL"))
+        }
+    };
+    let psc = match v.get("VD_PSC_ISSUER") {
+        None => None,
+        Some(issuer) => {
+            let issuer = https("VD_PSC_ISSUER", issuer)?;
+            let base = issuer.trim_end_matches('/');
+            let jwks_url = match v.get("VD_PSC_JWKS_URL") {
+                Some(u) => https("VD_PSC_JWKS_URL", u)?,
+                None => format!("{base}/protocol/openid-connect/certs"),
+            };
+            let introspection_url = v
+                .get("VD_PSC_INTROSPECTION_URL")
+                .map(|u| https("VD_PSC_INTROSPECTION_URL", u))
+                .transpose()?;
+            let client_secret = match v.opt_path("VD_PSC_CLIENT_SECRET_FILE") {
+                None => None,
+                Some(file) => {
+                    let text = std::fs::read_to_string(&file).map_err(|e| ConfigError {
+                        name: "VD_PSC_CLIENT_SECRET_FILE",
+                        message: format!("cannot read {}: {e}", file.display()),
+                    })?;
+                    Some(Secret::new(text.trim().to_string()))
+                }
+            };
+            let client_id = v.get("VD_PSC_CLIENT_ID").map(str::to_string);
+            let client_cert = match (
+                v.opt_path("VD_PSC_CLIENT_CERT"),
+                v.opt_path("VD_PSC_CLIENT_KEY"),
+            ) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => {
+                    return Err(ConfigError {
+                        name: "VD_PSC_CLIENT_CERT",
+                        message: "VD_PSC_CLIENT_CERT and VD_PSC_CLIENT_KEY go together".into(),
+                    })
+                }
+            };
+            if introspection_url.is_some()
+                && client_cert.is_none()
+                && (client_id.is_none() || client_secret.is_none())
+            {
+                return Err(ConfigError {
+                    name: "VD_PSC_INTROSPECTION_URL",
+                    message: "needs VD_PSC_CLIENT_ID and VD_PSC_CLIENT_SECRET_FILE, or VD_PSC_CLIENT_CERT and VD_PSC_CLIENT_KEY".into(),
+                });
+            }
+            Some(PscIssuer {
+                issuer,
+                jwks_url,
+                introspection_url,
+                client_id,
+                client_secret,
+                client_cert,
+                audience: v.required("VD_PSC_AUDIENCE")?.to_string(),
+                ca: v.opt_path("VD_PSC_CA"),
+                leeway: Duration::from_secs(v.num("VD_PSC_LEEWAY_SECS", 60, 0, 60)?),
+                jwks_refetch: Duration::from_secs(v.num(
+                    "VD_PSC_JWKS_REFETCH_SECS",
+                    60,
+                    1,
+                    3600,
+                )?),
+                introspection_cache: Duration::from_secs(v.num(
+                    "VD_PSC_INTROSPECTION_CACHE_SECS",
+                    60,
+                    0,
+                    60,
+                )?),
+                timeout: Duration::from_secs(v.num("VD_PSC_TIMEOUT_SECS", 5, 1, 60)?),
+            })
+        }
+    };
+    let exchange = match v.opt_path("VD_TOKEN_KEY") {
+        None => None,
+        Some(key) => {
+            if psc.is_none() {
+                return Err(ConfigError {
+                    name: "VD_TOKEN_KEY",
+                    message: "the token exchange takes Pro Santé Connect tokens: set VD_PSC_ISSUER"
+                        .into(),
+                });
+            }
+            let issuer = https("VD_TOKEN_ISSUER", v.required("VD_TOKEN_ISSUER")?)?;
+            let raw = v.required("VD_TOKEN_CLIENTS")?;
+            let clients = raw
+                .split(';')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(|c| match c.split_once('=') {
+                    Some((id, subject)) if !id.trim().is_empty() && subject.contains('=') => {
+                        Ok(TokenClient {
+                            id: id.trim().to_string(),
+                            subject: normalise_subject(subject),
+                        })
+                    }
+                    _ => Err(v.bad(
+                        "VD_TOKEN_CLIENTS",
+                        c,
+                        "client_id=certificate subject, separated by ';'",
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(TokenIssuer {
+                issuer,
+                key,
+                lifetime: Duration::from_secs(v.num("VD_TOKEN_LIFETIME_SECS", 300, 30, 300)?),
+                clients,
+            })
+        }
+    };
+    let binding = match v.get("VD_TOKEN_BINDING").unwrap_or("required") {
+        "required" => TokenBinding::Required,
+        "optional" => TokenBinding::Optional,
+        other => return Err(v.bad("VD_TOKEN_BINDING", other, "required or optional")),
+    };
+    Ok(TokenSettings {
+        psc,
+        exchange,
+        binding,
+    })
 }
 
 /// The certificate profiles: `VD_PROFILES` (accepted, in the order tried) and, per profile,

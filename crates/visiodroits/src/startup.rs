@@ -186,6 +186,7 @@ pub async fn check(config: &Config) -> anyhow::Result<String> {
     load_trusted_third_party(config)?;
     load_signer(config)?;
     load_pseudonymisation_key(config)?;
+    crate::token::Tokens::load(&config.tokens)?;
     let store = Store::connect_lazy(
         &config.database_url,
         config.db_pool_size,
@@ -246,6 +247,7 @@ impl Server {
         let (ttp_cert_der, decryptor) = load_trusted_third_party(&config)?;
         let signer = load_signer(&config)?;
         let pseudonymisation_key = load_pseudonymisation_key(&config)?;
+        let tokens = Arc::new(crate::token::Tokens::load(&config.tokens)?);
         let store = Store::connect_lazy(
             &config.database_url,
             config.db_pool_size,
@@ -268,6 +270,7 @@ impl Server {
             structure_check: config.structure_check,
             dossier_ttl: config.dossier_ttl,
             pseudonymisation_key,
+            tokens,
         });
 
         let listener = std::net::TcpListener::bind(config.listen)

@@ -43,18 +43,23 @@ pub(crate) struct JournalRow {
     pub motif: Option<String>,
     pub profil_certificat: Option<String>,
     pub origine_structure: Option<String>,
+    pub jeton_emetteur: Option<String>,
+    pub jeton_jti: Option<String>,
+    pub jeton_empreinte: Option<String>,
 }
 
 const COLUMNS: &str =
     "j.id, j.horodatage, j.instance, j.operation, j.code, j.duree_ms, j.id_requete,
     j.id_reponse, j.horodatage_client, j.adresse_pair, j.cert_sujet, j.cert_emetteur, j.cert_serie,
     j.cert_empreinte, j.identifiant_ps, j.numero_structure, j.numero_amc, j.numero_dossier,
-    j.numero_accreditation, j.motif, j.profil_certificat, j.origine_structure";
+    j.numero_accreditation, j.motif, j.profil_certificat, j.origine_structure, j.jeton_emetteur,
+    j.jeton_jti, j.jeton_empreinte";
 
 /// The canonical bytes of a row: every column in a fixed order, each as `len:value` (or `-` for
 /// NULL), so that no two different rows share a canonical form. The columns added later
-/// (certificate profile, origin of the structure) follow only when one of them is set, so that
-/// rows chained before they existed keep their hash.
+/// follow in groups — certificate profile and origin of the structure, then the bearer token's
+/// issuer, `jti` and SHA-256 — each group only when it or a later one has a value, so that rows
+/// chained before they existed keep their hash.
 pub(crate) fn canonical(r: &JournalRow) -> Vec<u8> {
     fn ts(t: &DateTime<Utc>) -> String {
         t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
@@ -81,12 +86,19 @@ pub(crate) fn canonical(r: &JournalRow) -> Vec<u8> {
         r.numero_accreditation.clone(),
         r.motif.clone(),
     ];
-    let later = [r.profil_certificat.clone(), r.origine_structure.clone()];
-    let later = if later.iter().any(Option::is_some) {
-        later.to_vec()
-    } else {
-        Vec::new()
-    };
+    let groups = [
+        vec![r.profil_certificat.clone(), r.origine_structure.clone()],
+        vec![
+            r.jeton_emetteur.clone(),
+            r.jeton_jti.clone(),
+            r.jeton_empreinte.clone(),
+        ],
+    ];
+    let used = groups
+        .iter()
+        .rposition(|g| g.iter().any(Option::is_some))
+        .map_or(0, |last| last + 1);
+    let later = groups.into_iter().take(used).flatten();
     let mut out = Vec::with_capacity(512);
     for f in fields.into_iter().chain(later) {
         match f {

@@ -44,10 +44,14 @@ pub struct AuditRecord {
     /// How the structure was established: `certificat`, `annuaire`, `declaree` (trusted by
     /// configuration) or `sans_certificat`.
     pub structure_source: Option<&'static str>,
+    /// A bearer token's issuer, `jti` and SHA-256 (never the token).
+    pub token_issuer: Option<String>,
+    pub token_jti: Option<String>,
+    pub token_sha256: Option<String>,
 }
 
 /// The columns of an audit row, in the order [`AuditRecord::bind`] binds them.
-pub const COLUMNS: [&str; 20] = [
+pub const COLUMNS: [&str; 23] = [
     "instance",
     "operation",
     "code",
@@ -68,6 +72,9 @@ pub const COLUMNS: [&str; 20] = [
     "motif",
     "profil_certificat",
     "origine_structure",
+    "jeton_emetteur",
+    "jeton_jti",
+    "jeton_empreinte",
 ];
 
 /// The one statement that writes an audit row, after `data`: a `WITH` clause of the exchange's
@@ -120,5 +127,15 @@ impl AuditRecord {
             .bind(&rec.reason)
             .bind(rec.profile)
             .bind(rec.structure_source)
+            .bind(&rec.token_issuer)
+            .bind(&rec.token_jti)
+            .bind(&rec.token_sha256)
+    }
+
+    /// Fills the bearer token's columns.
+    pub fn token(&mut self, issuer: Option<&str>, jti: Option<&str>, sha256: &str) {
+        self.token_issuer = issuer.map(str::to_string);
+        self.token_jti = jti.map(str::to_string);
+        self.token_sha256 = Some(sha256.to_string());
     }
 }

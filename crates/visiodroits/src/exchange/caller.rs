@@ -1,22 +1,27 @@
-//! Who calls, established for an exchange (spec/security.md "Structure binding"): the message's
-//! `ps` against the certificate (8001), and the structure — from the certificate (CPE), or
-//! declared by a CPS card's holder and checked against the professional directory (8004), or
-//! trusted as declared when the operator chose so, or declared without a certificate when
-//! `DemandeDroits` accepts that.
+//! Who calls, established for an exchange (spec/security.md "Structure binding" and "Pro Santé
+//! Connect"): the professional — a card's certificate, or a bearer token on an organisation's
+//! (ORG) or employee's (CPE) certificate, bound to it —, the message's `ps` against them (8001),
+//! and the structure: from the certificate, or named by the token, or declared by a CPS card's
+//! holder and checked against the professional directory (8004), or trusted as declared when the
+//! operator chose so, or declared without a certificate when `DemandeDroits` accepts that.
 
 use super::fields::Declared;
 use super::{Call, ExchangeError, Exchanges, Seen};
 use crate::code::Code;
-use crate::config::StructureCheck;
+use crate::config::{StructureCheck, TokenBinding};
 use crate::domain::{PsId, StructureNumber};
 use crate::store::annuaire::{self, Exercises};
 use crate::tls::identity::{CertIdentity, PeerIdentity};
+use crate::tls::profile::CertProfile;
+use crate::token::{Refused, TokenIdentity};
 
 /// How the structure of an exchange was established (the audit's `origine_structure`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StructureSource {
-    /// Carried by the certificate (CPE).
+    /// Carried by the certificate (CPE, ORG).
     Certificate,
+    /// Declared, and named by the bearer token (its activities, or our token's structure).
+    Token,
     /// Declared by a CPS card's holder and found in the professional directory.
     Directory,
     /// Declared by a CPS card's holder and trusted (`VD_STRUCTURE_CHECK=declared`).
@@ -29,6 +34,7 @@ impl StructureSource {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             StructureSource::Certificate => "certificat",
+            StructureSource::Token => "jeton",
             StructureSource::Directory => "annuaire",
             StructureSource::Declared => "declaree",
             StructureSource::Uncertified => "sans_certificat",
@@ -45,60 +51,136 @@ pub(crate) struct Caller {
     pub source: StructureSource,
 }
 
-/// The professional's certificate of the connection, or the refusal: 8003 for a certificate no
-/// profile recognises, 8002 for an organisation's certificate (it serves `ServicesOuverts` only)
-/// and, when `required`, for no certificate.
+/// Who acts in an exchange.
+#[derive(Debug, Clone)]
+pub(crate) enum Professional<'a> {
+    /// A professional's card (CPS, CPS2ter, CPE).
+    Card(&'a CertIdentity),
+    /// A bearer token, admitted on the connection's ORG or CPE certificate.
+    Token {
+        cert: &'a CertIdentity,
+        token: TokenIdentity,
+    },
+}
+
+impl Professional<'_> {
+    fn ps_id(&self) -> Option<&str> {
+        match self {
+            Professional::Card(c) => c.ps_id.as_deref(),
+            Professional::Token { token, .. } => Some(&token.ps_id),
+        }
+    }
+
+    /// The structure the certificate carries. A card's OU that is not a FINESS binds nothing
+    /// (8003); an organisation's certificate with a token then leaves it to the token and the
+    /// directory.
+    fn carried(&self) -> Result<Option<StructureNumber>, ExchangeError> {
+        match self {
+            Professional::Card(c) => c
+                .structure
+                .as_deref()
+                .map(|s| {
+                    StructureNumber::parse(s).ok_or(ExchangeError::Access(Code::CertificatePolicy))
+                })
+                .transpose(),
+            Professional::Token { cert, .. } => {
+                Ok(cert.structure.as_deref().and_then(StructureNumber::parse))
+            }
+        }
+    }
+
+    /// The structures the token names.
+    fn named(&self) -> &[String] {
+        match self {
+            Professional::Card(_) => &[],
+            Professional::Token { token, .. } => &token.structures,
+        }
+    }
+}
+
+/// The professional of the call, or the refusal, in this order: 8003 for a certificate no
+/// profile recognises; with a token, 8002 (`invalid_token`) for a token refused, presented on
+/// another connection than an ORG or CPE certificate's, bound to another certificate, unbound
+/// where `bound` (and the operator did not turn that off), or replayed; without one, 8002 for an
+/// organisation's certificate and, when `required`, for no certificate.
 pub(crate) fn professional<'a>(
+    ex: &Exchanges,
     call: &Call<'a>,
     required: bool,
-) -> Result<Option<&'a CertIdentity>, ExchangeError> {
-    match &call.conn.identity {
-        PeerIdentity::Certified(c) if c.profile.names_a_person() => Ok(Some(c)),
-        PeerIdentity::Certified(_) => Err(ExchangeError::Access(Code::CertificateRequired)),
-        PeerIdentity::Refused { .. } => Err(ExchangeError::Access(Code::CertificatePolicy)),
-        PeerIdentity::Anonymous if required => {
-            Err(ExchangeError::Access(Code::CertificateRequired))
+    bound: bool,
+) -> Result<Option<Professional<'a>>, ExchangeError> {
+    let identity: &'a PeerIdentity = &call.conn.identity;
+    if let PeerIdentity::Refused { .. } = identity {
+        return Err(ExchangeError::Access(Code::CertificatePolicy));
+    }
+    match &call.token {
+        Some(Err(refused)) => Err(ExchangeError::Token(*refused)),
+        Some(Ok(token)) => {
+            let cert = match identity {
+                PeerIdentity::Certified(c)
+                    if matches!(c.profile, CertProfile::Org | CertProfile::Cpe) =>
+                {
+                    c
+                }
+                _ => return Err(ExchangeError::Token(Refused("token_needs_org_certificate"))),
+            };
+            let thumbprint = hex::decode(&cert.cert.fingerprint).ok();
+            let bound = bound && ex.tokens.binding == TokenBinding::Required;
+            ex.tokens
+                .admit(token, thumbprint.as_deref(), bound, false)
+                .map_err(ExchangeError::Token)?;
+            Ok(Some(Professional::Token {
+                cert,
+                token: token.clone(),
+            }))
         }
-        PeerIdentity::Anonymous => Ok(None),
+        None => match identity {
+            PeerIdentity::Certified(c) if c.profile.names_a_person() => {
+                Ok(Some(Professional::Card(c)))
+            }
+            PeerIdentity::Certified(_) => Err(ExchangeError::Access(Code::CertificateRequired)),
+            PeerIdentity::Anonymous if required => {
+                Err(ExchangeError::Access(Code::CertificateRequired))
+            }
+            PeerIdentity::Anonymous | PeerIdentity::Refused { .. } => Ok(None),
+        },
     }
 }
 
 /// The opening of each exchange of the dispensing side (tarification, cancellation,
-/// consultation), in the spec's order: the professional's certificate (8002, 8003), no patient
-/// identity anywhere in the message (7005), the fields (6000), then `ps` bound to the certificate
-/// (8001), noted in the audit row. The request and its caller; the directory check (8004) is
-/// [`Caller::confirm`], in the exchange's transaction.
+/// consultation), in the spec's order: the professional — a card, or a certificate-bound token —
+/// (8002, 8003), no patient identity anywhere in the message (7005), the fields (6000), then
+/// `ps` bound to the professional (8001), noted in the audit row. The request and its caller;
+/// the directory check (8004) is [`Caller::confirm`], in the exchange's transaction.
 pub(crate) fn dispensing<R>(
     ex: &Exchanges,
     call: &mut Call<'_>,
     parse: impl FnOnce(&crate::soap::Element) -> (Seen, Result<R, Vec<String>>),
     ps: impl FnOnce(&R) -> &Declared,
 ) -> Result<(R, Caller), ExchangeError> {
-    let cert = professional(call, true)?.ok_or(ExchangeError::Access(Code::CertificateRequired))?;
+    let who = professional(ex, call, true, true)?
+        .ok_or(ExchangeError::Access(Code::CertificateRequired))?;
     if super::tarification::carries_identity(call.body) {
         return Err(ExchangeError::Business(Code::MixedData));
     }
     let req = call.take(parse(call.body))?;
-    let caller = bind(cert, ps(&req), ex.structure_check)?;
+    let caller = bind(&who, ps(&req), ex.structure_check)?;
     caller.audit(call);
     Ok((req, caller))
 }
 
-/// The message's `ps` bound to the certificate: 8001 when they differ; 6000 when the structure
-/// must be declared (a CPS card carries none) and is not.
+/// The message's `ps` bound to the professional: 8001 when they differ; 6000 when the structure
+/// must be declared (the certificate carries none) and is not.
 pub(crate) fn bind(
-    cert: &CertIdentity,
+    who: &Professional<'_>,
     declared: &Declared,
     check: StructureCheck,
 ) -> Result<Caller, ExchangeError> {
-    if cert.ps_id.as_deref() != Some(declared.ps_id.as_str()) {
+    if who.ps_id() != Some(declared.ps_id.as_str()) {
         return Err(ExchangeError::Access(Code::PsMismatch));
     }
-    let (structure, source) = match (&cert.structure, &declared.structure) {
+    let (structure, source) = match (who.carried()?, &declared.structure) {
         (Some(carried), declared) => {
-            // A profile whose OU pattern yields something else than a FINESS binds nothing.
-            let carried = StructureNumber::parse(carried)
-                .ok_or(ExchangeError::Access(Code::CertificatePolicy))?;
             if declared.as_ref().is_some_and(|d| d != &carried) {
                 return Err(ExchangeError::Access(Code::PsMismatch));
             }
@@ -106,8 +188,11 @@ pub(crate) fn bind(
         }
         (None, None) => {
             return Err(ExchangeError::Invalid(vec![
-                "ps/numero_structure: obligatoire, la carte ne porte pas la structure".into(),
+                "ps/numero_structure: obligatoire, le certificat ne porte pas la structure".into(),
             ]))
+        }
+        (None, Some(d)) if who.named().iter().any(|n| n == d.as_str()) => {
+            (d.clone(), StructureSource::Token)
         }
         (None, Some(d)) => (
             d.clone(),
@@ -197,7 +282,8 @@ mod tests {
         let cpe = cert(CertProfile::Cpe, "3750000001/1", Some("750000001"));
         let cps = cert(CertProfile::Cps, "899700075122", None);
         let d = StructureCheck::Directory;
-        let bound = |c: &CertIdentity, ps, s, check| bind(c, &declared(ps, s), check);
+        let bound =
+            |c: &CertIdentity, ps, s, check| bind(&Professional::Card(c), &declared(ps, s), check);
         assert_eq!(
             bound(&cpe, "3750000001/1", None, d).unwrap().source,
             StructureSource::Certificate

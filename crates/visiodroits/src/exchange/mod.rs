@@ -104,6 +104,8 @@ pub struct Exchanges {
     pub structure_check: StructureCheck,
     pub dossier_ttl: Duration,
     pub pseudonymisation_key: Secret<Vec<u8>>,
+    /// Bearer tokens: Pro Santé Connect and this server's own.
+    pub tokens: std::sync::Arc<crate::token::Tokens>,
 }
 
 /// How an exchange ends when it does not succeed.
@@ -118,6 +120,10 @@ pub enum ExchangeError {
     /// 8001–8004: a Fault, HTTP 403.
     #[error("access refused {}", .0.as_str())]
     Access(Code),
+    /// A bearer token refused (the reason is the audit's `motif`): Fault 8002 with
+    /// `WWW-Authenticate: Bearer error="invalid_token"`.
+    #[error("token refused")]
+    Token(crate::token::Refused),
     /// Anything else: 0999, logged once with its cause, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -139,6 +145,8 @@ pub struct Call<'a> {
     pub audit: AuditRecord,
     /// Elements echoed after `code_reponse` in an error response (e.g. `numero_dossier`).
     pub echo: Vec<(&'static str, String)>,
+    /// The bearer token of the request, verified (or why not); `None` without one.
+    pub token: Option<Result<crate::token::TokenIdentity, crate::token::Refused>>,
     started: Instant,
 }
 
@@ -205,12 +213,25 @@ pub struct Outcome {
     pub status: http::StatusCode,
     pub body: String,
     pub code: Code,
+    /// The `WWW-Authenticate` challenge of a refused or missing bearer token.
+    pub challenge: Option<&'static str>,
 }
+
+/// The challenge of a refused token (RFC 6750 §3).
+pub const INVALID_TOKEN: &str = r#"Bearer error="invalid_token""#;
+/// The challenge where a token is needed and none came.
+pub const TOKEN_NEEDED: &str = "Bearer";
 
 /// Runs the exchange named by the envelope's body for the caller of `conn`, in its own span
 /// (`id_requete`, operation, instance; then code, duration and structure), closed by one
 /// `exchange` event. Identity and health data are never fields.
-pub async fn dispatch(ex: &Exchanges, env: &Envelope, op: Operation, conn: &Connection) -> Outcome {
+pub async fn dispatch(
+    ex: &Exchanges,
+    env: &Envelope,
+    op: Operation,
+    conn: &Connection,
+    bearer: Option<&str>,
+) -> Outcome {
     let request_id = fields::request_id_of(&env.body);
     let span = tracing::info_span!(
         "exchange",
@@ -229,11 +250,22 @@ pub async fn dispatch(ex: &Exchanges, env: &Envelope, op: Operation, conn: &Conn
         response_id: Uuid::new_v4(),
         audit: audit_base(&ex.server.instance_id, op.name(), conn),
         echo: Vec::new(),
+        token: None,
         started: Instant::now(),
     };
     call.audit.request_id = call.request_id;
     call.audit.response_id = Some(call.response_id);
-    let outcome = run(ex, op, &mut call).instrument(span.clone()).await;
+    let outcome = async {
+        match bearer.filter(|_| op != Operation::Services) {
+            Some(raw) => match token(ex, &mut call, raw).await {
+                Ok(()) => run(ex, op, &mut call).await,
+                Err(e) => finish(ex, op, &mut call, Err(e)).await,
+            },
+            None => run(ex, op, &mut call).await,
+        }
+    }
+    .instrument(span.clone())
+    .await;
     span.record("code", outcome.code.as_str());
     span.record("duration_ms", call.started.elapsed().as_secs_f64() * 1000.0);
     if let Some(structure) = &call.audit.structure {
@@ -241,6 +273,32 @@ pub async fn dispatch(ex: &Exchanges, env: &Envelope, op: Operation, conn: &Conn
     }
     span.in_scope(|| tracing::info!("exchange"));
     outcome
+}
+
+/// Verifies the request's bearer token: its issuer, `jti` and SHA-256 go to the audit row, and
+/// the verdict to the call (the exchange decides, with its connection, whether it is admitted).
+/// An issuer that cannot be asked is a technical failure.
+async fn token(ex: &Exchanges, call: &mut Call<'_>, raw: &str) -> Result<(), ExchangeError> {
+    use crate::token::TokenError;
+    match ex.tokens.verify(raw).await {
+        Ok(t) => {
+            call.audit
+                .token(Some(&t.issuer), t.jti.as_deref(), &t.sha256);
+            call.token = Some(Ok(t));
+            Ok(())
+        }
+        Err(TokenError::Refused(r)) => {
+            call.audit
+                .token(None, None, &crate::token::token_sha256(raw));
+            call.token = Some(Err(r));
+            Ok(())
+        }
+        Err(TokenError::Unavailable(e)) => {
+            call.audit
+                .token(None, None, &crate::token::token_sha256(raw));
+            Err(ExchangeError::Internal(e))
+        }
+    }
 }
 
 /// The operation's handler, then its outcome as a response and, for anything but a success
@@ -256,19 +314,48 @@ async fn run(ex: &Exchanges, op: Operation, call: &mut Call<'_>) -> Outcome {
             Operation::Consultation => consultation::handle(ex, call).await,
         },
     };
+    finish(ex, op, call, result).await
+}
+
+/// The handler's result as a response; anything but a success gets its audit row here.
+async fn finish(
+    ex: &Exchanges,
+    op: Operation,
+    call: &mut Call<'_>,
+    result: Result<String, ExchangeError>,
+) -> Outcome {
     let outcome = match result {
         Ok(body) => {
             return Outcome {
                 status: http::StatusCode::OK,
                 body,
                 code: Code::Ok,
+                challenge: None,
             }
         }
         Err(ExchangeError::Invalid(details)) => {
             error_response(ex, op, call, Code::InvalidRequest, &details)
         }
         Err(ExchangeError::Business(code)) => error_response(ex, op, call, code, &[]),
-        Err(ExchangeError::Access(code)) => fault(call.version, code),
+        Err(ExchangeError::Access(code)) => {
+            let mut f = fault(call.version, code);
+            // An organisation's certificate without a token, where tokens are accepted.
+            if code == Code::CertificateRequired
+                && ex.tokens.enabled()
+                && call.conn.identity.profile() == Some(crate::tls::profile::CertProfile::Org)
+                && call.token.is_none()
+            {
+                f.challenge = Some(TOKEN_NEEDED);
+            }
+            f
+        }
+        Err(ExchangeError::Token(reason)) => {
+            call.audit.reason = Some(reason.0.to_string());
+            Outcome {
+                challenge: Some(INVALID_TOKEN),
+                ..fault(call.version, Code::CertificateRequired)
+            }
+        }
         Err(ExchangeError::Internal(e)) => {
             tracing::error!(error = format!("{e:#}"), "exchange failed");
             fault(call.version, Code::Technical)
@@ -287,6 +374,7 @@ fn fault(version: SoapVersion, code: Code) -> Outcome {
         status: f.http_status(version),
         body: f.to_xml(version),
         code,
+        challenge: None,
     }
 }
 
@@ -317,5 +405,6 @@ fn error_response(
         status: http::StatusCode::OK,
         body,
         code,
+        challenge: None,
     }
 }

@@ -1,9 +1,10 @@
-//! The HTTP face of the server, routing only: `POST /visiodroits` (SOAP) and
-//! `GET /visiodroits?wsdl`. What makes a request acceptable (its caller, Content-Type, body size
+//! The HTTP face of the server, routing only: `POST /visiodroits` (SOAP),
+//! `GET /visiodroits?wsdl`, and the token exchange (`POST /token`, `GET /.well-known/jwks.json`). What makes a request acceptable (its caller, Content-Type, body size
 //! and time, UTF-8, envelope, operation) is the [`SoapRequest`] extractor; the exchange is
 //! `exchange`'s.
 
 mod soap_request;
+mod token;
 
 use std::sync::Arc;
 
@@ -35,6 +36,8 @@ pub(crate) struct HttpState {
 pub(crate) fn router(state: HttpState) -> Router {
     Router::new()
         .route("/visiodroits", post(soap).get(wsdl_file))
+        .route("/token", post(token::exchange))
+        .route("/.well-known/jwks.json", axum::routing::get(token::jwks))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(state)
 }
@@ -42,10 +45,24 @@ pub(crate) fn router(state: HttpState) -> Router {
 /// `POST /visiodroits`: the exchange of an accepted SOAP request.
 async fn soap(State(s): State<HttpState>, req: SoapRequest) -> Response {
     let op = req.operation;
-    let outcome = exchange::dispatch(&s.exchanges, &req.envelope, op, &req.conn).await;
+    let outcome = exchange::dispatch(
+        &s.exchanges,
+        &req.envelope,
+        op,
+        &req.conn,
+        req.bearer.as_deref(),
+    )
+    .await;
     s.metrics
         .exchange(op.name(), outcome.code.as_str(), req.started.elapsed());
-    soap_response(req.envelope.version, outcome.status, outcome.body, false)
+    let mut resp = soap_response(req.envelope.version, outcome.status, outcome.body, false);
+    if let Some(challenge) = outcome.challenge {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
+    resp
 }
 
 fn soap_response(version: SoapVersion, status: StatusCode, body: String, close: bool) -> Response {

@@ -28,7 +28,19 @@ pub(crate) struct SoapRequest {
     pub(crate) conn: Arc<Connection>,
     pub(crate) envelope: Envelope,
     pub(crate) operation: Operation,
+    /// The `Authorization: Bearer` token, when one came.
+    pub(crate) bearer: Option<String>,
     pub(crate) started: Instant,
+}
+
+/// The token of an `Authorization: Bearer …` header (RFC 6750 §2.1; the scheme is
+/// case-insensitive). Other schemes are not ours and are ignored.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
 }
 
 /// A request refused before any exchange: a Fault in the request's SOAP version.
@@ -93,6 +105,7 @@ impl FromRequest<HttpState> for SoapRequest {
                 conn,
                 envelope,
                 operation,
+                bearer: bearer(&parts.headers),
                 started,
             }),
             Err((refusal, reason)) => {

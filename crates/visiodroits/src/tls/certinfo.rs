@@ -203,7 +203,7 @@ pub(crate) fn decode(tag: u32, data: &[u8]) -> Option<String> {
         20 => Some(data.iter().map(|b| char::from(*b)).collect()),
         // BMPString: UTF-16 big-endian.
         30 => {
-            if data.len() % 2 != 0 {
+            if !data.len().is_multiple_of(2) {
                 return None;
             }
             let units: Vec<u16> = data
@@ -214,7 +214,7 @@ pub(crate) fn decode(tag: u32, data: &[u8]) -> Option<String> {
         }
         // UniversalString: UTF-32 big-endian.
         28 => {
-            if data.len() % 4 != 0 {
+            if !data.len().is_multiple_of(4) {
                 return None;
             }
             data.chunks(4)

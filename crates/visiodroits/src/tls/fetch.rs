@@ -9,9 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateRevocationListDer;
 use sha2::{Digest, Sha256};
@@ -53,39 +50,18 @@ pub(crate) fn urls(cas: &CaSet, extra: &[String]) -> Vec<String> {
 
 /// Downloads `url` (plain HTTP), at most `max_bytes`, within `timeout`.
 pub async fn download(url: &str, timeout: Duration, max_bytes: usize) -> anyhow::Result<Vec<u8>> {
-    let uri: http::Uri = url.parse().context("not a URL")?;
     anyhow::ensure!(
-        uri.scheme_str() == Some("http"),
+        url.starts_with("http://"),
         "only http:// distribution points are fetched"
     );
-    let host = uri.host().context("no host")?.to_string();
-    let port = uri.port_u16().unwrap_or(80);
-    let path = uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    let work = async {
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let req = http::Request::get(path)
-            .header(http::header::HOST, host.as_str())
-            .body(Empty::<Bytes>::new())?;
-        let resp = sender.send_request(req).await?;
-        if !resp.status().is_success() {
-            bail!("HTTP {}", resp.status());
-        }
-        let body = Limited::new(resp.into_body(), max_bytes)
-            .collect()
-            .await
-            .map_err(|_| anyhow::anyhow!("larger than {max_bytes} bytes or interrupted"))?;
-        Ok(body.to_bytes().to_vec())
-    };
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| anyhow::anyhow!("timed out"))?
+    let body = crate::http_client::send(
+        crate::http_client::Outbound::get(url),
+        None,
+        timeout,
+        max_bytes,
+    )
+    .await?;
+    Ok(body.to_vec())
 }
 
 /// Checks a download against the configured CAs and the CRLs in force (the same CA, scope and

@@ -24,13 +24,13 @@ use request::{RightsRequest, DISPENSING_ELEMENTS};
 /// Handles `demande_droits`.
 pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
     let required = ex.rights_client_cert == RightsClientCert::Required;
-    let cert = caller::professional(call, required)?;
+    let who = caller::professional(ex, call, required, false)?;
     if call.body.contains_named(DISPENSING_ELEMENTS) {
         return Err(ExchangeError::Business(Code::MixedData));
     }
     let req = call.take(request::parse(call.body))?;
-    let caller = match cert {
-        Some(cert) => caller::bind(cert, &req.ps, ex.structure_check)?,
+    let caller = match who {
+        Some(who) => caller::bind(&who, &req.ps, ex.structure_check)?,
         // Without a certificate (when configured), the dossier is bound to the declared structure.
         None => req
             .ps
