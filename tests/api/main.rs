@@ -23,6 +23,7 @@ mod migration_level;
 mod ops;
 mod privacy;
 mod profiles;
+mod psc;
 mod revocation;
 mod rights;
 mod roles;

@@ -87,6 +87,21 @@ impl ClientIdentity {
     }
 }
 
+/// `application/x-www-form-urlencoded` escaping of one value.
+fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// TLS versions a client offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Versions {
@@ -136,7 +151,20 @@ pub struct SoapConnection {
     pub resumed: bool,
     /// The server's certificate (DER).
     pub server_certificate: Option<Vec<u8>>,
+    /// The `Authorization: Bearer` token sent with each SOAP request (Pro Santé Connect, or one
+    /// obtained by [`SoapConnection::exchange_token`]).
+    bearer: Option<String>,
 }
+
+/// A token obtained at `POST /token` (RFC 8693 token exchange).
+#[derive(Debug, Clone)]
+pub struct ExchangedToken {
+    pub access_token: String,
+    pub expires_in: u64,
+}
+
+/// The subject token type of a Pro Santé Connect access token.
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 /// A response as received.
 #[derive(Debug, Clone)]
@@ -179,6 +207,50 @@ impl SoapConnection {
             tls_version,
             resumed,
             server_certificate,
+            bearer: None,
+        })
+    }
+
+    /// Sends `token` as `Authorization: Bearer` with the SOAP requests from now on (`None`:
+    /// none). The token authenticates the professional; the connection's certificate is then the
+    /// structure's or the software's (ORG).
+    pub fn set_bearer(&mut self, token: Option<String>) {
+        self.bearer = token;
+    }
+
+    /// Trades a Pro Santé Connect access token for one of the server's, bound to this
+    /// connection's certificate (RFC 8693 at `POST /token`); the server's RFC 6749 error
+    /// (`error: error_description`) otherwise.
+    pub async fn exchange_token(&mut self, subject_token: &str) -> anyhow::Result<ExchangedToken> {
+        let form = format!(
+            "grant_type={}&subject_token={}&subject_token_type={}",
+            form_encode("urn:ietf:params:oauth:grant-type:token-exchange"),
+            form_encode(subject_token),
+            form_encode(ACCESS_TOKEN_TYPE)
+        );
+        let req = http::Request::post("/token")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(Full::new(Bytes::from(form)))?;
+        let reply = self.send(req).await?;
+        let json: serde_json::Value = serde_json::from_str(&reply.body)
+            .with_context(|| format!("POST /token: HTTP {} without a JSON answer", reply.status))?;
+        if !reply.status.is_success() {
+            anyhow::bail!(
+                "token exchange refused (HTTP {}): {}: {}",
+                reply.status.as_u16(),
+                json["error"].as_str().unwrap_or("?"),
+                json["error_description"].as_str().unwrap_or("")
+            );
+        }
+        Ok(ExchangedToken {
+            access_token: json["access_token"]
+                .as_str()
+                .context("POST /token: no access_token")?
+                .to_string(),
+            expires_in: json["expires_in"].as_u64().unwrap_or(0),
         })
     }
 
@@ -188,10 +260,13 @@ impl SoapConnection {
         version: SoapVersion,
         body: impl Into<Bytes>,
     ) -> anyhow::Result<Reply> {
-        let req = http::Request::post("/visiodroits")
+        let mut req = http::Request::post("/visiodroits")
             .header(http::header::HOST, &self.host)
-            .header(http::header::CONTENT_TYPE, version.content_type())
-            .body(Full::new(body.into()))?;
+            .header(http::header::CONTENT_TYPE, version.content_type());
+        if let Some(token) = &self.bearer {
+            req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let req = req.body(Full::new(body.into()))?;
         self.send(req).await
     }
 

@@ -175,30 +175,29 @@ pub struct TokenSettings {
     pub binding: TokenBinding,
 }
 
-/// A certificate subject as the audit writes it (`C=FR,O=…,OU=…,CN=…`), with the spaces around
-/// `=`, `,` and `+` removed and attribute names in upper case, so that the form `openssl x509
-/// -subject` prints compares equal.
+/// A certificate subject in a form that compares equal however it was printed: the audit's
+/// `C=FR,O=…,OU=…,CN=…`, `openssl x509 -noout -subject` (with its `subject=` and spaces) or RFC
+/// 2253's reversed order. Spaces around `=`, `,` and `+` go, attribute names are upper-cased, the
+/// values of a multi-valued RDN and the RDNs are sorted.
 pub fn normalise_subject(subject: &str) -> String {
-    let mut out = String::with_capacity(subject.len());
-    for (i, rdn) in subject.split(',').enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        for (j, ava) in rdn.split('+').enumerate() {
-            if j > 0 {
-                out.push('+');
-            }
-            match ava.split_once('=') {
-                Some((k, v)) => {
-                    out.push_str(&k.trim().to_ascii_uppercase());
-                    out.push('=');
-                    out.push_str(v.trim());
-                }
-                None => out.push_str(ava.trim()),
-            }
-        }
-    }
-    out
+    let subject = subject.trim();
+    let subject = subject.strip_prefix("subject=").unwrap_or(subject);
+    let mut rdns: Vec<String> = subject
+        .split(',')
+        .map(|rdn| {
+            let mut avas: Vec<String> = rdn
+                .split('+')
+                .map(|ava| match ava.split_once('=') {
+                    Some((k, v)) => format!("{}={}", k.trim().to_ascii_uppercase(), v.trim()),
+                    None => ava.trim().to_string(),
+                })
+                .collect();
+            avas.sort();
+            avas.join("+")
+        })
+        .collect();
+    rdns.sort();
+    rdns.join(",")
 }
 
 #[derive(Debug, Clone)]
@@ -867,6 +866,27 @@ mod tests {
         assert_eq!(c.structure_check, StructureCheck::Directory);
         let order: Vec<CertProfile> = c.profiles.rules.iter().map(|r| r.profile).collect();
         assert_eq!(order, CertProfile::ALL.to_vec());
+    }
+
+    #[test]
+    fn subjects_compare_however_they_were_printed() {
+        let audit =
+            normalise_subject("C=FR,O=PHARMACIE DEV,OU=1750000001,CN=LOGICIEL OFFICINE DEV");
+        for printed in [
+            "subject=C = FR, O = PHARMACIE DEV, OU = 1750000001, CN = LOGICIEL OFFICINE DEV",
+            "CN=LOGICIEL OFFICINE DEV,OU=1750000001,O=PHARMACIE DEV,C=FR",
+            "c=FR, o=PHARMACIE DEV, ou=1750000001, cn=LOGICIEL OFFICINE DEV",
+        ] {
+            assert_eq!(normalise_subject(printed), audit, "{printed}");
+        }
+        assert_ne!(
+            normalise_subject("C=FR,O=PHARMACIE DEV,OU=1920000002,CN=LOGICIEL OFFICINE DEV"),
+            audit
+        );
+        assert_eq!(
+            normalise_subject("SN=A+CN=1+GN=B,C=FR"),
+            normalise_subject("C=FR,CN=1+GN=B+SN=A")
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //!   another RSA recipient (payloads for it must be refused).
 //! - `signing/signing.{pem,key}`: the operator's certificate that signs PEC proofs (ECDSA P-256,
 //!   issued by the root: `openssl cms -verify -CAfile ca/root.pem` checks a proof).
+//! - `token/token.key`: the key (EC P-256) the server signs its exchanged tokens with.
 
 use std::fs;
 use std::path::Path;
@@ -51,6 +52,7 @@ pub fn generate(dir: &Path) -> anyhow::Result<()> {
         "clients",
         "ttp",
         "signing",
+        "token",
     ] {
         fs::create_dir_all(dir.join(sub))?;
     }
@@ -238,6 +240,9 @@ pub fn generate(dir: &Path) -> anyhow::Result<()> {
     let cert = p.signed_by(&key, &root)?;
     write(dir, "signing/signing.pem", &cert.pem())?;
     write_key(dir, "signing/signing.key", &key.serialize_pem())?;
+
+    // The key of the server's exchanged tokens (ES256): no certificate, the JWKS publishes it.
+    write_key(dir, "token/token.key", &ec_key()?.serialize_pem())?;
     Ok(())
 }
 

@@ -115,6 +115,9 @@ impl Tokens {
             return Err(Refused("token_not_accepted").into());
         };
         let sha256 = token_sha256(raw);
+        if !is_b64token(raw) {
+            return Err(Refused("token_malformed").into());
+        }
         if !is_jwt(raw) {
             let Some(introspection) = &psc.introspection else {
                 return Err(Refused("token_malformed").into());
@@ -168,6 +171,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// RFC 6750 §2.1 `b64token`: what a bearer token may be made of (anything else is not sent on to
+/// the issuer).
+fn is_b64token(raw: &str) -> bool {
+    let body = raw.trim_end_matches('=');
+    !body.is_empty()
+        && raw.len() <= 16 * 1024
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 /// A compact JWS: three base64url parts.
@@ -245,6 +259,11 @@ mod tests {
         assert!(!is_jwt("8f14e45fceea167a5a36dedd4bea2543"));
         assert!(!is_jwt("a.b.c.d"));
         assert!(!is_jwt("a.b c.d"));
+        assert!(is_b64token("8f14e45fceea167a5a36dedd4bea2543"));
+        assert!(is_b64token("abc+/~=="));
+        assert!(!is_b64token("n'importe quoi"));
+        assert!(!is_b64token("=="));
+        assert!(!is_b64token(""));
         assert_eq!(
             unverified_issuer("eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln").as_deref(),
             Some("x")
