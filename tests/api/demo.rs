@@ -17,7 +17,10 @@ async fn demo_prepares_everything_and_its_printed_curl_command_answers_0000() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let prepared = demo::prepare(&dir, overrides.clone()).await.unwrap();
+    let issuer_listen: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let prepared = demo::prepare(&dir, overrides.clone(), issuer_listen)
+        .await
+        .unwrap();
     prepared
         .cluster
         .as_ref()
@@ -26,14 +29,19 @@ async fn demo_prepares_everything_and_its_printed_curl_command_answers_0000() {
         .unwrap();
     // A second run reuses ./var: same PKI, same cluster, data loaded again without error.
     let first_ca = std::fs::read(dir.join("pki/ca/root.pem")).unwrap();
-    let prepared = demo::prepare(&dir, overrides).await.unwrap();
+    let prepared = demo::prepare(&dir, overrides, issuer_listen).await.unwrap();
     assert_eq!(
         std::fs::read(dir.join("pki/ca/root.pem")).unwrap(),
         first_ca
     );
 
     let server = Server::start(prepared.config.clone()).await.unwrap();
-    let text = demo::instructions(&prepared.pki, server.addr, server.ops_addr);
+    let text = demo::instructions(
+        &prepared.pki,
+        server.addr,
+        server.ops_addr,
+        &prepared.issuer.issuer,
+    );
     let script = text
         .split("----8<----\n")
         .nth(1)
@@ -51,10 +59,10 @@ async fn demo_prepares_everything_and_its_printed_curl_command_answers_0000() {
         String::from_utf8_lossy(&out.stderr)
     );
     // ServicesOuverts, DemandeDroits, DEVIS, PEC, ConsultationAccreditation, AnnulationTar,
-    // encrypted DEVIS.
+    // encrypted DEVIS; then, with a PSC token exchanged for the server's, DemandeDroits and DEVIS.
     assert_eq!(
         stdout.matches("<vd:code>0000</vd:code>").count(),
-        7,
+        9,
         "{stdout}"
     );
     // The PEC's proof, verified by openssl, prints the commitment; the consultation shows it

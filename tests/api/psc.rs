@@ -699,3 +699,85 @@ async fn the_token_exchange_refuses_with_rfc_6749_errors() {
         "urn:ietf:params:oauth:token-type:access_token"
     );
 }
+
+#[tokio::test]
+async fn a_vendor_mints_exchanges_and_calls_from_the_command_line() {
+    let psc = spawn(|_| {}).await;
+    let s = shared();
+    let p = |rel: &str| s.pki_path(rel).display().to_string();
+    // The binary runs beside this test's runtime, which serves the issuer meanwhile.
+    let mint = |extra: &'static [&'static str]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_visiodroits"));
+        cmd.args(["psc", "mint", "--issuer", psc.issuer.issuer.as_str()])
+            .args(["--ca", &p("ca/root.pem"), "--ps-id", &ps()])
+            .args(["--bind", &p("clients/org.pem")])
+            .args(extra)
+            .env_clear();
+        async move {
+            let out = cmd.output().await.unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        }
+    };
+    let jwt = mint(&[]).await;
+    assert_eq!(claims(&jwt)["SubjectNameID"], ps().as_str());
+    let opaque = mint(&["--opaque"]).await;
+    assert!(!opaque.contains('.'));
+
+    let token_file = s
+        .base
+        .join(format!("token-{}", uuid::Uuid::new_v4().simple()));
+    let url = format!("https://localhost:{}", psc.app.addr().port());
+    for (token, exchange) in [(&jwt, true), (&opaque, false)] {
+        std::fs::write(&token_file, token).unwrap();
+        let mut args = vec![
+            "droits".to_string(),
+            "--url".into(),
+            url.clone(),
+            "--ca".into(),
+            p("ca/root.pem"),
+            "--cert".into(),
+            p("clients/org.pem"),
+            "--key".into(),
+            p("clients/org.key"),
+            "--token-file".into(),
+            token_file.display().to_string(),
+            "--nir".into(),
+            "1790312345678".into(),
+            "--cle".into(),
+            "04".into(),
+            "--naissance".into(),
+            "19790301".into(),
+            "--amc".into(),
+            "12345678".into(),
+            "--date".into(),
+            "2026-03-15".into(),
+        ];
+        if exchange {
+            args.push("--exchange".into());
+        } else {
+            // An opaque token cannot be read by the client: the professional is given.
+            args.extend(["--ps".into(), ps()]);
+        }
+        let out = tokio::process::Command::new(crate::helpers::workspace_bin("visiodroits-client"))
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("<vd:code>0000</vd:code>"),
+            "exchange {exchange}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(token.as_str()));
+    }
+    // The exchanged PSC token is spent.
+    let mut conn = psc.conn(Some("org"), None).await;
+    assert!(conn.exchange_token(&jwt).await.is_err());
+    assert_not_logged(&[&jwt, &opaque]);
+}

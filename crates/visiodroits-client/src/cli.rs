@@ -48,6 +48,18 @@ pub struct ConnArgs {
     /// `numero_structure` (default: the FINESS of a CPE card's OU; a CPS card carries none).
     #[arg(long)]
     pub structure: Option<String>,
+    /// A Pro Santé Connect access token (or one of the server's), sent as `Authorization:
+    /// Bearer`; the certificate is then the structure's or the software's (ORG). `identifiant_ps`
+    /// defaults to the token's `SubjectNameID`.
+    #[arg(long, conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// The token, read from a file (`-`: standard input), so that it shows in no process list.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Trade the token first for one of the server's, bound to the certificate (RFC 8693 token
+    /// exchange at POST /token), and send that one.
+    #[arg(long)]
+    pub exchange: bool,
 }
 
 /// A resolved [`ConnArgs`].
@@ -56,6 +68,44 @@ pub struct Endpoint {
     pub host: String,
     pub config: Arc<rustls::ClientConfig>,
     pub messages: Messages,
+    /// The bearer token, and whether to exchange it first.
+    pub token: Option<String>,
+    pub exchange: bool,
+}
+
+impl Endpoint {
+    /// A connection, with its bearer token (exchanged first when asked).
+    pub async fn connect(&self) -> anyhow::Result<SoapConnection> {
+        let mut c = SoapConnection::connect(self.addr, &self.host, self.config.clone()).await?;
+        let token = match (&self.token, self.exchange) {
+            (Some(t), true) => {
+                let ours = c.exchange_token(t).await?;
+                eprintln!(
+                    "token exchanged: valid {} s, bound to this certificate",
+                    ours.expires_in
+                );
+                Some(ours.access_token)
+            }
+            (t, _) => t.clone(),
+        };
+        c.set_bearer(token);
+        Ok(c)
+    }
+}
+
+/// The PS identifier a token names (`SubjectNameID`, else `sub`), read without verification:
+/// only to fill the message's `identifiant_ps`, which the server checks against the token.
+fn token_ps_id(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims["SubjectNameID"]
+        .as_str()
+        .or(claims["sub"].as_str())
+        .map(str::to_string)
 }
 
 impl ConnArgs {
@@ -66,10 +116,29 @@ impl ConnArgs {
             _ => None,
         };
         let from_cert = identity.as_ref().map(|i| i.pharmacist()).transpose()?;
+        let token = match (&self.token, &self.token_file) {
+            (Some(t), _) => Some(t.trim().to_string()),
+            (None, Some(f)) => Some(
+                String::from_utf8(read_input(f)?)
+                    .context("the token file is not text")?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        anyhow::ensure!(
+            token.is_some() || !self.exchange,
+            "--exchange needs --token or --token-file"
+        );
+        anyhow::ensure!(
+            self.ps.is_some() || token.as_deref().is_none_or(|t| token_ps_id(t).is_some()),
+            "an opaque token names no professional that can be read here: give --ps"
+        );
         let pharmacist = Pharmacist {
             ps_id: self
                 .ps
                 .clone()
+                .or_else(|| token.as_deref().and_then(token_ps_id))
                 .or_else(|| from_cert.as_ref().map(|p| p.ps_id.clone()))
                 .unwrap_or_default(),
             structure: self
@@ -115,6 +184,8 @@ impl ConnArgs {
                 software: Software::default(),
                 pharmacist,
             },
+            token,
+            exchange: self.exchange,
         })
     }
 }
@@ -249,7 +320,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<bool> {
                 .unwrap_or(xml.trim())
                 .to_string();
             let e = conn.resolve()?;
-            let mut c = SoapConnection::connect(e.addr, &e.host, e.config.clone()).await?;
+            let mut c = e.connect().await?;
             let payload = if chiffre {
                 let services = c
                     .soap(
@@ -295,7 +366,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<bool> {
         ClientCommand::Send { conn, repeat, file } => {
             let body = read_input(&file)?;
             let e = conn.resolve()?;
-            let mut c = SoapConnection::connect(e.addr, &e.host, e.config.clone()).await?;
+            let mut c = e.connect().await?;
             let mut took = Vec::with_capacity(repeat as usize);
             let mut last = None;
             for _ in 0..repeat.max(1) {
@@ -332,7 +403,7 @@ fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 }
 
 async fn send_once(e: &Endpoint, body: String) -> anyhow::Result<Reply> {
-    let mut c = SoapConnection::connect(e.addr, &e.host, e.config.clone()).await?;
+    let mut c = e.connect().await?;
     c.soap(e.messages.version, body).await
 }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use visiodroits::cli::{
     self, AccreditationCommand, AmcCommand, AnnuaireCommand, AuditCommand, Cli, Command,
-    CrlCommand, PkiCommand,
+    CrlCommand, PkiCommand, PscCommand,
 };
 use visiodroits::config::Config;
 use visiodroits::{startup, telemetry};
@@ -92,6 +92,39 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 dir.display(),
                 visiodroits_devkit::pki::describe()
             );
+            Ok(())
+        }
+        Command::Psc {
+            command:
+                PscCommand::DevIssuer {
+                    listen,
+                    pki,
+                    secret_file,
+                },
+        } => cli::psc::dev_issuer(listen, &pki, &secret_file).await,
+        Command::Psc {
+            command:
+                PscCommand::Mint {
+                    issuer,
+                    ca,
+                    ps_id,
+                    bind,
+                    structures,
+                    opaque,
+                    lifetime,
+                },
+        } => {
+            let token = cli::psc::mint(&cli::psc::MintArgs {
+                issuer: &issuer,
+                ca: &ca,
+                ps_id: &ps_id,
+                bind: bind.as_deref(),
+                structures: &structures,
+                opaque,
+                lifetime,
+            })
+            .await?;
+            println!("{token}");
             Ok(())
         }
         Command::Import { file, strict } => {

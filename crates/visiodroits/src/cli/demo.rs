@@ -11,6 +11,7 @@ use crate::config::{Config, Secret};
 use crate::startup::Server;
 use crate::store::amc::{self, Amc, Contact, Service};
 use visiodroits_devkit::pgcluster::{Cluster, SUPERUSER};
+use visiodroits_devkit::psc::{DevIssuer, CLIENT_ID};
 
 /// The login role the demo server connects as.
 pub(crate) const LOGIN_ROLE: &str = "visiodroits";
@@ -71,10 +72,25 @@ pub struct Prepared {
     pub cluster: Option<Cluster>,
     pub config: Config,
     pub pki: PathBuf,
+    /// The stand-in Pro Santé Connect issuer the server accepts tokens from.
+    pub issuer: DevIssuer,
 }
 
-/// Prepares `dir` (cluster, PKI, keys, database, demo data) and returns the server configuration.
-pub async fn prepare(dir: &Path, overrides: HashMap<String, String>) -> anyhow::Result<Prepared> {
+/// Where the demo's stand-in Pro Santé Connect issuer listens.
+pub const ISSUER_LISTEN: &str = "127.0.0.1:8444";
+
+/// The client of the token exchange in the demo: the dev pharmacy's software (its ORG
+/// certificate's subject).
+const DEMO_TOKEN_CLIENT: &str =
+    "logiciel-demo=C=FR,O=PHARMACIE DEV,OU=1750000001,CN=LOGICIEL OFFICINE DEV";
+
+/// Prepares `dir` (cluster, PKI, keys, database, demo data), starts the stand-in PSC issuer on
+/// `issuer_listen`, and returns the server configuration.
+pub async fn prepare(
+    dir: &Path,
+    overrides: HashMap<String, String>,
+    issuer_listen: std::net::SocketAddr,
+) -> anyhow::Result<Prepared> {
     let dir = if dir.is_absolute() {
         dir.to_path_buf()
     } else {
@@ -86,6 +102,7 @@ pub async fn prepare(dir: &Path, overrides: HashMap<String, String>) -> anyhow::
     if !pki.join("trust.pem").exists()
         || !pki.join("clients/cps.pem").exists()
         || !pki.join("signing/signing.pem").exists()
+        || !pki.join("token/token.key").exists()
     {
         visiodroits_devkit::pki::generate(&pki).context("cannot create the dev PKI")?;
         println!("dev PKI created in {}", pki.display());
@@ -94,6 +111,19 @@ pub async fn prepare(dir: &Path, overrides: HashMap<String, String>) -> anyhow::
     if !key_file.exists() {
         write_private(&key_file, hex::encode(random_bytes::<32>()).as_bytes())?;
     }
+    let secret_file = dir.join("psc-client-secret");
+    if !secret_file.exists() {
+        write_private(&secret_file, hex::encode(random_bytes::<24>()).as_bytes())?;
+    }
+    let secret = std::fs::read_to_string(&secret_file)?;
+    let issuer = DevIssuer::start(
+        issuer_listen,
+        &pki.join("server/server.pem"),
+        &pki.join("server/server.key"),
+        secret.trim(),
+    )
+    .await
+    .with_context(|| format!("the stand-in PSC issuer cannot listen on {issuer_listen}"))?;
 
     // DATABASE_URL (an owner connection) replaces the private cluster when set.
     let (cluster, admin_url, app_url) = match crate::config::database_url_from_env() {
@@ -159,27 +189,58 @@ pub async fn prepare(dir: &Path, overrides: HashMap<String, String>) -> anyhow::
         ("DATABASE_URL", app_url.expose().clone()),
         ("VD_LOG_FORMAT", "text".to_string()),
         ("VD_INSTANCE_ID", "demo".to_string()),
+        ("VD_PSC_ISSUER", issuer.issuer.clone()),
+        ("VD_PSC_AUDIENCE", CLIENT_ID.to_string()),
+        ("VD_PSC_CA", p("ca/root.pem")),
+        (
+            "VD_PSC_INTROSPECTION_URL",
+            format!("{}/protocol/openid-connect/token/introspect", issuer.issuer),
+        ),
+        ("VD_PSC_CLIENT_ID", CLIENT_ID.to_string()),
+        (
+            "VD_PSC_CLIENT_SECRET_FILE",
+            secret_file.display().to_string(),
+        ),
+        ("VD_TOKEN_KEY", p("token/token.key")),
+        ("VD_TOKEN_CLIENTS", DEMO_TOKEN_CLIENT.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    let mut defaults = defaults;
+    let listen = overrides
+        .get("VD_LISTEN")
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:8443".into());
+    let port = listen.rsplit(':').next().unwrap_or("8443");
+    defaults.insert(
+        "VD_TOKEN_ISSUER".into(),
+        format!("https://localhost:{port}"),
+    );
     let config = Config::from_env_over(defaults, overrides)?;
     Ok(Prepared {
         cluster,
         config,
         pki,
+        issuer,
     })
 }
 
 /// Runs the demo until Ctrl-C, then stops the server and the cluster.
 pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
-    let prepared = prepare(dir, HashMap::new()).await?;
+    let listen = ISSUER_LISTEN.parse().expect("a socket address");
+    let prepared = prepare(dir, HashMap::new(), listen).await?;
     crate::telemetry::init(prepared.config.log_format, &prepared.config.log_filter);
     let server = Server::start(prepared.config.clone()).await?;
     println!(
         "{}",
-        instructions(&prepared.pki, server.addr, server.ops_addr)
+        instructions(
+            &prepared.pki,
+            server.addr,
+            server.ops_addr,
+            &prepared.issuer.issuer
+        )
     );
     println!(
         "ready in {:.1} s — Ctrl-C stops the server and the database",
@@ -229,10 +290,30 @@ vd "$ENV<vd:demande_annulation>$(HEAD)$PS<vd:numero_dossier>$DOSSIER</vd:numero_
 # Encrypted DEVIS: the prescription encrypted with openssl to the trusted third party's certificate
 DATA=$(printf '%s' "<vd:prescription xmlns:vd='urn:visiodroits:v1'>$LINES</vd:prescription>" | openssl cms -encrypt -binary -outform DER -recip @TTP@ | base64 -w0)
 vd "$ENV<vd:demande_tarification>$(HEAD)$PS<vd:numero_dossier>$DOSSIER</vd:numero_dossier><vd:mode>DEVIS</vd:mode><vd:prescription_chiffree><vd:donnees>$DATA</vd:donnees></vd:prescription_chiffree></vd:demande_tarification>$END"
+
+# Pro Santé Connect (e-CPS): the software's ORG certificate, and the pharmacist's PSC token from
+# the stand-in issuer, bound to that certificate (cnf.x5t#S256 = SHA-256 of the certificate)
+X5T=$(openssl x509 -in @ORG_PEM@ -outform DER | openssl dgst -sha256 -binary | base64 -w0 | tr '+/' '-_' | tr -d '=')
+PSC=$(curl -sS --fail --cacert @CA@ --data "ps_id=@PS_TOKEN@&x5t=$X5T" @ISSUER@/dev/mint)
+
+# RFC 8693 token exchange: the PSC token goes no further than this; the server's own token (5 min) is bound to the ORG certificate
+TOKEN=$(curl -sS --fail --cacert @CA@ --cert @ORG_PEM@ --key @ORG_KEY@ --data-urlencode grant_type=urn:ietf:params:oauth:grant-type:token-exchange --data-urlencode "subject_token=$PSC" --data-urlencode subject_token_type=urn:ietf:params:oauth:token-type:access_token @TOKEN_URL@ | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+vdt() { curl -sS --cacert @CA@ --cert @ORG_PEM@ --key @ORG_KEY@ -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/soap+xml; charset=utf-8' --data-binary "$1" @URL@; echo; }
+PST="<vd:ps><vd:identifiant_ps>@PS_TOKEN@</vd:identifiant_ps><vd:numero_structure>@FINESS@</vd:numero_structure></vd:ps>"
+
+# DemandeDroits and a DEVIS with the token: the pharmacist is the token's, the pharmacy the ORG certificate's (the message repeats it)
+R=$(vdt "$ENV<vd:demande_droits>$(HEAD)$PST<vd:beneficiaire><vd:nir>1850578006084</vd:nir><vd:cle_nir>91</vd:cle_nir><vd:date_naissance>19850512</vd:date_naissance><vd:rang_gemellaire>1</vd:rang_gemellaire></vd:beneficiaire><vd:amc><vd:numero_amc>12345678</vd:numero_amc></vd:amc><vd:date_reference>@DATE@</vd:date_reference><vd:domaines><vd:domaine>PHAR</vd:domaine></vd:domaines></vd:demande_droits>$END"); echo "$R"
+DOSSIER=$(echo "$R" | grep -o '<vd:numero_dossier>[^<]*' | cut -d'>' -f2)
+vdt "$ENV<vd:demande_tarification>$(HEAD)$PST<vd:numero_dossier>$DOSSIER</vd:numero_dossier><vd:mode>DEVIS</vd:mode><vd:prescription>$LINES</vd:prescription></vd:demande_tarification>$END"
 "#;
 
 /// The text printed by the demo: endpoints, then [`SCRIPT`] filled in.
-pub fn instructions(pki: &Path, addr: std::net::SocketAddr, ops: std::net::SocketAddr) -> String {
+pub fn instructions(
+    pki: &Path,
+    addr: std::net::SocketAddr,
+    ops: std::net::SocketAddr,
+    issuer: &str,
+) -> String {
     let url = format!("https://localhost:{}/visiodroits", addr.port());
     let cert = |name: &str| pki.join("clients").join(name).display().to_string();
     let ca = pki.join("ca/root.pem").display().to_string();
@@ -243,6 +324,17 @@ pub fn instructions(pki: &Path, addr: std::net::SocketAddr, ops: std::net::Socke
         .replace("@URL@", &url)
         .replace("@TTP@", &pki.join("ttp/ttp.pem").display().to_string())
         .replace("@PS@", &format!("8{}", visiodroits_devkit::pki::CPS_RPPS))
+        .replace("@ORG_PEM@", &cert("org.pem"))
+        .replace("@ORG_KEY@", &cert("org.key"))
+        .replace("@ISSUER@", issuer)
+        .replace(
+            "@TOKEN_URL@",
+            &format!("https://localhost:{}/token", addr.port()),
+        )
+        .replace(
+            "@PS_TOKEN@",
+            &format!("8{}", visiodroits_devkit::pki::DEV_RPPS),
+        )
         .replace("@FINESS@", visiodroits_devkit::pki::DEV_FINESS)
         .replace("@DATE@", &chrono::Utc::now().date_naive().to_string());
     format!(
@@ -252,9 +344,11 @@ pub fn instructions(pki: &Path, addr: std::net::SocketAddr, ops: std::net::Socke
          WSDL     : {url}?wsdl\n\
          Health   : http://{ops}/readyz   Metrics: http://{ops}/metrics\n\
          SoapUI   : client certificate {p12} (PKCS#12, password {pw}); trust {ca}\n\n\
+         PSC      : stand-in Pro Santé Connect issuer {issuer}\n\n\
          Paste these lines in a shell (bash): every operation with the pharmacist's CPS card\n\
          ({subject}: no OU; the card names the professional, the\n\
-         message declares the pharmacy, and the demo's professional directory lists it there).\n\
+         message declares the pharmacy, and the demo's professional directory lists it there),\n\
+         then the Pro Santé Connect way: the software's ORG certificate and a token.\n\
          ----8<----\n{script}----8<----\n",
         p12 = cert("cps.p12"),
         subject = "SN=PHARMACH0007512+CN=899700075122+GN=CAROLE,title=Pharmacien,C=FR",

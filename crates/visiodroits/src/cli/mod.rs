@@ -10,6 +10,7 @@ pub mod exit;
 pub mod import;
 pub mod migrate;
 pub mod pairing;
+pub mod psc;
 pub mod purge;
 
 use std::path::PathBuf;
@@ -59,6 +60,11 @@ pub enum Command {
     Pki {
         #[command(subcommand)]
         command: PkiCommand,
+    },
+    /// Pro Santé Connect, offline: a stand-in issuer and its tokens (development only).
+    Psc {
+        #[command(subcommand)]
+        command: PscCommand,
     },
     /// Validate the configuration (files, keys, CRLs) without serving.
     CheckConfig,
@@ -189,6 +195,47 @@ pub enum AnnuaireCommand {
 pub enum AuditCommand {
     /// Walk the hash chain (as vd_auditeur); exit non-zero and name the first broken row.
     Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PscCommand {
+    /// Serve a stand-in Pro Santé Connect issuer (OpenID configuration, JWKS, introspection)
+    /// over HTTPS with the dev PKI's server certificate, until Ctrl-C; prints the server's
+    /// variables for it.
+    DevIssuer {
+        #[arg(long, default_value = "127.0.0.1:8444")]
+        listen: std::net::SocketAddr,
+        /// The dev PKI (`pki dev`, or the demo's `var/pki`).
+        #[arg(long, default_value = "var/pki")]
+        pki: PathBuf,
+        /// The introspection client's secret (created when missing).
+        #[arg(long, default_value = "var/psc-client-secret")]
+        secret_file: PathBuf,
+    },
+    /// Mint a token at the running stand-in issuer and print it.
+    Mint {
+        /// The issuer (`iss`), as `psc dev-issuer` or the demo prints it.
+        #[arg(long)]
+        issuer: String,
+        /// The PEM bundle that signed the issuer's certificate (the dev PKI's `ca/root.pem`).
+        #[arg(long, default_value = "var/pki/ca/root.pem")]
+        ca: PathBuf,
+        /// `SubjectNameID`: `8` + RPPS.
+        #[arg(long)]
+        ps_id: String,
+        /// Bind the token to this certificate (PEM): `cnf.x5t#S256`.
+        #[arg(long)]
+        bind: Option<PathBuf>,
+        /// A FINESS where the professional exercises (the token's activities); repeatable.
+        #[arg(long = "structure")]
+        structures: Vec<String>,
+        /// An opaque token, checked by introspection, instead of a JWT.
+        #[arg(long)]
+        opaque: bool,
+        /// Seconds until `exp`.
+        #[arg(long, default_value_t = 120)]
+        lifetime: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

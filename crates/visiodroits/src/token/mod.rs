@@ -7,6 +7,7 @@
 
 mod claims;
 mod introspect;
+pub(crate) use introspect::form_encode;
 pub mod issuer;
 mod jwks;
 mod replay;
