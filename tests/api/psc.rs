@@ -42,6 +42,8 @@ fn bound(cert: &str) -> Mint {
 struct Psc {
     issuer: DevIssuer,
     app: TestApp,
+    /// The server's configuration variables.
+    vars: HashMap<String, String>,
 }
 
 /// A stand-in issuer, then a server configured for it (and for the token exchange), adjusted
@@ -62,6 +64,7 @@ async fn spawn(tweak: impl FnOnce(&mut HashMap<String, String>)) -> Psc {
         .join(format!("psc-{}.secret", uuid::Uuid::new_v4().simple()));
     std::fs::write(&secret_file, &secret).unwrap();
     let iss = issuer.issuer.clone();
+    let mut vars = HashMap::new();
     let app = TestApp::spawn_with(|v| {
         let p = |rel: &str| s.pki_path(rel).display().to_string();
         for (k, val) in [
@@ -86,9 +89,10 @@ async fn spawn(tweak: impl FnOnce(&mut HashMap<String, String>)) -> Psc {
             v.insert(k.to_string(), val);
         }
         tweak(v);
+        vars = v.clone();
     })
     .await;
-    Psc { issuer, app }
+    Psc { issuer, app, vars }
 }
 
 impl Psc {
@@ -780,4 +784,113 @@ async fn a_vendor_mints_exchanges_and_calls_from_the_command_line() {
     let mut conn = psc.conn(Some("org"), None).await;
     assert!(conn.exchange_token(&jwt).await.is_err());
     assert_not_logged(&[&jwt, &opaque]);
+}
+
+#[tokio::test]
+async fn check_config_downloads_the_jwks_and_names_the_exchange() {
+    let psc = spawn(|_| {}).await;
+    let config = visiodroits::config::Config::from_map(&psc.vars).unwrap();
+    let report = visiodroits::startup::check(&config).await.unwrap();
+    assert!(
+        report.contains(&format!(
+            "Pro Santé Connect: tokens of {} (1 signing key(s)",
+            psc.issuer.issuer
+        )),
+        "{report}"
+    );
+    assert!(report.contains("introspection on"), "{report}");
+    assert!(
+        report.contains("token exchange: POST /token for 1 client(s)"),
+        "{report}"
+    );
+    assert_eq!(psc.issuer.jwks_requests(), 1);
+
+    // An issuer that cannot be reached is a warning: serve would start, tokens would get 0999.
+    let mut vars = psc.vars.clone();
+    vars.insert("VD_PSC_JWKS_URL".into(), "https://localhost:1/certs".into());
+    let config = visiodroits::config::Config::from_map(&vars).unwrap();
+    let report = visiodroits::startup::check(&config).await.unwrap();
+    assert!(
+        report.contains("warning: Pro Santé Connect: cannot download https://localhost:1/certs"),
+        "{report}"
+    );
+}
+
+#[test]
+fn bad_token_settings_stop_the_start_by_name() {
+    let s = shared();
+    let base = s.config_vars("unused");
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![("VD_PSC_ISSUER", "http://psc.example")],
+            "VD_PSC_ISSUER",
+        ),
+        (
+            vec![("VD_PSC_ISSUER", "https://psc.example")],
+            "VD_PSC_AUDIENCE",
+        ),
+        (
+            vec![
+                ("VD_PSC_ISSUER", "https://psc.example"),
+                ("VD_PSC_AUDIENCE", "vd"),
+                ("VD_PSC_INTROSPECTION_URL", "https://psc.example/introspect"),
+            ],
+            "VD_PSC_INTROSPECTION_URL",
+        ),
+        (
+            vec![
+                ("VD_PSC_ISSUER", "https://psc.example"),
+                ("VD_PSC_AUDIENCE", "vd"),
+                ("VD_PSC_LEEWAY_SECS", "300"),
+            ],
+            "VD_PSC_LEEWAY_SECS",
+        ),
+        (vec![("VD_TOKEN_KEY", "/nowhere.key")], "VD_TOKEN_KEY"),
+        (
+            vec![
+                ("VD_PSC_ISSUER", "https://psc.example"),
+                ("VD_PSC_AUDIENCE", "vd"),
+                ("VD_TOKEN_KEY", "/nowhere.key"),
+                ("VD_TOKEN_ISSUER", "https://vd.example"),
+                ("VD_TOKEN_CLIENTS", "logiciel-sans-sujet"),
+            ],
+            "VD_TOKEN_CLIENTS",
+        ),
+        (
+            vec![
+                ("VD_PSC_ISSUER", "https://psc.example"),
+                ("VD_PSC_AUDIENCE", "vd"),
+                ("VD_TOKEN_BINDING", "sometimes"),
+            ],
+            "VD_TOKEN_BINDING",
+        ),
+    ];
+    for (set, name) in cases {
+        let mut vars = base.clone();
+        for (k, v) in &set {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        let err = visiodroits::config::Config::from_map(&vars).unwrap_err();
+        assert_eq!(err.name, name, "{set:?}: {err}");
+    }
+    // A token key that is not EC P-256 stops the start by name too.
+    let mut vars = base.clone();
+    for (k, v) in [
+        ("VD_PSC_ISSUER", "https://psc.example".to_string()),
+        ("VD_PSC_AUDIENCE", "vd".to_string()),
+        (
+            "VD_TOKEN_KEY",
+            s.pki_path("ttp/ttp.key").display().to_string(),
+        ),
+        ("VD_TOKEN_ISSUER", "https://vd.example".to_string()),
+        ("VD_TOKEN_CLIENTS", format!("a={ORG_SUBJECT}")),
+    ] {
+        vars.insert(k.to_string(), v);
+    }
+    let config = visiodroits::config::Config::from_map(&vars).unwrap();
+    let err = visiodroits::token::Tokens::load(&config.tokens).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("VD_TOKEN_KEY: an EC P-256 key"),
+        "{err:#}"
+    );
 }

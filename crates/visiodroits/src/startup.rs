@@ -186,7 +186,7 @@ pub async fn check(config: &Config) -> anyhow::Result<String> {
     load_trusted_third_party(config)?;
     load_signer(config)?;
     load_pseudonymisation_key(config)?;
-    crate::token::Tokens::load(&config.tokens)?;
+    let tokens = crate::token::Tokens::load(&config.tokens)?;
     let store = Store::connect_lazy(
         &config.database_url,
         config.db_pool_size,
@@ -225,7 +225,11 @@ pub async fn check(config: &Config) -> anyhow::Result<String> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    for w in warnings {
+    let (token_lines, token_warnings) = tokens.report().await;
+    for l in token_lines {
+        report.push_str(&format!("{l}\n"));
+    }
+    for w in warnings.into_iter().chain(token_warnings) {
         report.push_str(&format!("warning: {w}\n"));
     }
     for r in refused {

@@ -87,6 +87,18 @@ impl Jwks {
         found.ok_or(Refused("token_kid_unknown").into())
     }
 
+    /// Downloads the JWKS now (`check-config`): how many signing keys it holds.
+    pub(crate) async fn fetch_now(&self) -> anyhow::Result<usize> {
+        let body = crate::http_client::send(
+            crate::http_client::Outbound::get(&self.url),
+            Some(&self.tls),
+            self.timeout,
+            MAX_JWKS_BYTES,
+        )
+        .await?;
+        Ok(parse(&body)?.len())
+    }
+
     /// Verifies a PSC JWT's signature with the key its `kid` names and the header's algorithm
     /// (in the allow-list, of the key's family, and the JWK's own `alg` when it has one).
     pub(crate) async fn verify(&self, raw: &str, header: &Header) -> Result<Claims, TokenError> {

@@ -104,6 +104,47 @@ impl Tokens {
         })
     }
 
+    /// What `check-config` reports: the issuer and its JWKS (downloaded now), the token
+    /// exchange's clients. An issuer that cannot be reached is a warning, not an error: `serve`
+    /// starts without it and tokens get 0999 until it answers.
+    pub async fn report(&self) -> (Vec<String>, Vec<String>) {
+        let (mut lines, mut warnings) = (Vec::new(), Vec::new());
+        let Some(psc) = &self.psc else {
+            lines.push("Pro Santé Connect: off (VD_PSC_ISSUER not set)".to_string());
+            return (lines, warnings);
+        };
+        match psc.keys.fetch_now().await {
+            Ok(0) => warnings.push(format!(
+                "Pro Santé Connect: {} holds no usable signing key (RS256, PS256, ES256)",
+                psc.settings.jwks_url
+            )),
+            Ok(n) => lines.push(format!(
+                "Pro Santé Connect: tokens of {} ({n} signing key(s) at {}), introspection {}",
+                psc.settings.issuer,
+                psc.settings.jwks_url,
+                if psc.introspection.is_some() {
+                    "on"
+                } else {
+                    "off"
+                }
+            )),
+            Err(e) => warnings.push(format!(
+                "Pro Santé Connect: cannot download {}: {e:#}",
+                psc.settings.jwks_url
+            )),
+        }
+        match &self.issuer {
+            Some(i) => lines.push(format!(
+                "token exchange: POST /token for {} client(s), tokens of {} for {} s",
+                i.clients.len(),
+                i.issuer,
+                i.lifetime.as_secs()
+            )),
+            None => lines.push("token exchange: off (VD_TOKEN_KEY not set)".to_string()),
+        }
+        (lines, warnings)
+    }
+
     /// Whether any token can be accepted here.
     pub fn enabled(&self) -> bool {
         self.psc.is_some()
