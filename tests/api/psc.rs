@@ -850,6 +850,24 @@ fn bad_token_settings_stop_the_start_by_name() {
             vec![
                 ("VD_PSC_ISSUER", "https://psc.example"),
                 ("VD_PSC_AUDIENCE", "vd"),
+                ("VD_PSC_AUDIENCE_CLAIM", "sub"),
+            ],
+            "VD_PSC_AUDIENCE_CLAIM",
+        ),
+        (
+            vec![
+                ("VD_PSC_ISSUER", "https://psc.example"),
+                ("VD_PSC_AUDIENCE", "vd"),
+                ("VD_TOKEN_KEY", "/nowhere.key"),
+                ("VD_TOKEN_ISSUER", "https://psc.example"),
+                ("VD_TOKEN_CLIENTS", "a=CN=x"),
+            ],
+            "VD_TOKEN_ISSUER",
+        ),
+        (
+            vec![
+                ("VD_PSC_ISSUER", "https://psc.example"),
+                ("VD_PSC_AUDIENCE", "vd"),
                 ("VD_TOKEN_KEY", "/nowhere.key"),
                 ("VD_TOKEN_ISSUER", "https://vd.example"),
                 ("VD_TOKEN_CLIENTS", "logiciel-sans-sujet"),
@@ -893,4 +911,148 @@ fn bad_token_settings_stop_the_start_by_name() {
         format!("{err:#}").contains("VD_TOKEN_KEY: an EC P-256 key"),
         "{err:#}"
     );
+}
+
+#[tokio::test]
+async fn without_a_structure_in_the_certificate_the_token_or_the_directory_names_it() {
+    // An ORG profile whose OU gives something that is not a FINESS: the certificate binds no
+    // structure, so the declared one must be the token's or the directory's.
+    let psc = spawn(|v| {
+        v.insert(
+            "VD_PROFILE_ORG_OU".into(),
+            r"^(?P<structure>1\d{9})$".into(),
+        );
+    })
+    .await;
+    let ask = |structure: &'static str, token: String| {
+        let psc = &psc;
+        async move {
+            let mut conn = psc.conn(Some("org"), Some(&token)).await;
+            let id = new_id();
+            let req = Rights {
+                ps_id: ps(),
+                structure: Some(structure.into()),
+                ..Rights::default()
+            };
+            let reply = conn
+                .soap(SoapVersion::V12, req.xml(SoapVersion::V12, &id))
+                .await
+                .unwrap();
+            (code(&reply), psc.audit(&id).await.5)
+        }
+    };
+    let named = |structures: &[&str]| Mint {
+        structures: structures.iter().map(|s| s.to_string()).collect(),
+        ..bound("org")
+    };
+    // Named by the token's activities.
+    let (c, source) = ask(OTHER, psc.issuer.mint(&named(&[OTHER]))).await;
+    assert_eq!((c.as_str(), source.as_deref()), ("0000", Some("jeton")));
+    // Not named by the token: the directory lists the pharmacist at the dev pharmacy only.
+    let (c, source) = ask(DEV_FINESS, psc.issuer.mint(&named(&[]))).await;
+    assert_eq!((c.as_str(), source.as_deref()), ("0000", Some("annuaire")));
+    let (c, _) = ask(OTHER, psc.issuer.mint(&named(&[DEV_FINESS]))).await;
+    assert_eq!(c, "8004");
+}
+
+/// Another pharmacy, where the dev pharmacist has no activity in the directory.
+const OTHER: &str = visiodroits_devkit::pki::OTHER_FINESS;
+
+#[tokio::test]
+async fn replay_is_decided_across_instances() {
+    // A second server on the first one's database: an instance that never saw a token still
+    // knows it was used.
+    let psc = spawn(|_| {}).await;
+    let mut vars = psc.vars.clone();
+    vars.insert("VD_INSTANCE_ID".into(), "test-2".into());
+    let second =
+        visiodroits::startup::Server::start(visiodroits::config::Config::from_map(&vars).unwrap())
+            .await
+            .unwrap();
+    let connect_second = || async {
+        SoapConnection::connect(
+            second.addr,
+            "localhost",
+            crate::helpers::tls_for(Some("org"), visiodroits_client::Versions::Both),
+        )
+        .await
+        .unwrap()
+    };
+    let on_second = |token: String| async move {
+        let mut conn = connect_second().await;
+        conn.set_bearer(Some(token));
+        let id = new_id();
+        let req = Rights {
+            ps_id: ps(),
+            ..Rights::default()
+        };
+        let reply = conn
+            .soap(SoapVersion::V12, req.xml(SoapVersion::V12, &id))
+            .await
+            .unwrap();
+        (reply, id)
+    };
+
+    let unbound = psc.issuer.mint(&Mint::new(&ps()));
+    let mut conn = psc.conn(Some("org"), Some(&unbound)).await;
+    assert_eq!(code(&psc.rights(&mut conn, &ps()).await.0), "0000");
+    let (reply, id) = on_second(unbound.clone()).await;
+    assert_invalid_token(&reply, "an unbound token used on the other instance");
+    assert_eq!(psc.audit(&id).await.1.as_deref(), Some("token_replayed"));
+
+    // A bound token works on both, as many times as asked.
+    let token = psc.issuer.mint(&bound("org"));
+    let mut conn = psc.conn(Some("org"), Some(&token)).await;
+    assert_eq!(code(&psc.rights(&mut conn, &ps()).await.0), "0000");
+    for _ in 0..2 {
+        assert_eq!(code(&on_second(token.clone()).await.0), "0000");
+    }
+
+    // A PSC token exchanged on one instance cannot be exchanged on the other.
+    let subject = psc.issuer.mint(&Mint::new(&ps()));
+    let mut conn = psc.conn(Some("org"), None).await;
+    conn.exchange_token(&subject).await.unwrap();
+    let mut other = connect_second().await;
+    let refused = other.exchange_token(&subject).await.unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("invalid_grant"),
+        "{refused:#}"
+    );
+}
+
+#[tokio::test]
+async fn an_issuer_out_of_reach_is_a_technical_error_and_is_not_hammered() {
+    // A port nothing listens on: the JWKS cannot be downloaded.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "https://localhost:{}/certs",
+        closed.local_addr().unwrap().port()
+    );
+    drop(closed);
+    let psc = spawn(|v| {
+        v.insert("VD_PSC_JWKS_URL".into(), url);
+        v.insert("VD_PSC_JWKS_REFETCH_SECS".into(), "60".into());
+    })
+    .await;
+    let mut conn = psc
+        .conn(Some("org"), Some(&psc.issuer.mint(&bound("org"))))
+        .await;
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let (reply, _) = psc.rights(&mut conn, &ps()).await;
+        assert_eq!(code(&reply), "0999", "attempt {attempt}: {}", reply.body);
+        assert!(reply.headers.get("www-authenticate").is_none());
+        if attempt > 0 {
+            // Within the refetch interval the failure is answered without trying again.
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+    }
+    // Cards are not affected.
+    let mut card = psc.app.connect(Some("valid")).await.unwrap();
+    let (reply, _) = psc.rights(&mut card, &ps()).await;
+    assert_eq!(code(&reply), "0000", "{}", reply.body);
 }

@@ -30,6 +30,9 @@ const PAIRING: &str =
     SELECT gen_random_uuid(), g.beneficiaire_id, g.contrat_id FROM identite.garantie g LIMIT 1";
 const AUDIT: &str = "INSERT INTO audit.journal (instance, operation, code, duree_ms) VALUES ('t', 'test', '0000', 0)";
 
+/// A use of a token recorded for replay.
+const JETON: &str = "SELECT audit.vd_jeton_vu('https://psc', 'jti-1', repeat('a', 64), now() + interval '1 minute', true)";
+
 #[tokio::test]
 async fn each_role_may_do_only_what_the_role_table_says() {
     let app = TestApp::spawn().await;
@@ -83,6 +86,14 @@ async fn each_role_may_do_only_what_the_role_table_says() {
         ("vd_auditeur", "DELETE FROM audit.lacune", false),
         ("vd_audit_sealer", AUDIT, false),
         ("vd_audit_sealer", "SELECT * FROM identite.beneficiaire", false),
+        // Token replay: only the audit writer records a use, and only through its function.
+        ("vd_audit_writer", JETON, true),
+        ("vd_audit_writer", "SELECT * FROM audit.jeton_vu", false),
+        ("vd_audit_writer", "DELETE FROM audit.jeton_vu", false),
+        ("vd_droits", JETON, false),
+        ("vd_tarif", JETON, false),
+        ("vd_auditeur", JETON, false),
+        ("vd_tarif", "SELECT * FROM audit.jeton_vu", false),
     ];
     for (role, sql, allowed) in cases {
         let result = try_as(&app, role, sql).await;

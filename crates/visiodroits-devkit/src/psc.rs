@@ -72,6 +72,8 @@ pub struct Mint {
     pub audience: Option<String>,
     /// Sign with a key the JWKS does not publish.
     pub unpublished_key: bool,
+    /// Keycloak's `typ` claim: `Bearer` for an access token, `ID` for an ID token.
+    pub token_type: String,
 }
 
 impl Mint {
@@ -86,6 +88,7 @@ impl Mint {
             issuer: None,
             audience: None,
             unpublished_key: false,
+            token_type: "Bearer".into(),
         }
     }
 
@@ -259,7 +262,7 @@ impl State {
             "preferred_username": m.ps_id,
             "acr": m.acr,
             "scope": "openid scope_all",
-            "typ": "Bearer",
+            "typ": m.token_type,
             "iat": now.min(now + m.lifetime),
             "exp": now + m.lifetime,
             "jti": uuid::Uuid::new_v4().to_string(),

@@ -124,6 +124,15 @@ pub enum TokenBinding {
     Optional,
 }
 
+/// Which claim names this service in a PSC token (`VD_PSC_AUDIENCE_CLAIM`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudienceClaim {
+    /// `aud` contains `VD_PSC_AUDIENCE` (this service as a resource server).
+    Aud,
+    /// `azp` is `VD_PSC_AUDIENCE` (the client the token was issued to).
+    Azp,
+}
+
 /// The Pro Santé Connect issuer whose access tokens are accepted (`VD_PSC_*`).
 #[derive(Debug, Clone)]
 pub struct PscIssuer {
@@ -137,8 +146,9 @@ pub struct PscIssuer {
     pub client_secret: Option<Secret<String>>,
     /// Certificate and key presented to the issuer (mTLS client authentication).
     pub client_cert: Option<(PathBuf, PathBuf)>,
-    /// What `aud` must contain, or `azp` equal.
+    /// What `aud` must contain, or `azp` equal, as `audience_claim` says.
     pub audience: String,
+    pub audience_claim: AudienceClaim,
     /// Roots trusted for the issuer's HTTPS; `None`: the public web roots.
     pub ca: Option<PathBuf>,
     pub leeway: Duration,
@@ -481,6 +491,11 @@ fn tokens(v: &Vars<'_>) -> Result<TokenSettings, ConfigError> {
                 client_secret,
                 client_cert,
                 audience: v.required("VD_PSC_AUDIENCE")?.to_string(),
+                audience_claim: match v.get("VD_PSC_AUDIENCE_CLAIM").unwrap_or("aud") {
+                    "aud" => AudienceClaim::Aud,
+                    "azp" => AudienceClaim::Azp,
+                    other => return Err(v.bad("VD_PSC_AUDIENCE_CLAIM", other, "aud or azp")),
+                },
                 ca: v.opt_path("VD_PSC_CA"),
                 leeway: Duration::from_secs(v.num("VD_PSC_LEEWAY_SECS", 60, 0, 60)?),
                 jwks_refetch: Duration::from_secs(v.num(
@@ -510,6 +525,13 @@ fn tokens(v: &Vars<'_>) -> Result<TokenSettings, ConfigError> {
                 });
             }
             let issuer = https("VD_TOKEN_ISSUER", v.required("VD_TOKEN_ISSUER")?)?;
+            if psc.as_ref().is_some_and(|p| p.issuer == issuer) {
+                return Err(v.bad(
+                    "VD_TOKEN_ISSUER",
+                    &issuer,
+                    "a name of this server's own, not VD_PSC_ISSUER",
+                ));
+            }
             let raw = v.required("VD_TOKEN_CLIENTS")?;
             let clients = raw
                 .split(';')

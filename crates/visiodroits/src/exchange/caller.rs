@@ -8,7 +8,7 @@
 use super::fields::Declared;
 use super::{Call, ExchangeError, Exchanges, Seen};
 use crate::code::Code;
-use crate::config::{StructureCheck, TokenBinding};
+use crate::config::StructureCheck;
 use crate::domain::{PsId, StructureNumber};
 use crate::store::annuaire::{self, Exercises};
 use crate::tls::identity::{CertIdentity, PeerIdentity};
@@ -99,15 +99,13 @@ impl Professional<'_> {
 }
 
 /// The professional of the call, or the refusal, in this order: 8003 for a certificate no
-/// profile recognises; with a token, 8002 (`invalid_token`) for a token refused, presented on
-/// another connection than an ORG or CPE certificate's, bound to another certificate, unbound
-/// where `bound` (and the operator did not turn that off), or replayed; without one, 8002 for an
+/// profile recognises; with a token, 8002 (`invalid_token`) for a token that `exchange::token`
+/// did not admit (refused, on another connection than an ORG or CPE certificate's, bound to
+/// another certificate, unbound where it must be bound, replayed); without one, 8002 for an
 /// organisation's certificate and, when `required`, for no certificate.
 pub(crate) fn professional<'a>(
-    ex: &Exchanges,
     call: &Call<'a>,
     required: bool,
-    bound: bool,
 ) -> Result<Option<Professional<'a>>, ExchangeError> {
     let identity: &'a PeerIdentity = &call.conn.identity;
     if let PeerIdentity::Refused { .. } = identity {
@@ -115,25 +113,17 @@ pub(crate) fn professional<'a>(
     }
     match &call.token {
         Some(Err(refused)) => Err(ExchangeError::Token(*refused)),
-        Some(Ok(token)) => {
-            let cert = match identity {
-                PeerIdentity::Certified(c)
-                    if matches!(c.profile, CertProfile::Org | CertProfile::Cpe) =>
-                {
-                    c
-                }
-                _ => return Err(ExchangeError::Token(Refused("token_needs_org_certificate"))),
-            };
-            let thumbprint = hex::decode(&cert.cert.fingerprint).ok();
-            let bound = bound && ex.tokens.binding == TokenBinding::Required;
-            ex.tokens
-                .admit(token, thumbprint.as_deref(), bound, false)
-                .map_err(ExchangeError::Token)?;
-            Ok(Some(Professional::Token {
-                cert,
-                token: token.clone(),
-            }))
-        }
+        Some(Ok(token)) => match identity {
+            PeerIdentity::Certified(cert)
+                if matches!(cert.profile, CertProfile::Org | CertProfile::Cpe) =>
+            {
+                Ok(Some(Professional::Token {
+                    cert,
+                    token: token.clone(),
+                }))
+            }
+            _ => Err(ExchangeError::Token(Refused("token_needs_org_certificate"))),
+        },
         None => match identity {
             PeerIdentity::Certified(c) if c.profile.names_a_person() => {
                 Ok(Some(Professional::Card(c)))
@@ -158,8 +148,7 @@ pub(crate) fn dispensing<R>(
     parse: impl FnOnce(&crate::soap::Element) -> (Seen, Result<R, Vec<String>>),
     ps: impl FnOnce(&R) -> &Declared,
 ) -> Result<(R, Caller), ExchangeError> {
-    let who = professional(ex, call, true, true)?
-        .ok_or(ExchangeError::Access(Code::CertificateRequired))?;
+    let who = professional(call, true)?.ok_or(ExchangeError::Access(Code::CertificateRequired))?;
     if super::tarification::carries_identity(call.body) {
         return Err(ExchangeError::Business(Code::MixedData));
     }
@@ -194,11 +183,12 @@ pub(crate) fn bind(
         (None, Some(d)) if who.named().iter().any(|n| n == d.as_str()) => {
             (d.clone(), StructureSource::Token)
         }
+        // A token's declared structure is always checked: `declared` trusts a card's holder.
         (None, Some(d)) => (
             d.clone(),
-            match check {
-                StructureCheck::Directory => StructureSource::Directory,
-                StructureCheck::Declared => StructureSource::Declared,
+            match (check, who) {
+                (StructureCheck::Declared, Professional::Card(_)) => StructureSource::Declared,
+                _ => StructureSource::Directory,
             },
         ),
     };

@@ -257,7 +257,7 @@ pub async fn dispatch(
     call.audit.response_id = Some(call.response_id);
     let outcome = async {
         match bearer.filter(|_| op != Operation::Services) {
-            Some(raw) => match token(ex, &mut call, raw).await {
+            Some(raw) => match token(ex, op, &mut call, raw).await {
                 Ok(()) => run(ex, op, &mut call).await,
                 Err(e) => finish(ex, op, &mut call, Err(e)).await,
             },
@@ -275,30 +275,52 @@ pub async fn dispatch(
     outcome
 }
 
-/// Verifies the request's bearer token: its issuer, `jti` and SHA-256 go to the audit row, and
-/// the verdict to the call (the exchange decides, with its connection, whether it is admitted).
-/// An issuer that cannot be asked is a technical failure.
-async fn token(ex: &Exchanges, call: &mut Call<'_>, raw: &str) -> Result<(), ExchangeError> {
-    use crate::token::TokenError;
-    match ex.tokens.verify(raw).await {
-        Ok(t) => {
-            call.audit
-                .token(Some(&t.issuer), t.jti.as_deref(), &t.sha256);
-            call.token = Some(Ok(t));
-            Ok(())
+/// Admits the request's bearer token, in this order: a connection made with an ORG or CPE
+/// certificate (a token is not even read on another); the token verified
+/// ([`crate::token::Tokens::verify`]); bound to that certificate, where the operation needs it
+/// or the token says so; not a replay. Its SHA-256, then its issuer and `jti`, go to the audit
+/// row, and the verdict to the call. An issuer or a replay table that cannot be asked is a
+/// technical failure.
+async fn token(
+    ex: &Exchanges,
+    op: Operation,
+    call: &mut Call<'_>,
+    raw: &str,
+) -> Result<(), ExchangeError> {
+    use crate::tls::profile::CertProfile;
+    use crate::token::{Refused, TokenError};
+    call.audit
+        .token(None, None, &crate::token::token_sha256(raw));
+    let cert = match &call.conn.identity {
+        PeerIdentity::Certified(c) if matches!(c.profile, CertProfile::Org | CertProfile::Cpe) => c,
+        _ => {
+            call.token = Some(Err(Refused("token_needs_org_certificate")));
+            return Ok(());
         }
+    };
+    let t = match ex.tokens.verify(raw).await {
+        Ok(t) => t,
         Err(TokenError::Refused(r)) => {
-            call.audit
-                .token(None, None, &crate::token::token_sha256(raw));
             call.token = Some(Err(r));
-            Ok(())
+            return Ok(());
         }
-        Err(TokenError::Unavailable(e)) => {
-            call.audit
-                .token(None, None, &crate::token::token_sha256(raw));
-            Err(ExchangeError::Internal(e))
-        }
+        Err(TokenError::Unavailable(e)) => return Err(ExchangeError::Internal(e)),
+    };
+    call.audit
+        .token(Some(&t.issuer), t.jti.as_deref(), &t.sha256);
+    let dispensing = op != Operation::Rights;
+    let bound_required = dispensing && ex.tokens.binding == crate::config::TokenBinding::Required;
+    let thumbprint = hex::decode(&cert.cert.fingerprint).ok();
+    if let Err(r) = ex.tokens.bound(&t, thumbprint.as_deref(), bound_required) {
+        call.token = Some(Err(r));
+        return Ok(());
     }
+    match ex.tokens.replay(&ex.store, &t, false).await {
+        Ok(()) => call.token = Some(Ok(t)),
+        Err(TokenError::Refused(r)) => call.token = Some(Err(r)),
+        Err(TokenError::Unavailable(e)) => return Err(ExchangeError::Internal(e)),
+    }
+    Ok(())
 }
 
 /// The operation's handler, then its outcome as a response and, for anything but a success

@@ -157,6 +157,13 @@ async fn grant(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
+    if param("grant_type").is_none() {
+        return Err(oauth(
+            "invalid_request",
+            "grant_type is required",
+            "no_grant_type",
+        ));
+    }
     if param("grant_type") != Some(TOKEN_EXCHANGE) {
         return Err(oauth(
             "unsupported_grant_type",
@@ -168,9 +175,9 @@ async fn grant(
     let subject_token = param("subject_token")
         .filter(|t| !t.is_empty())
         .ok_or_else(|| invalid("subject_token is required", "no_subject_token"))?;
-    if param("subject_token_type") != Some(ACCESS_TOKEN) {
+    if !matches!(param("subject_token_type"), Some(ACCESS_TOKEN | JWT)) {
         return Err(invalid(
-            "subject_token_type must be urn:ietf:params:oauth:token-type:access_token",
+            "subject_token_type must be urn:ietf:params:oauth:token-type:access_token (or :jwt)",
             "subject_token_type",
         ));
     }
@@ -201,21 +208,12 @@ async fn grant(
         )
     };
     rec.token(None, None, &token_sha256(subject_token));
-    let token = match s.exchanges.tokens.verify(subject_token).await {
-        Ok(t) => t,
-        Err(TokenError::Refused(r)) => return Err(bad_grant(r.0)),
-        Err(TokenError::Unavailable(e)) => {
-            tracing::error!(
-                error = format!("{e:#}"),
-                "token exchange: the issuer cannot be asked"
-            );
-            return Err(oauth(
-                "server_error",
-                "the Pro Sante Connect issuer cannot be reached",
-                "issuer_unavailable",
-            ));
-        }
-    };
+    let token = s
+        .exchanges
+        .tokens
+        .verify(subject_token)
+        .await
+        .map_err(|e| refused_grant(e, "issuer_unavailable"))?;
     rec.token(Some(&token.issuer), token.jti.as_deref(), &token.sha256);
     rec.ps_id = Some(token.ps_id.clone());
     if token.ours {
@@ -224,8 +222,13 @@ async fn grant(
     let thumbprint = hex::decode(&cert.cert.fingerprint).map_err(|_| not_client("fingerprint"))?;
     s.exchanges
         .tokens
-        .admit(&token, Some(&thumbprint), false, true)
+        .bound(&token, Some(&thumbprint), false)
         .map_err(|r| bad_grant(r.0))?;
+    s.exchanges
+        .tokens
+        .replay(&s.exchanges.store, &token, true)
+        .await
+        .map_err(|e| refused_grant(e, "replay_unavailable"))?;
     let (access_token, expires_in) = issuer
         .mint(&Grant {
             ps_id: &token.ps_id,
@@ -246,6 +249,24 @@ async fn grant(
         "expires_in": expires_in,
     })
     .to_string())
+}
+
+/// A subject token refused (`invalid_grant`), or a check that could not be made (`server_error`,
+/// the cause logged, `reason` audited).
+fn refused_grant(e: TokenError, reason: &'static str) -> OAuthError {
+    match e {
+        TokenError::Refused(r) => {
+            oauth("invalid_grant", "the subject token is not acceptable", r.0)
+        }
+        TokenError::Unavailable(e) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                reason,
+                "token exchange: a check could not be made"
+            );
+            oauth("server_error", "try again later", reason)
+        }
+    }
 }
 
 /// The form body: `application/x-www-form-urlencoded`, bounded, each parameter at most once

@@ -12,6 +12,7 @@ pub(crate) mod retention;
 pub mod rights;
 pub(crate) mod schema;
 pub mod tarification;
+pub(crate) mod token;
 pub mod transactions;
 
 use std::str::FromStr;

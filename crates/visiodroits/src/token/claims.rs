@@ -7,7 +7,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::{Refused, TokenError};
-use crate::config::PscIssuer;
+use crate::config::{AudienceClaim, PscIssuer};
 
 /// The level of assurance PSC gives an e-CPS or card authentication.
 pub(crate) const ACR_EIDAS1: &str = "eidas1";
@@ -84,6 +84,9 @@ pub(crate) struct Claims {
     pub ref_pro: Option<serde_json::Value>,
     #[serde(default)]
     pub numero_structure: Option<String>,
+    /// Keycloak's token type claim: `Bearer` for an access token (`ID`, `Refresh` otherwise).
+    #[serde(default)]
+    pub typ: Option<String>,
     #[serde(default)]
     pub cnf: Option<Confirmation>,
 }
@@ -147,8 +150,8 @@ fn ps_id(raw: Option<&str>) -> Result<String, Refused> {
     ok.then(|| id.to_string()).ok_or(Refused("token_subject"))
 }
 
-/// A Pro Santé Connect token's identity: issuer exact, audience (`aud` contains it or `azp` is
-/// it), dates, `acr` = `eidas1`, `SubjectNameID`. For an introspection answer, `active` must be
+/// A Pro Santé Connect token's identity: issuer exact, audience (`aud` contains it, or `azp` is
+/// it, as configured), an access token (`typ`), dates, `acr` = `eidas1`, `SubjectNameID`. For an introspection answer, `active` must be
 /// true and `iss`, when given, the issuer.
 pub(crate) fn psc_identity(
     c: Claims,
@@ -164,13 +167,21 @@ pub(crate) fn psc_identity(
         None if introspected => {}
         _ => return Err(Refused("token_issuer").into()),
     }
-    let audience_ok = c
-        .aud
-        .as_ref()
-        .is_some_and(|a| a.contains(&settings.audience))
-        || c.azp.as_deref() == Some(settings.audience.as_str());
+    let audience_ok = match settings.audience_claim {
+        AudienceClaim::Aud => c
+            .aud
+            .as_ref()
+            .is_some_and(|a| a.contains(&settings.audience)),
+        AudienceClaim::Azp => c.azp.as_deref() == Some(settings.audience.as_str()),
+    };
     if !audience_ok {
         return Err(Refused("token_audience").into());
+    }
+    if c.typ
+        .as_deref()
+        .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
+    {
+        return Err(Refused("token_type").into());
     }
     let expires = check_dates(&c, settings.leeway.as_secs() as i64)?;
     if c.acr.as_deref() != Some(ACR_EIDAS1) {

@@ -1,7 +1,9 @@
 //! Opaque tokens, checked by RFC 7662 introspection at the issuer (client credentials by HTTP
 //! Basic, or the configured client certificate). An active answer is kept, by the token's
 //! SHA-256, until the earlier of its `exp` and `VD_PSC_INTROSPECTION_CACHE_SECS` (at most 60 s):
-//! a token the issuer deactivates is refused at most that long after.
+//! a token the issuer deactivates is refused at most that long after. An inactive answer is kept
+//! as long, so that the same unknown token sent again does not reach the issuer again; at most
+//! [`IN_FLIGHT`] requests are at the issuer at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,6 +18,11 @@ use crate::config::{PscIssuer, Secret};
 
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 const CACHE_ENTRIES: usize = 16_384;
+/// Introspection requests at the issuer at once.
+pub(crate) const IN_FLIGHT: usize = 16;
+
+/// By token hash: until when, and the active answer (`None`: inactive).
+type Cache = HashMap<[u8; 32], (Instant, Option<Claims>)>;
 
 pub(crate) struct Introspection {
     url: String,
@@ -23,7 +30,8 @@ pub(crate) struct Introspection {
     authorization: Option<Secret<String>>,
     timeout: Duration,
     keep: Duration,
-    cache: Mutex<HashMap<[u8; 32], (Instant, Claims)>>,
+    cache: Mutex<Cache>,
+    in_flight: tokio::sync::Semaphore,
 }
 
 /// `application/x-www-form-urlencoded` value (RFC 6749 appendix B, also for Basic credentials).
@@ -52,6 +60,7 @@ impl Introspection {
             timeout: settings.timeout,
             keep: settings.introspection_cache,
             cache: Mutex::new(HashMap::new()),
+            in_flight: tokio::sync::Semaphore::new(IN_FLIGHT),
         }
     }
 
@@ -59,11 +68,16 @@ impl Introspection {
     pub(crate) async fn check(&self, token: &str) -> Result<Claims, TokenError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let lock = || self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((until, claims)) = lock().get(&key) {
+        if let Some((until, answer)) = lock().get(&key) {
             if Instant::now() < *until {
-                return Ok(claims.clone());
+                return answer.clone().ok_or(Refused("token_inactive").into());
             }
         }
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|e| TokenError::Unavailable(e.into()))?;
         let form = format!("token={}&token_type_hint=access_token", form_encode(token));
         let body = crate::http_client::send(
             crate::http_client::Outbound {
@@ -80,8 +94,17 @@ impl Introspection {
         let claims: Claims = serde_json::from_slice(&body).map_err(|_| {
             TokenError::Unavailable(anyhow::anyhow!("token introspection: not a JSON answer"))
         })?;
+        let remember = |until: Instant, answer: Option<Claims>| {
+            let mut cache = lock();
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(key, (until, answer));
+        };
         if claims.active != Some(true) {
-            lock().remove(&key);
+            if !self.keep.is_zero() {
+                remember(Instant::now() + self.keep, None);
+            }
             return Err(Refused("token_inactive").into());
         }
         let left = claims
@@ -91,11 +114,7 @@ impl Introspection {
             .unwrap_or(self.keep);
         let keep = self.keep.min(left);
         if !keep.is_zero() {
-            let mut cache = lock();
-            if cache.len() >= CACHE_ENTRIES {
-                cache.clear();
-            }
-            cache.insert(key, (Instant::now() + keep, claims.clone()));
+            remember(Instant::now() + keep, Some(claims.clone()));
         }
         Ok(claims)
     }

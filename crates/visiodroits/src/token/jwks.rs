@@ -1,6 +1,9 @@
-//! The issuer's signing keys (JWKS), fetched over HTTPS on the first token and again when a token
-//! names an unknown `kid` — at most once per `VD_PSC_JWKS_REFETCH_SECS`, so that tokens with
-//! made-up `kid`s cannot make the server hammer the issuer. RS256, PS256 and ES256 only.
+//! The issuer's signing keys (JWKS), fetched over HTTPS on the first token, again when a token
+//! names an unknown `kid` — at most one attempt per `VD_PSC_JWKS_REFETCH_SECS`, failed or not,
+//! so that tokens with made-up `kid`s or an issuer that is down cannot make the server hammer
+//! it — and once the keys are [`MAX_AGE`] old, so that a key the issuer withdrew stops being
+//! accepted (while the issuer cannot be reached, the keys in hand are kept). One download at a
+//! time; requests waiting for it share its outcome. RS256, PS256 and ES256 only.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -18,11 +21,24 @@ pub(crate) const ALLOWED: [Algorithm; 3] = [Algorithm::RS256, Algorithm::PS256, 
 
 const MAX_JWKS_BYTES: usize = 256 * 1024;
 
+/// How long downloaded keys are used before they are downloaded again.
+pub(crate) const MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// The last download attempt.
+#[derive(Clone, Copy)]
+struct Attempt {
+    at: Instant,
+    ok: bool,
+}
+
 struct Key {
     key: DecodingKey,
     /// The JWK's `alg`, when it names one of ours.
     alg: Option<Algorithm>,
 }
+
+/// The keys by `kid`, and when they were downloaded.
+type KeySet = (HashMap<String, Arc<Key>>, Option<Instant>);
 
 /// The JWKS cache.
 pub(crate) struct Jwks {
@@ -30,9 +46,9 @@ pub(crate) struct Jwks {
     tls: Arc<rustls::ClientConfig>,
     timeout: Duration,
     refetch: Duration,
-    keys: RwLock<HashMap<String, Arc<Key>>>,
-    /// When the keys were last fetched; held across a fetch so that one fetch runs at a time.
-    fetched: tokio::sync::Mutex<Option<Instant>>,
+    keys: RwLock<KeySet>,
+    /// The last attempt; held across a download so that one runs at a time.
+    attempt: tokio::sync::Mutex<Option<Attempt>>,
 }
 
 impl Jwks {
@@ -42,32 +58,73 @@ impl Jwks {
             tls,
             timeout: settings.timeout,
             refetch: settings.jwks_refetch,
-            keys: RwLock::new(HashMap::new()),
-            fetched: tokio::sync::Mutex::new(None),
+            keys: RwLock::new((HashMap::new(), None)),
+            attempt: tokio::sync::Mutex::new(None),
         }
     }
 
-    fn cached(&self, kid: &str) -> Option<Arc<Key>> {
-        self.keys
+    /// The key `kid` if known, and whether the keys are fresh.
+    fn cached(&self, kid: &str) -> (Option<Arc<Key>>, bool) {
+        let keys = self
+            .keys
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(kid)
-            .cloned()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fresh = keys.1.is_some_and(|at| at.elapsed() < MAX_AGE);
+        (keys.0.get(kid).cloned(), fresh)
     }
 
-    /// The key `kid`, fetching the JWKS when it is unknown and the last fetch is old enough.
+    /// The key `kid`, downloading the JWKS when it is unknown or the keys are old, and the last
+    /// attempt allows.
     async fn key(&self, kid: &str) -> Result<Arc<Key>, TokenError> {
-        if let Some(k) = self.cached(kid) {
+        if let (Some(k), true) = self.cached(kid) {
             return Ok(k);
         }
-        let mut fetched = self.fetched.lock().await;
-        // Another request may have fetched while this one waited.
-        if let Some(k) = self.cached(kid) {
-            return Ok(k);
+        let mut attempt = self.attempt.lock().await;
+        let (known, fresh) = self.cached(kid);
+        if let (Some(k), true) = (&known, fresh) {
+            return Ok(k.clone());
         }
-        if fetched.is_some_and(|at| at.elapsed() < self.refetch) {
-            return Err(Refused("token_kid_unknown").into());
+        if let Some(last) = attempt.filter(|a| a.at.elapsed() < self.refetch) {
+            return match (known, last.ok) {
+                (Some(k), _) => Ok(k),
+                (None, true) => Err(Refused("token_kid_unknown").into()),
+                (None, false) => Err(TokenError::Unavailable(anyhow::anyhow!(
+                    "JWKS download failed less than {} s ago",
+                    self.refetch.as_secs()
+                ))),
+            };
         }
+        let downloaded = self.download().await;
+        *attempt = Some(Attempt {
+            at: Instant::now(),
+            ok: downloaded.is_ok(),
+        });
+        match downloaded {
+            Ok(keys) => {
+                tracing::info!(keys = keys.len(), "PSC JWKS fetched");
+                let found = keys.get(kid).cloned();
+                *self
+                    .keys
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    (keys, Some(Instant::now()));
+                found.ok_or(Refused("token_kid_unknown").into())
+            }
+            // The keys in hand stay in use while the issuer cannot be reached.
+            Err(e) => match known {
+                Some(k) => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "PSC JWKS refresh failed; the keys in hand are kept"
+                    );
+                    Ok(k)
+                }
+                None => Err(TokenError::Unavailable(e)),
+            },
+        }
+    }
+
+    async fn download(&self) -> anyhow::Result<HashMap<String, Arc<Key>>> {
         let body = crate::http_client::send(
             crate::http_client::Outbound::get(&self.url),
             Some(&self.tls),
@@ -75,28 +132,13 @@ impl Jwks {
             MAX_JWKS_BYTES,
         )
         .await
-        .map_err(|e| TokenError::Unavailable(e.context("JWKS download")))?;
-        *fetched = Some(Instant::now());
-        let keys = parse(&body).map_err(TokenError::Unavailable)?;
-        tracing::info!(keys = keys.len(), "PSC JWKS fetched");
-        let found = keys.get(kid).cloned();
-        *self
-            .keys
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
-        found.ok_or(Refused("token_kid_unknown").into())
+        .map_err(|e| e.context("JWKS download"))?;
+        parse(&body)
     }
 
     /// Downloads the JWKS now (`check-config`): how many signing keys it holds.
     pub(crate) async fn fetch_now(&self) -> anyhow::Result<usize> {
-        let body = crate::http_client::send(
-            crate::http_client::Outbound::get(&self.url),
-            Some(&self.tls),
-            self.timeout,
-            MAX_JWKS_BYTES,
-        )
-        .await?;
-        Ok(parse(&body)?.len())
+        Ok(self.download().await?.len())
     }
 
     /// Verifies a PSC JWT's signature with the key its `kid` names and the header's algorithm

@@ -177,33 +177,47 @@ impl Tokens {
         if iss != psc.settings.issuer {
             return Err(Refused("token_issuer").into());
         }
+        // An access token: not an ID token nor a refresh token of the same issuer.
+        if header.typ.as_deref().is_some_and(|t| {
+            !matches!(
+                t.to_ascii_lowercase().as_str(),
+                "jwt" | "at+jwt" | "application/at+jwt"
+            )
+        }) {
+            return Err(Refused("token_type").into());
+        }
         let claims: Claims = psc.keys.verify(raw, &header).await?;
         claims::psc_identity(claims, &psc.settings, sha256, false)
     }
 
-    /// The token admitted on a connection whose client certificate has the SHA-256 `thumbprint`:
-    /// a bound token only with that certificate (constant-time comparison), an unbound one only
-    /// where `bound_required` is false; then replay. `single_use`: the token may not have been
-    /// seen before (a subject token of the exchange, an unbound token).
-    pub fn admit(
+    /// The token's binding on a connection whose client certificate has the SHA-256
+    /// `thumbprint`: a bound token only with that certificate (constant-time comparison), an
+    /// unbound one only where `bound_required` is false.
+    pub fn bound(
         &self,
         token: &TokenIdentity,
         thumbprint: Option<&[u8]>,
         bound_required: bool,
-        single_use: bool,
     ) -> Result<(), Refused> {
         match (&token.thumbprint, thumbprint) {
-            (Some(bound), Some(cert)) => {
-                if !constant_time_eq(bound, cert) {
-                    return Err(Refused("token_binding"));
-                }
-            }
-            (Some(_), None) => return Err(Refused("token_binding")),
-            (None, _) if bound_required => return Err(Refused("token_unbound")),
-            (None, _) => {}
+            (Some(bound), Some(cert)) if constant_time_eq(bound, cert) => Ok(()),
+            (Some(_), _) => Err(Refused("token_binding")),
+            (None, _) if bound_required => Err(Refused("token_unbound")),
+            (None, _) => Ok(()),
         }
+    }
+
+    /// Replay, across instances: an unbound token, or one that is `single_use` (a subject token
+    /// of the exchange), may not have been seen before; a `jti` may not come with another token.
+    pub async fn replay(
+        &self,
+        store: &crate::store::Store,
+        token: &TokenIdentity,
+        single_use: bool,
+    ) -> Result<(), TokenError> {
         self.seen
-            .check(token, single_use || token.thumbprint.is_none())
+            .check(store, token, single_use || token.thumbprint.is_none())
+            .await
     }
 }
 

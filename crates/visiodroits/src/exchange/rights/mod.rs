@@ -24,7 +24,7 @@ use request::{RightsRequest, DISPENSING_ELEMENTS};
 /// Handles `demande_droits`.
 pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String, ExchangeError> {
     let required = ex.rights_client_cert == RightsClientCert::Required;
-    let who = caller::professional(ex, call, required, false)?;
+    let who = caller::professional(call, required)?;
     if call.body.contains_named(DISPENSING_ELEMENTS) {
         return Err(ExchangeError::Business(Code::MixedData));
     }
