@@ -127,18 +127,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        Command::Import { file, strict } => {
+        Command::Import { file, strict, full } => {
             let url = visiodroits::config::database_url_from_env()?;
             let pool = cli::migrate::admin_pool(&url).await?;
             let started = std::time::Instant::now();
-            let summary = cli::import::run(&pool, &file, strict, true).await?;
-            let done = format!(
-                "{} ligne(s) lue(s), {} importée(s), {} rejetée(s) en {:.1} s",
+            let summary = cli::import::run_with(&pool, &file, strict, full, true).await?;
+            let m = summary.merged;
+            let mut done = format!(
+                "{} ligne(s) lue(s), {} importée(s), {} rejetée(s) en {:.1} s\n\
+                 bénéficiaires : {} ajouté(s), {} modifié(s) ; garanties : {} ajoutée(s), {} modifiée(s)",
                 summary.read,
                 summary.imported,
                 summary.rejected,
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64(),
+                m.beneficiaries_added,
+                m.beneficiaries_changed,
+                m.guarantees_added,
+                m.guarantees_changed,
             );
+            if full {
+                done.push_str(&format!(", {} terminée(s) (--full)", m.guarantees_ended));
+            }
             report_lines(&summary.errors, summary.rejected, &done, "imported")
         }
         Command::Annuaire {

@@ -69,12 +69,17 @@ pub enum Command {
     /// Validate the configuration (files, keys, CRLs) without serving.
     CheckConfig,
     /// Load rights from FILE (CSV, or JSON Lines for .jsonl) into DATABASE_URL (an owner
-    /// connection): idempotent upsert, progress on a terminal, a summary at the end.
+    /// connection): bulk COPY and set-based upsert in one transaction (exchanges see the old or
+    /// the new portfolio), idempotent, progress on a terminal, a summary at the end.
     Import {
         file: PathBuf,
-        /// Refuse the whole file on the first bad line (one transaction).
+        /// Refuse the whole file on the first bad line (nothing is written).
         #[arg(long)]
         strict: bool,
+        /// The file is the whole portfolio of the AMCs it names: their guarantees it does not
+        /// hold end yesterday (or are removed when they had not begun).
+        #[arg(long)]
+        full: bool,
     },
     /// The professional directory (ANS Annuaire Santé extract): where each professional
     /// exercises, checked for CPS cards.
