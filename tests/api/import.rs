@@ -98,3 +98,157 @@ async fn bad_lines_are_reported_by_number_and_skipped_or_refuse_the_file_when_st
         "the two new beneficiaries were not imported"
     );
 }
+
+/// The fixtures file without the lines `drop` matches, written for the test; its path.
+fn fixtures_without(drop: &[&str]) -> std::path::PathBuf {
+    let good = std::fs::read_to_string(fixture("tests/fixtures/droits.csv")).unwrap();
+    let kept: Vec<&str> = good
+        .lines()
+        .filter(|l| !drop.iter().any(|d| l.contains(d)))
+        .collect();
+    let file = shared()
+        .base
+        .join(format!("full-{}.csv", crate::helpers::new_id()));
+    std::fs::write(&file, kept.join("\n")).unwrap();
+    file
+}
+
+/// (reference, domain, end) of every guarantee, in order.
+async fn guarantees(app: &TestApp) -> Vec<(String, String, chrono::NaiveDate)> {
+    sqlx::query_as(
+        "SELECT b.ref_externe, g.domaine, g.fin FROM identite.garantie g
+           JOIN identite.beneficiaire b ON b.id = g.beneficiaire_id
+          ORDER BY 1, 2, 3",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_full_import_ends_what_the_file_dropped_for_its_amcs_only() {
+    let app = TestApp::spawn().await;
+    let before = guarantees(&app).await;
+    // B-TARIF is gone from the file, and B-MARTIN's optics line; B-FERME's AMC is not named by a
+    // file that holds none of its lines.
+    let file = fixtures_without(&["B-TARIF", "G-OPTI-100", "B-FERME"]);
+    let summary = import::run_with(&app.db, &file, true, true, false)
+        .await
+        .unwrap();
+    let after = guarantees(&app).await;
+    let yesterday = chrono::Utc::now().date_naive() - chrono::Days::new(1);
+    let mut ended = 0;
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!((&b.0, &b.1), (&a.0, &a.1), "no guarantee removed or added");
+        let dropped = b.0 == "B-TARIF" || (b.0 == "B-MARTIN" && b.1 == "OPTI");
+        if dropped && b.2 >= yesterday + chrono::Days::new(1) {
+            assert_eq!(a.2, yesterday, "{b:?} ends yesterday");
+            ended += 1;
+        } else {
+            assert_eq!(a.2, b.2, "{b:?} is left as it was");
+        }
+    }
+    assert!(
+        ended >= 1,
+        "the fixtures hold a guarantee running past today"
+    );
+    assert_eq!(summary.merged.guarantees_ended, ended);
+    assert_eq!(
+        (
+            summary.merged.guarantees_added,
+            summary.merged.guarantees_changed
+        ),
+        (0, 0)
+    );
+
+    // Again: nothing more to end, nothing written.
+    let again = import::run_with(&app.db, &file, true, true, false)
+        .await
+        .unwrap();
+    assert_eq!(again.merged, Default::default());
+    assert_eq!(guarantees(&app).await, after);
+}
+
+#[tokio::test]
+async fn a_bad_line_in_a_strict_full_import_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let before = (counts(&app).await, guarantees(&app).await);
+    let file = fixtures_without(&["B-TARIF"]);
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("\n12345678,MUTUELLE DEMO,B-NEW,1850578006084,92,19850512,1,X,Y,,,,,C-1,,true,PHAR,Pharmacie,G,1,,2026-01-01,2026-12-31,DEF:PO:100");
+    std::fs::write(&file, text).unwrap();
+    let err = import::run_with(&app.db, &file, true, true, false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("fichier refusé"), "{err}");
+    assert_eq!((counts(&app).await, guarantees(&app).await), before);
+}
+
+#[tokio::test]
+async fn an_exchange_during_an_import_sees_a_beneficiary_before_or_after_never_half() {
+    let app = TestApp::spawn().await;
+    // B-MARTIN's two guarantees change label, one at the head of a long file and the other at
+    // its end, thousands of lines apart.
+    let good = std::fs::read_to_string(fixture("tests/fixtures/droits.csv")).unwrap();
+    let mut lines: Vec<String> = good.lines().map(str::to_string).collect();
+    let header = lines.remove(0);
+    let (martin, others): (Vec<String>, Vec<String>) =
+        lines.into_iter().partition(|l| l.contains("B-MARTIN"));
+    let renamed: Vec<String> = martin
+        .iter()
+        .map(|l| {
+            l.replace(",Pharmacie,", ",Pharmacie bis,")
+                .replace(",Optique,", ",Optique bis,")
+        })
+        .collect();
+    let mut file_lines = vec![header, renamed[0].clone()];
+    for i in 0..8000 {
+        // Filler beneficiaries of the same AMC.
+        let l = others[0].replace("B-ADHERENT", &format!("B-FILL-{i}"));
+        file_lines.push(l);
+    }
+    file_lines.extend(others.iter().cloned());
+    file_lines.push(renamed[1].clone());
+    let file = shared()
+        .base
+        .join(format!("long-{}.csv", crate::helpers::new_id()));
+    std::fs::write(&file, file_lines.join("\n")).unwrap();
+
+    let db = app.db.clone();
+    let import =
+        tokio::spawn(async move { import::run_with(&db, &file, true, false, false).await });
+    let req = crate::rights::Rights {
+        date: "2026-03-15".into(),
+        domains: vec!["PHAR".into(), "OPTI".into()],
+        ..Default::default()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    while !import.is_finished() || seen.is_empty() {
+        let reply = crate::rights::ask(&app, Some("valid"), &req).await;
+        let labels = crate::helpers::all(&reply.body, "libelle");
+        let renamed = labels.iter().filter(|l| l.ends_with(" bis")).count();
+        let domains = labels
+            .iter()
+            .filter(|l| l.starts_with("Pharmacie") || l.starts_with("Optique"))
+            .count();
+        assert_eq!(domains, 2, "{}", reply.body);
+        assert!(
+            renamed == 0 || renamed == 2,
+            "a beneficiary half imported: {labels:?}"
+        );
+        seen.insert(renamed);
+        if import.is_finished() {
+            break;
+        }
+    }
+    let summary = import.await.unwrap().unwrap();
+    assert_eq!(summary.merged.guarantees_changed, 2);
+    let reply = crate::rights::ask(&app, Some("valid"), &req).await;
+    assert_eq!(
+        crate::helpers::all(&reply.body, "libelle")
+            .iter()
+            .filter(|l| l.ends_with(" bis"))
+            .count(),
+        2
+    );
+}

@@ -289,17 +289,17 @@ pub fn bad_lines(input: &[u8], format: Format) -> Vec<(u64, String)> {
 
 /// The lines of `input`, each with its number: validated, or the reason it is refused.
 pub(crate) fn read(
-    input: Box<dyn Read>,
+    input: Box<dyn Read + Send>,
     format: Format,
-) -> impl Iterator<Item = (u64, Result<RightsLine, String>)> {
+) -> impl Iterator<Item = (u64, Result<RightsLine, String>)> + Send {
     lines(input, format).map(|(n, r)| (n, r.and_then(|r| validate(&r))))
 }
 
 /// Reads lines from `input`, yielding (line number, raw line or parse error).
 fn lines(
-    input: Box<dyn Read>,
+    input: Box<dyn Read + Send>,
     format: Format,
-) -> Box<dyn Iterator<Item = (u64, Result<RawLine, String>)>> {
+) -> Box<dyn Iterator<Item = (u64, Result<RawLine, String>)> + Send> {
     match format {
         Format::Csv => {
             let reader = csv::ReaderBuilder::new()

@@ -49,13 +49,21 @@ pub async fn run_with(
 ) -> anyhow::Result<Summary> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    load(pool, Box::new(file), Format::of(path), strict, full, progress).await
+    load(
+        pool,
+        Box::new(file),
+        Format::of(path),
+        strict,
+        full,
+        progress,
+    )
+    .await
 }
 
 /// Imports from any reader (the demo's embedded data set).
 pub async fn run_reader(
     pool: &PgPool,
-    input: Box<dyn Read>,
+    input: Box<dyn Read + Send>,
     format: Format,
     strict: bool,
     progress: bool,
@@ -68,7 +76,7 @@ pub async fn run_reader(
 /// unless the whole file went through.
 async fn load(
     pool: &PgPool,
-    input: Box<dyn Read>,
+    input: Box<dyn Read + Send>,
     format: Format,
     strict: bool,
     full: bool,
@@ -103,8 +111,11 @@ async fn load(
             }
         }
         if buf.len() >= CHUNK {
-            copy.send(std::mem::replace(&mut buf, Vec::with_capacity(CHUNK + 4096)))
-                .await?;
+            copy.send(std::mem::replace(
+                &mut buf,
+                Vec::with_capacity(CHUNK + 4096),
+            ))
+            .await?;
         }
         if show && last_report.elapsed().as_millis() >= 500 {
             last_report = Instant::now();
@@ -121,7 +132,10 @@ async fn load(
     }
     copy.finish().await?;
     if show {
-        eprint!("\r{} lignes lues, fusion…                         ", summary.read);
+        eprint!(
+            "\r{} lignes lues, fusion…                         ",
+            summary.read
+        );
         let _ = std::io::stderr().flush();
     }
     summary.merged = merge(&mut tx, full).await?;
