@@ -135,15 +135,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let m = summary.merged;
             let mut done = format!(
                 "{} ligne(s) lue(s), {} importée(s), {} rejetée(s) en {:.1} s\n\
-                 bénéficiaires : {} ajouté(s), {} modifié(s) ; garanties : {} ajoutée(s), {} modifiée(s)",
+                 bénéficiaires : {} ajouté(s), {} mis à jour ; garanties : {} ajoutée(s), {} mise(s) à jour",
                 summary.read,
                 summary.imported,
                 summary.rejected,
                 started.elapsed().as_secs_f64(),
                 m.beneficiaries_added,
-                m.beneficiaries_changed,
+                m.beneficiaries_updated,
                 m.guarantees_added,
-                m.guarantees_changed,
+                m.guarantees_updated,
             );
             if full {
                 done.push_str(&format!(", {} terminée(s) (--full)", m.guarantees_ended));

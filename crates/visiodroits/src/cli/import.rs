@@ -10,10 +10,10 @@ use anyhow::Context;
 use sqlx::PgPool;
 
 use crate::rights_file::{self, Format};
-use crate::store::import::{encode, merge, Merged, COPY_STAGING, CREATE_STAGING};
+use crate::store::import::{end_absent, upsert_batch, Merged, RightsLine, CREATE_SEEN};
 
-/// Bytes of `COPY` data sent at a time.
-const CHUNK: usize = 1 << 20;
+/// Lines per set-based statement.
+const BATCH: usize = 5000;
 
 /// What an import did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -23,13 +23,12 @@ pub struct Summary {
     pub rejected: u64,
     /// "ligne N: reason" for each rejected line (the first 1000).
     pub errors: Vec<String>,
-    /// What the merge changed in the database.
+    /// What was written.
     pub merged: Merged,
 }
 
 /// Imports `path` into the database reached by `pool`. With `strict`, the first bad line
-/// refuses the whole file and nothing is written; with `full`, the database becomes equal to
-/// the file for the AMCs it names.
+/// refuses the whole file and nothing is written.
 pub async fn run(
     pool: &PgPool,
     path: &Path,
@@ -39,7 +38,7 @@ pub async fn run(
     run_with(pool, path, strict, false, progress).await
 }
 
-/// [`run`], with `--full`.
+/// [`run`], and with `full` the database becomes equal to the file for the AMCs it names.
 pub async fn run_with(
     pool: &PgPool,
     path: &Path,
@@ -71,9 +70,10 @@ pub async fn run_reader(
     load(pool, input, format, strict, false, progress).await
 }
 
-/// One transaction: the valid lines streamed by `COPY` into the staging table, then merged. A
-/// bad line is skipped and reported, or with `strict` refuses the file; nothing is written
-/// unless the whole file went through.
+/// One transaction: the valid lines upserted batch by batch, then (`full`) what the file no
+/// longer holds ended. A bad line is skipped and reported, or with `strict` refuses the file;
+/// nothing is visible to the exchanges before the whole file went through, and a failure writes
+/// nothing.
 async fn load(
     pool: &PgPool,
     input: Box<dyn Read + Send>,
@@ -88,21 +88,24 @@ async fn load(
     let show = progress && std::io::stderr().is_terminal();
 
     let mut tx = pool.begin().await?;
-    sqlx::query(CREATE_STAGING).execute(&mut *tx).await?;
-    let mut copy = tx.copy_in_raw(COPY_STAGING).await?;
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
+    if full {
+        sqlx::query(CREATE_SEEN).execute(&mut *tx).await?;
+    }
+    let mut amcs: Vec<String> = Vec::new();
+    let mut batch: Vec<RightsLine> = Vec::with_capacity(BATCH);
     for (number, line) in rights_file::read(input, format) {
         summary.read += 1;
         match line {
             Ok(line) => {
-                encode(number, &line, &mut buf);
-                summary.imported += 1;
+                if !amcs.iter().any(|a| a == line.amc.as_str()) {
+                    amcs.push(line.amc.as_str().to_string());
+                }
+                batch.push(line);
             }
             Err(reason) => {
                 summary.rejected += 1;
                 let msg = format!("ligne {number}: {reason}");
                 if strict {
-                    copy.abort("fichier refusé").await.ok();
                     anyhow::bail!("{msg} — fichier refusé (--strict), rien n'est importé");
                 }
                 if summary.errors.len() < 1000 {
@@ -110,35 +113,26 @@ async fn load(
                 }
             }
         }
-        if buf.len() >= CHUNK {
-            copy.send(std::mem::replace(
-                &mut buf,
-                Vec::with_capacity(CHUNK + 4096),
-            ))
-            .await?;
+        if batch.len() >= BATCH {
+            upsert_batch(&mut tx, &batch, full, &mut summary.merged).await?;
+            summary.imported += batch.len() as u64;
+            batch.clear();
         }
         if show && last_report.elapsed().as_millis() >= 500 {
             last_report = Instant::now();
             let rate = summary.read as f64 / started.elapsed().as_secs_f64().max(0.001);
             eprint!(
-                "\r{} lignes lues, {} rejetées ({:.0} lignes/s)   ",
-                summary.read, summary.rejected, rate
+                "\r{} lignes lues, {} importées, {} rejetées ({:.0} lignes/s)   ",
+                summary.read, summary.imported, summary.rejected, rate
             );
             let _ = std::io::stderr().flush();
         }
     }
-    if !buf.is_empty() {
-        copy.send(buf).await?;
+    upsert_batch(&mut tx, &batch, full, &mut summary.merged).await?;
+    summary.imported += batch.len() as u64;
+    if full {
+        summary.merged.guarantees_ended = end_absent(&mut tx, &amcs).await?;
     }
-    copy.finish().await?;
-    if show {
-        eprint!(
-            "\r{} lignes lues, fusion…                         ",
-            summary.read
-        );
-        let _ = std::io::stderr().flush();
-    }
-    summary.merged = merge(&mut tx, full).await?;
     tx.commit().await?;
     if show {
         eprintln!();

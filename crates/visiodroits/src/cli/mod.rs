@@ -69,8 +69,8 @@ pub enum Command {
     /// Validate the configuration (files, keys, CRLs) without serving.
     CheckConfig,
     /// Load rights from FILE (CSV, or JSON Lines for .jsonl) into DATABASE_URL (an owner
-    /// connection): bulk COPY and set-based upsert in one transaction (exchanges see the old or
-    /// the new portfolio), idempotent, progress on a terminal, a summary at the end.
+    /// connection): set-based upserts in one transaction (exchanges see the old or the new
+    /// portfolio), idempotent, progress on a terminal, a summary at the end.
     Import {
         file: PathBuf,
         /// Refuse the whole file on the first bad line (nothing is written).
