@@ -1056,3 +1056,86 @@ async fn an_issuer_out_of_reach_is_a_technical_error_and_is_not_hammered() {
     let (reply, _) = psc.rights(&mut card, &ps()).await;
     assert_eq!(code(&reply), "0000", "{}", reply.body);
 }
+
+#[tokio::test]
+async fn the_dev_issuer_command_serves_and_its_tokens_are_accepted() {
+    use tokio::io::AsyncBufReadExt;
+    let s = shared();
+    let secret = s.base.join(format!(
+        "dev-issuer-{}.secret",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_visiodroits"))
+        .args(["psc", "dev-issuer", "--listen", "127.0.0.1:0", "--pki"])
+        .arg(&s.pki)
+        .arg("--secret-file")
+        .arg(&secret)
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // It prints the variables the server needs; read them.
+    let mut vars = HashMap::new();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_secs(10), out.next_line()).await
+    {
+        if let Some((k, v)) = line
+            .split_once('=')
+            .filter(|(k, _)| k.starts_with("VD_PSC_"))
+        {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    let issuer = vars
+        .get("VD_PSC_ISSUER")
+        .expect("the issuer is printed")
+        .clone();
+    assert!(std::fs::read_to_string(&secret).unwrap().len() >= 32);
+    let app = TestApp::spawn_with(|v| v.extend(vars.clone())).await;
+
+    let mint = tokio::process::Command::new(env!("CARGO_BIN_EXE_visiodroits"))
+        .args([
+            "psc",
+            "mint",
+            "--issuer",
+            &issuer,
+            "--ps-id",
+            &ps(),
+            "--opaque",
+            "--ca",
+        ])
+        .arg(s.pki_path("ca/root.pem"))
+        .arg("--bind")
+        .arg(s.pki_path("clients/org.pem"))
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        mint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&mint.stderr)
+    );
+    let token = String::from_utf8(mint.stdout).unwrap().trim().to_string();
+
+    // An opaque token: the server introspects it at the command's issuer with the printed
+    // client secret.
+    let mut conn = app.connect(Some("org")).await.unwrap();
+    conn.set_bearer(Some(token.clone()));
+    let req = Rights {
+        ps_id: ps(),
+        ..Rights::default()
+    };
+    let reply = conn
+        .soap(SoapVersion::V12, req.xml(SoapVersion::V12, &new_id()))
+        .await
+        .unwrap();
+    assert_eq!(code(&reply), "0000", "{}", reply.body);
+    child.kill().await.unwrap();
+    assert_not_logged(&[&token]);
+}
