@@ -51,14 +51,9 @@ struct Psc {
 async fn spawn(tweak: impl FnOnce(&mut HashMap<String, String>)) -> Psc {
     let s = shared();
     let secret = format!("secret-{}", uuid::Uuid::new_v4().simple());
-    let issuer = DevIssuer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &s.pki_path("server/server.pem"),
-        &s.pki_path("server/server.key"),
-        &secret,
-    )
-    .await
-    .unwrap();
+    let issuer = DevIssuer::start_with_pki("127.0.0.1:0".parse().unwrap(), &s.pki, &secret)
+        .await
+        .unwrap();
     let secret_file = s
         .base
         .join(format!("psc-{}.secret", uuid::Uuid::new_v4().simple()));

@@ -108,6 +108,28 @@ pub fn thumbprint_of_pem(pem: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(openssl::sha::sha256(leaf.as_ref()).to_vec())
 }
 
+/// The introspection client's secret kept in `path`: created when missing (random, readable by
+/// its owner only), then read.
+pub fn client_secret(path: &Path) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if !path.exists() {
+        let mut b = [0u8; 24];
+        openssl::rand::rand_bytes(&mut b)?;
+        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut f| f.write_all(hex.as_bytes()))
+            .with_context(|| format!("cannot create {}", path.display()))?;
+    }
+    let secret =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(secret.trim().to_string())
+}
+
 struct State {
     issuer: String,
     client_secret: String,
@@ -197,6 +219,22 @@ impl DevIssuer {
             state,
             task,
         })
+    }
+
+    /// [`DevIssuer::start`] with the TLS certificate of the dev PKI in `pki` (its `server/`).
+    pub async fn start_with_pki(
+        listen: SocketAddr,
+        pki: &Path,
+        client_secret: &str,
+    ) -> anyhow::Result<Self> {
+        let server = pki.join("server");
+        Self::start(
+            listen,
+            &server.join("server.pem"),
+            &server.join("server.key"),
+            client_secret,
+        )
+        .await
     }
 
     /// A signed access token (JWT).

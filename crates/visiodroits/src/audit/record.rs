@@ -17,6 +17,13 @@ pub struct ClientCertificate {
     pub fingerprint: String,
 }
 
+impl ClientCertificate {
+    /// The SHA-256 of the certificate: what a bound token's `cnf.x5t#S256` names.
+    pub fn sha256(&self) -> Option<Vec<u8>> {
+        hex::decode(&self.fingerprint).ok()
+    }
+}
+
 /// One audit row, as an exchange builds it.
 #[derive(Debug, Clone, Default)]
 pub struct AuditRecord {

@@ -11,7 +11,7 @@ use crate::config::{Config, Secret};
 use crate::startup::Server;
 use crate::store::amc::{self, Amc, Contact, Service};
 use visiodroits_devkit::pgcluster::{Cluster, SUPERUSER};
-use visiodroits_devkit::psc::{DevIssuer, CLIENT_ID};
+use visiodroits_devkit::psc::{client_secret, DevIssuer, CLIENT_ID};
 
 /// The login role the demo server connects as.
 pub(crate) const LOGIN_ROLE: &str = "visiodroits";
@@ -112,18 +112,10 @@ pub async fn prepare(
         write_private(&key_file, hex::encode(random_bytes::<32>()).as_bytes())?;
     }
     let secret_file = dir.join("psc-client-secret");
-    if !secret_file.exists() {
-        write_private(&secret_file, hex::encode(random_bytes::<24>()).as_bytes())?;
-    }
-    let secret = std::fs::read_to_string(&secret_file)?;
-    let issuer = DevIssuer::start(
-        issuer_listen,
-        &pki.join("server/server.pem"),
-        &pki.join("server/server.key"),
-        secret.trim(),
-    )
-    .await
-    .with_context(|| format!("the stand-in PSC issuer cannot listen on {issuer_listen}"))?;
+    let secret = client_secret(&secret_file)?;
+    let issuer = DevIssuer::start_with_pki(issuer_listen, &pki, &secret)
+        .await
+        .with_context(|| format!("the stand-in PSC issuer cannot listen on {issuer_listen}"))?;
 
     // DATABASE_URL (an owner connection) replaces the private cluster when set.
     let (cluster, admin_url, app_url) = match crate::config::database_url_from_env() {

@@ -10,31 +10,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine;
-use visiodroits_devkit::psc::{thumbprint_of_pem, DevIssuer, CLIENT_ID};
+use visiodroits_devkit::psc::{client_secret, thumbprint_of_pem, DevIssuer, CLIENT_ID};
 
 /// Serves the stand-in issuer until Ctrl-C, with the dev PKI's server certificate; the client
 /// secret of its introspection endpoint is kept in `secret_file` (created when missing).
 pub async fn dev_issuer(listen: SocketAddr, pki: &Path, secret_file: &Path) -> anyhow::Result<()> {
-    if !secret_file.exists() {
-        let mut b = [0u8; 24];
-        openssl::rand::rand_bytes(&mut b)?;
-        std::fs::write(secret_file, hex::encode(b))
-            .with_context(|| format!("cannot write {}", secret_file.display()))?;
-    }
-    let secret = std::fs::read_to_string(secret_file)?;
-    let issuer = DevIssuer::start(
-        listen,
-        &pki.join("server/server.pem"),
-        &pki.join("server/server.key"),
-        secret.trim(),
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "cannot serve on {listen} with the dev PKI of {}",
-            pki.display()
-        )
-    })?;
+    let secret = client_secret(secret_file)?;
+    let issuer = DevIssuer::start_with_pki(listen, pki, &secret)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot serve on {listen} with the dev PKI of {}",
+                pki.display()
+            )
+        })?;
     let iss = &issuer.issuer;
     println!(
         "stand-in Pro Santé Connect issuer: {iss}\n\n\
@@ -90,19 +79,7 @@ pub async fn mint(a: &MintArgs<'_>) -> anyhow::Result<String> {
     if a.opaque {
         form.push_str("&opaque=true");
     }
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls_pki_types::pem::PemObject;
-    for cert in rustls_pki_types::CertificateDer::pem_file_iter(a.ca)
-        .with_context(|| format!("cannot read {}", a.ca.display()))?
-    {
-        roots.add(cert.map_err(crate::tls::pem::readable)?)?;
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let tls = crate::token::https_client(Some(("--ca", a.ca)), None)?;
     let url = format!("{}/dev/mint", a.issuer.trim_end_matches('/'));
     let body = crate::http_client::send(
         crate::http_client::Outbound {

@@ -294,8 +294,8 @@ async fn token(
 ) -> Result<(), ExchangeError> {
     use crate::tls::profile::CertProfile;
     use crate::token::{Refused, TokenError};
-    call.audit
-        .token(None, None, &crate::token::token_sha256(raw));
+    let sha256 = crate::token::token_sha256(raw);
+    call.audit.token(None, None, &sha256);
     let cert = match &call.conn.identity {
         PeerIdentity::Certified(c) if matches!(c.profile, CertProfile::Org | CertProfile::Cpe) => c,
         _ => {
@@ -303,7 +303,7 @@ async fn token(
             return Ok(());
         }
     };
-    let t = match ex.tokens.verify(raw).await {
+    let t = match ex.tokens.verify(raw, &sha256).await {
         Ok(t) => t,
         Err(TokenError::Refused(r)) => {
             call.token = Some(Err(r));
@@ -315,7 +315,7 @@ async fn token(
         .token(Some(&t.issuer), t.jti.as_deref(), &t.sha256);
     let dispensing = op != Operation::Rights;
     let bound_required = dispensing && ex.tokens.binding == crate::config::TokenBinding::Required;
-    let thumbprint = hex::decode(&cert.cert.fingerprint).ok();
+    let thumbprint = cert.cert.sha256();
     if let Err(r) = ex.tokens.bound(&t, thumbprint.as_deref(), bound_required) {
         call.token = Some(Err(r));
         return Ok(());

@@ -207,11 +207,12 @@ async fn grant(
             reason,
         )
     };
-    rec.token(None, None, &token_sha256(subject_token));
+    let sha256 = token_sha256(subject_token);
+    rec.token(None, None, &sha256);
     let token = s
         .exchanges
         .tokens
-        .verify(subject_token)
+        .verify(subject_token, &sha256)
         .await
         .map_err(|e| refused_grant(e, "issuer_unavailable"))?;
     rec.token(Some(&token.issuer), token.jti.as_deref(), &token.sha256);
@@ -219,7 +220,10 @@ async fn grant(
     if token.ours {
         return Err(bad_grant("subject_token_ours"));
     }
-    let thumbprint = hex::decode(&cert.cert.fingerprint).map_err(|_| not_client("fingerprint"))?;
+    let thumbprint = cert
+        .cert
+        .sha256()
+        .ok_or_else(|| not_client("fingerprint"))?;
     s.exchanges
         .tokens
         .bound(&token, Some(&thumbprint), false)

@@ -210,7 +210,7 @@ pub(crate) async fn upsert_batch(
         .map(|(id, b, c, d, s, _)| ((b, c, d, s), id))
         .collect();
     if seen {
-        let amc_of: Vec<&str> = keys.iter().zip(&g).map(|(_, l)| l.amc.as_str()).collect();
+        let amc_of: Vec<&str> = g.iter().map(|l| l.amc.as_str()).collect();
         let ids: Vec<i64> = keys
             .iter()
             .map(|k| guarantee_id[&(k.0, k.1, k.2.to_string(), k.3)])

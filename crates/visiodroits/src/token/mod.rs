@@ -2,8 +2,8 @@
 //! verified against the issuer's JWKS, or opaque tokens checked by introspection — and the tokens
 //! this server issues by token exchange. A verified token becomes a [`TokenIdentity`]; its binding
 //! to the connection's certificate and its replay are decided where the exchange knows its
-//! connection ([`Tokens::admit`]). A token is never logged, audited or shown: only its issuer,
-//! `jti` and SHA-256.
+//! connection ([`Tokens::bound`], [`Tokens::replay`]). A token is never logged, audited or shown:
+//! only its issuer, `jti` and SHA-256.
 
 mod claims;
 mod introspect;
@@ -150,13 +150,14 @@ impl Tokens {
         self.psc.is_some()
     }
 
-    /// Verifies `raw` (the text after `Bearer `): signature or introspection, issuer, audience,
-    /// dates, `acr`, subject. Binding and replay are [`Tokens::admit`]'s.
-    pub async fn verify(&self, raw: &str) -> Result<TokenIdentity, TokenError> {
+    /// Verifies `raw` (the text after `Bearer `), whose [`token_sha256`] the caller computed for
+    /// its audit row: signature or introspection, issuer, audience, dates, `acr`, subject.
+    /// Binding and replay are [`Tokens::bound`]'s and [`Tokens::replay`]'s.
+    pub async fn verify(&self, raw: &str, sha256: &str) -> Result<TokenIdentity, TokenError> {
         let Some(psc) = &self.psc else {
             return Err(Refused("token_not_accepted").into());
         };
-        let sha256 = token_sha256(raw);
+        let sha256 = sha256.to_string();
         if !is_b64token(raw) {
             return Err(Refused("token_malformed").into());
         }
@@ -265,20 +266,33 @@ fn unverified_issuer(raw: &str) -> Option<String> {
 /// The TLS client configuration towards the issuer: its roots (or the public web roots), and the
 /// client certificate when configured.
 fn https_config(p: &crate::config::PscIssuer) -> anyhow::Result<rustls::ClientConfig> {
+    https_client(
+        p.ca.as_deref().map(|path| ("VD_PSC_CA", path)),
+        p.client_cert.as_ref(),
+    )
+}
+
+/// An HTTP/1.1 TLS client configuration trusting the PEM bundle `ca` (named, for errors, by what
+/// set it), or the public web roots without one, and presenting `client_cert` (PEM chain, key)
+/// when given.
+pub(crate) fn https_client(
+    ca: Option<(&str, &std::path::Path)>,
+    client_cert: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> anyhow::Result<rustls::ClientConfig> {
     use anyhow::Context;
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let mut roots = rustls::RootCertStore::empty();
-    match &p.ca {
-        Some(path) => {
+    match ca {
+        Some((name, path)) => {
             for cert in CertificateDer::pem_file_iter(path)
-                .with_context(|| format!("VD_PSC_CA: cannot read {}", path.display()))?
+                .with_context(|| format!("{name}: cannot read {}", path.display()))?
             {
                 roots
                     .add(cert.map_err(crate::tls::pem::readable)?)
-                    .context("VD_PSC_CA: not a usable certificate")?;
+                    .with_context(|| format!("{name}: not a usable certificate"))?;
             }
-            anyhow::ensure!(!roots.is_empty(), "VD_PSC_CA: no certificate in the file");
+            anyhow::ensure!(!roots.is_empty(), "{name}: no certificate in the file");
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
@@ -287,7 +301,7 @@ fn https_config(p: &crate::config::PscIssuer) -> anyhow::Result<rustls::ClientCo
     ))
     .with_safe_default_protocol_versions()?
     .with_root_certificates(roots);
-    let mut config = match &p.client_cert {
+    let mut config = match client_cert {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
