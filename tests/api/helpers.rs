@@ -52,7 +52,7 @@ pub(crate) struct Shared {
 }
 
 /// The login role the test servers connect as (private cluster only).
-const LOGIN: &str = "vd_test_app";
+pub(crate) const LOGIN: &str = "vd_test_app";
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
 

@@ -13,6 +13,7 @@ mod docs;
 mod durability;
 mod examples;
 mod exit_status;
+mod failover;
 mod faults;
 mod front_door;
 mod helpers;

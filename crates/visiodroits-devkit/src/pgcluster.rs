@@ -157,6 +157,88 @@ impl Cluster {
         Ok(())
     }
 
+    /// A streaming standby of `primary` under `base`: a `pg_basebackup` of it (with its
+    /// `standby.signal` and `primary_conninfo`), listening on its own socket, started and ready.
+    pub fn standby_of(primary: &Cluster, base: &Path) -> anyhow::Result<Cluster> {
+        let standby = Cluster {
+            base: absolute(base)?,
+            bin: primary.bin.clone(),
+            run_as: primary.run_as,
+            port: None,
+        };
+        standby.check_socket_path()?;
+        fs::create_dir_all(&standby.base)?;
+        standby.own(&standby.base)?;
+        let out = standby
+            .command("pg_basebackup")
+            .arg("-D")
+            .arg(standby.data_dir())
+            .args(["-R", "-X", "stream", "-c", "fast", "-U", SUPERUSER, "-h"])
+            .arg(primary.socket_dir())
+            .args(["-p", &primary.port.unwrap_or(5432).to_string()])
+            .output()
+            .context("cannot run pg_basebackup")?;
+        if !out.status.success() {
+            bail!(
+                "pg_basebackup failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        // The copy of the primary's settings names the primary's socket: this one has its own.
+        let conf_path = standby.data_dir().join("postgresql.conf");
+        let text = fs::read_to_string(&conf_path)?
+            + &format!(
+                "\n# standby\nunix_socket_directories = '{}'\nlisten_addresses = ''\nport = 5432\n",
+                standby.socket_dir().display()
+            );
+        fs::write(&conf_path, text)?;
+        fs::create_dir_all(standby.socket_dir())?;
+        fs::set_permissions(standby.socket_dir(), fs::Permissions::from_mode(0o700))?;
+        standby.own(&standby.socket_dir())?;
+        standby.pg_ctl_start()?;
+        standby.wait_ready(Duration::from_secs(30))?;
+        Ok(standby)
+    }
+
+    /// Makes every commit wait for a standby's flush (`synchronous_standby_names = '*'`,
+    /// `synchronous_commit = on`), reloaded at once.
+    pub fn require_synchronous_standby(&self) -> anyhow::Result<()> {
+        let conf_path = self.data_dir().join("postgresql.conf");
+        let text = fs::read_to_string(&conf_path)?
+            + "\n# synchronous replication\nsynchronous_standby_names = '*'\nsynchronous_commit = on\n";
+        fs::write(&conf_path, text)?;
+        self.pg_ctl(&["reload"])
+    }
+
+    /// Stops the cluster as a crash would (`pg_ctl stop -m immediate`): no checkpoint, the
+    /// clients' connections cut.
+    pub fn stop_immediately(&self) -> anyhow::Result<()> {
+        self.pg_ctl(&["stop", "-m", "immediate", "-w"])
+    }
+
+    /// Promotes a standby to primary (`pg_ctl promote`), once it accepts writes.
+    pub fn promote(&self) -> anyhow::Result<()> {
+        self.pg_ctl(&["promote", "-w"])
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> anyhow::Result<()> {
+        let out = self
+            .command("pg_ctl")
+            .args(args)
+            .arg("-D")
+            .arg(self.data_dir())
+            .output()
+            .with_context(|| format!("cannot run pg_ctl {}", args[0]))?;
+        if !out.status.success() {
+            bail!(
+                "pg_ctl {} failed: {}",
+                args[0],
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
     /// Starts a watchdog that stops the cluster and removes `remove` when process `pid` ends,
     /// so that a test binary leaves nothing behind even though statics are never dropped. It runs
     /// as the current user (root may signal the postmaster and remove the files of any user).

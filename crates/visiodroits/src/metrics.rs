@@ -46,6 +46,8 @@ pub(crate) struct Sampled<'a> {
     pub now: i64,
     pub pool_size: u32,
     pub pool_idle: usize,
+    /// The database hosts of `DATABASE_URL`, the one in use, and how often connections moved.
+    pub db_hosts: &'a crate::store::Hosts,
     pub crl_allow_missing: bool,
     pub crl_allow_stale: bool,
 }
@@ -249,6 +251,18 @@ impl Metrics {
             "vd_db_pool_connections{{state=\"idle\"}} {}",
             s.pool_idle
         );
+        let _ = writeln!(out, "# HELP vd_db_host Database hosts of DATABASE_URL: 1 for the one new connections go to.\n# TYPE vd_db_host gauge");
+        let current = s.db_hosts.current();
+        for host in s.db_hosts.labels() {
+            let _ = writeln!(
+                out,
+                "vd_db_host{{host=\"{}\"}} {}",
+                escape_label(host),
+                u8::from(current == Some(host))
+            );
+        }
+        let _ = writeln!(out, "# HELP vd_db_failovers_total Times new database connections moved to another host.\n# TYPE vd_db_failovers_total counter");
+        let _ = writeln!(out, "vd_db_failovers_total {}", s.db_hosts.switches());
         out
     }
 }

@@ -53,9 +53,18 @@ async fn readyz(State(s): State<OpsState>) -> Response {
     let db_ok = tokio::time::timeout(Duration::from_secs(2), s.store.ping())
         .await
         .unwrap_or(false);
-    if !db_ok {
+    let hosts = s.store.pool().hosts();
+    if !db_ok && hosts.several() {
+        problems.push(format!(
+            "database: no host gives a writable session among {}",
+            hosts.labels().join(", ")
+        ));
+    } else if !db_ok {
         problems.push("database: unreachable".to_string());
     } else {
+        if let (true, Some(host)) = (hosts.several(), hosts.current()) {
+            notes.push(format!("database: host {host}"));
+        }
         let level = tokio::time::timeout(
             Duration::from_secs(2),
             crate::store::schema::database_level(&s.store),
@@ -177,6 +186,7 @@ async fn metrics(State(s): State<OpsState>) -> Response {
         now: now(),
         pool_size: pool.open(),
         pool_idle: pool.idle(),
+        db_hosts: pool.hosts(),
         crl_allow_missing: s.crl.allow_missing,
         crl_allow_stale: s.crl.allow_stale,
     });

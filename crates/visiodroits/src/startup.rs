@@ -91,6 +91,8 @@ async fn seal_audit(store: Store) {
                 }
             }
             Err(e) => {
+                // Across a failover: the next round runs on the new primary.
+                store.lost(&e);
                 if !failing {
                     tracing::error!(error = %e, "audit sealing failed; will retry");
                 }

@@ -9,7 +9,11 @@ use crate::store::{provision_login_role, MIGRATOR};
 
 /// Connects with an owner/superuser URL (one connection is enough for DDL).
 pub async fn admin_pool(url: &Secret<String>) -> anyhow::Result<PgPool> {
-    let options = crate::store::connect_options(url)?;
+    let hosts = crate::store::database_hosts(url)?;
+    let options = hosts
+        .resolve()
+        .await
+        .context("cannot connect to the database")?;
     PgPoolOptions::new()
         .max_connections(2)
         .connect_with(options)

@@ -330,18 +330,43 @@ async fn token(
 
 /// The operation's handler, then its outcome as a response and, for anything but a success
 /// (whose handler wrote it in its own transaction), the audit row.
+///
+/// A handler whose database went away under it (a failover, a cut connection) runs once more on
+/// a fresh connection, possibly to another host. That is safe for every operation: the lookups
+/// and `DEVIS` write nothing that matters twice, and a `PEC` or a cancellation that did commit
+/// is found under its `id_requete` and answered from its stored response, never committed twice.
 async fn run(ex: &Exchanges, op: Operation, call: &mut Call<'_>) -> Outcome {
-    let result = match ex.schema.admit(&ex.store).await {
-        Err(e) => Err(ExchangeError::Internal(e)),
-        Ok(()) => match op {
-            Operation::Services => services::handle(ex, call).await,
-            Operation::Rights => rights::handle(ex, call).await,
-            Operation::Tarification => tarification::handle(ex, call).await,
-            Operation::Cancellation => cancellation::handle(ex, call).await,
-            Operation::Consultation => consultation::handle(ex, call).await,
-        },
-    };
+    let (audit, echo) = (call.audit.clone(), call.echo.clone());
+    let mut result = handle(ex, op, call).await;
+    if let Err(ExchangeError::Internal(e)) = &result {
+        if e.downcast_ref::<sqlx::Error>()
+            .is_some_and(|e| ex.store.lost(e))
+        {
+            tracing::debug!(error = %e, "database lost under the exchange: trying once more");
+            call.audit = audit;
+            call.echo = echo;
+            result = handle(ex, op, call).await;
+        }
+    }
     finish(ex, op, call, result).await
+}
+
+async fn handle(
+    ex: &Exchanges,
+    op: Operation,
+    call: &mut Call<'_>,
+) -> Result<String, ExchangeError> {
+    ex.schema
+        .admit(&ex.store)
+        .await
+        .map_err(ExchangeError::Internal)?;
+    match op {
+        Operation::Services => services::handle(ex, call).await,
+        Operation::Rights => rights::handle(ex, call).await,
+        Operation::Tarification => tarification::handle(ex, call).await,
+        Operation::Cancellation => cancellation::handle(ex, call).await,
+        Operation::Consultation => consultation::handle(ex, call).await,
+    }
 }
 
 /// The handler's result as a response; anything but a success gets its audit row here.

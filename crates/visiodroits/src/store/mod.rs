@@ -6,6 +6,7 @@ pub mod accreditation;
 pub mod amc;
 pub mod annuaire;
 pub(crate) mod cancellation;
+pub mod hosts;
 pub mod import;
 pub mod pool;
 pub(crate) mod retention;
@@ -15,13 +16,12 @@ pub mod tarification;
 pub(crate) mod token;
 pub mod transactions;
 
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::PgPool;
 
 use crate::config::{ConfigError, Secret};
+pub use hosts::Hosts;
 pub use pool::{Pool, Tx};
 
 /// Migrations embedded in the binary.
@@ -67,23 +67,27 @@ pub(crate) const SERVER_ROLES: &[Role] = &[
     Role::AuditSealer,
 ];
 
-/// `DATABASE_URL` as connection options, for the server and every admin command alike: libpq's
-/// URL form, including `sslmode` (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`),
-/// `sslrootcert`, and `sslcert` with `sslkey` for a client certificate. Over TCP, anything short
-/// of `verify-full` leaves the database server unauthenticated, and says so in the log.
-pub fn connect_options(url: &Secret<String>) -> anyhow::Result<PgConnectOptions> {
-    let options = PgConnectOptions::from_str(url.expose()).map_err(|_| ConfigError {
-        name: "DATABASE_URL",
-        message: "not a valid PostgreSQL URL".into(),
-    })?;
-    let over_tcp = options.get_socket().is_none() && !options.get_host().starts_with('/');
-    if over_tcp && !matches!(options.get_ssl_mode(), PgSslMode::VerifyFull) {
-        tracing::warn!(
-            host = options.get_host(),
-            "DATABASE_URL: the database server is not authenticated (use sslmode=verify-full with sslrootcert)"
-        );
+/// `DATABASE_URL`'s hosts, for the server and every admin command alike: libpq's URL form, with
+/// one host or several ([`hosts`]), `target_session_attrs`, `connect_timeout`, and `sslmode`
+/// (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`), `sslrootcert`, and `sslcert` with
+/// `sslkey` for a client certificate. Over TCP, anything short of `verify-full` leaves the
+/// database server unauthenticated, and says so in the log.
+pub fn database_hosts(url: &Secret<String>) -> Result<Hosts, ConfigError> {
+    Hosts::parse(url.expose(), |o| o)
+}
+
+/// Whether an error means the database went away under a statement (its server stopped, the
+/// connection cut) or the host stopped taking writes (a standby, `25006`): what a failover
+/// looks like from an exchange. Another connection, possibly to another host, may succeed.
+pub(crate) fn lost_database(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "25006"),
+        _ => false,
     }
-    Ok(options)
 }
 
 /// Whether a server's SQLSTATE refuses the connection itself — its rules (authentication, no such
@@ -110,9 +114,10 @@ impl Store {
         size: u32,
         acquire: Duration,
     ) -> anyhow::Result<Self> {
-        let options = connect_options(url)?.application_name("visiodroits");
+        let hosts = Hosts::parse(url.expose(), |o| o.application_name("visiodroits"))?
+            .require_writable()?;
         Ok(Store {
-            pool: Pool::new(options, size, acquire),
+            pool: Pool::new(hosts, size, acquire),
         })
     }
 
@@ -128,6 +133,17 @@ impl Store {
     /// Whether the database answers.
     pub(crate) async fn ping(&self) -> bool {
         self.pool.ping().await
+    }
+
+    /// After `e` ended a transaction: when the database went away or stopped taking writes,
+    /// no idle connection opened before is used again. Whether that was the case (the work may
+    /// then be tried once more).
+    pub(crate) fn lost(&self, e: &sqlx::Error) -> bool {
+        let lost = lost_database(e);
+        if lost {
+            self.pool.forsake_connections();
+        }
+        lost
     }
 }
 

@@ -6,16 +6,24 @@
 //! connection as soon as its transaction ends. A connection that died while idle (database
 //! restart, network cut) is found when its first statement fails, and that statement is run once
 //! more on a fresh connection, so no exchange fails for it.
+//!
+//! New connections go to the host of `DATABASE_URL` that gives a writable session ([`Hosts`]).
+//! When they move to another host (a failover), or an exchange finds the database gone, the
+//! connections opened before are not used again; with several hosts listed, a lease waits (up
+//! to the acquire timeout) for one of them to take writes, so that a promotion within that time
+//! costs no exchange.
 
 use std::borrow::Cow;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgTransactionManager};
-use sqlx::{ConnectOptions, Connection, Executor, TransactionManager};
+use sqlx::postgres::{PgConnection, PgTransactionManager};
+use sqlx::{Connection, Executor, TransactionManager};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::Hosts;
 
 /// Connections are replaced after this long, so that a backend's memory does not grow forever.
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
@@ -23,6 +31,8 @@ const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// How long closing a connection politely may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// With several hosts and none writable, the pause before trying them all again.
+const HOSTS_RETRY: Duration = Duration::from_millis(200);
 
 #[derive(Clone)]
 pub struct Pool {
@@ -39,7 +49,9 @@ impl std::fmt::Debug for Pool {
 }
 
 struct Inner {
-    options: PgConnectOptions,
+    hosts: Hosts,
+    /// Connections opened under an older generation are closed instead of used.
+    generation: AtomicU64,
     acquire_timeout: Duration,
     /// One permit per connection that may be open.
     permits: Arc<Semaphore>,
@@ -51,6 +63,7 @@ struct Inner {
 struct Idle {
     conn: PgConnection,
     created: Instant,
+    generation: u64,
     since: Instant,
 }
 
@@ -62,10 +75,11 @@ enum First {
 
 impl Pool {
     /// A pool of at most `size` connections; none is opened before it is needed.
-    pub fn new(options: PgConnectOptions, size: u32, acquire_timeout: Duration) -> Pool {
+    pub fn new(hosts: Hosts, size: u32, acquire_timeout: Duration) -> Pool {
         Pool {
             inner: Arc::new(Inner {
-                options,
+                hosts,
+                generation: AtomicU64::new(0),
                 acquire_timeout,
                 permits: Arc::new(Semaphore::new(size as usize)),
                 idle: Mutex::new(Vec::with_capacity(size as usize)),
@@ -82,6 +96,22 @@ impl Pool {
     /// Connections open and idle.
     pub fn idle(&self) -> usize {
         self.inner.idle.lock().expect("pool lock").len()
+    }
+
+    /// The database hosts, and the one in use.
+    pub fn hosts(&self) -> &Hosts {
+        &self.inner.hosts
+    }
+
+    /// No connection opened until now is used again: idle ones are closed, leased ones when
+    /// they come back.
+    pub(crate) fn forsake_connections(&self) {
+        self.inner.generation.fetch_add(1, Ordering::Relaxed);
+        let stale: Vec<Idle> = std::mem::take(&mut *self.inner.idle.lock().expect("pool lock"));
+        for idle in stale {
+            self.inner.open.fetch_sub(1, Ordering::Relaxed);
+            close_later(idle.conn);
+        }
     }
 
     /// Begins a transaction with `begin` (e.g. `BEGIN; SET LOCAL ROLE …`, one round trip).
@@ -109,6 +139,7 @@ impl Pool {
             let mut lease = Lease {
                 conn: Some(idle.conn),
                 created: idle.created,
+                generation: idle.generation,
                 permit: Some(permit),
                 inner: Arc::clone(inner),
             };
@@ -127,7 +158,10 @@ impl Pool {
     fn take_idle(&self) -> Option<Idle> {
         loop {
             let idle = self.inner.idle.lock().expect("pool lock").pop()?;
-            if idle.since.elapsed() < IDLE_TIMEOUT && idle.created.elapsed() < MAX_LIFETIME {
+            if idle.since.elapsed() < IDLE_TIMEOUT
+                && idle.created.elapsed() < MAX_LIFETIME
+                && idle.generation == self.inner.generation.load(Ordering::Relaxed)
+            {
                 return Some(idle);
             }
             self.inner.open.fetch_sub(1, Ordering::Relaxed);
@@ -137,11 +171,32 @@ impl Pool {
 
     /// A lease on a new connection, `first` run on it.
     async fn connect(&self, permit: OwnedSemaphorePermit, first: &First) -> sqlx::Result<Lease> {
-        let conn = self.inner.options.connect().await?;
-        self.inner.open.fetch_add(1, Ordering::Relaxed);
+        let inner = &self.inner;
+        let conn = loop {
+            let generation = inner.generation.load(Ordering::Relaxed);
+            match inner.hosts.connect().await {
+                Ok((conn, moved)) => {
+                    if moved {
+                        // The connections to the host left behind are not used again.
+                        let _ = inner.generation.compare_exchange(
+                            generation,
+                            generation + 1,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
+                    }
+                    break conn;
+                }
+                // With several hosts, one may be promoted soon: the lease's timeout bounds this.
+                Err(_) if inner.hosts.several() => tokio::time::sleep(HOSTS_RETRY).await,
+                Err(e) => return Err(e),
+            }
+        };
+        inner.open.fetch_add(1, Ordering::Relaxed);
         let mut lease = Lease {
             conn: Some(conn),
             created: Instant::now(),
+            generation: inner.generation.load(Ordering::Relaxed),
             permit: Some(permit),
             inner: Arc::clone(&self.inner),
         };
@@ -173,6 +228,7 @@ fn close_later(conn: PgConnection) {
 struct Lease {
     conn: Option<PgConnection>,
     created: Instant,
+    generation: u64,
     permit: Option<OwnedSemaphorePermit>,
     inner: Arc<Inner>,
 }
@@ -202,8 +258,10 @@ impl DerefMut for Lease {
 
 impl Inner {
     /// Puts a connection back for the next lease, or closes it if it has lived long enough.
-    fn give_back(&self, conn: PgConnection, created: Instant) {
-        if created.elapsed() >= MAX_LIFETIME {
+    fn give_back(&self, conn: PgConnection, created: Instant, generation: u64) {
+        if created.elapsed() >= MAX_LIFETIME
+            || generation != self.generation.load(Ordering::Relaxed)
+        {
             self.open.fetch_sub(1, Ordering::Relaxed);
             close_later(conn);
             return;
@@ -211,6 +269,7 @@ impl Inner {
         self.idle.lock().expect("pool lock").push(Idle {
             conn,
             created,
+            generation,
             since: Instant::now(),
         });
     }
@@ -221,7 +280,7 @@ impl Drop for Lease {
         // Back before the permit is released (fields drop after this), so that a waiter that
         // gets the permit finds the connection.
         if let Some(conn) = self.conn.take() {
-            self.inner.give_back(conn, self.created);
+            self.inner.give_back(conn, self.created, self.generation);
         }
     }
 }
@@ -265,7 +324,7 @@ impl Drop for Tx {
             return;
         };
         let inner = Arc::clone(&self.lease.inner);
-        let created = self.lease.created;
+        let (created, generation) = (self.lease.created, self.lease.generation);
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             inner.open.fetch_sub(1, Ordering::Relaxed);
             return;
@@ -277,7 +336,7 @@ impl Drop for Tx {
                     .await
                     .is_ok_and(|r| r.is_ok());
             if rolled_back {
-                inner.give_back(conn, created);
+                inner.give_back(conn, created, generation);
             } else {
                 inner.open.fetch_sub(1, Ordering::Relaxed);
             }
