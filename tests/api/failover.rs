@@ -157,6 +157,8 @@ async fn failover_under_load(settings: &[(&str, &str)]) -> usize {
     let short = !settings.is_empty();
     let pair = Pair::start().await;
     let server = serve(pair.url(&pair.primary, &pair.standby), settings).await;
+    // A second instance on the same pair: its sealer competes for the chain.
+    let other = serve(pair.url(&pair.primary, &pair.standby), settings).await;
     let mut conn = connect(&server).await;
     let reply = conn.soap(SoapVersion::V12, rights_request()).await.unwrap();
     assert_eq!(code(&reply), "0000", "{}", reply.body);
@@ -339,6 +341,9 @@ async fn failover_under_load(settings: &[(&str, &str)]) -> usize {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let (status, ready) = ops_request(other.ops_addr, "GET", "/readyz", None).await;
+    assert_eq!(status, 200, "the second instance followed too: {ready}");
+    other.shutdown().await.unwrap();
     server.shutdown().await.unwrap();
     failures
 }
