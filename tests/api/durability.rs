@@ -82,14 +82,7 @@ async fn a_sigkill_during_pecs_loses_no_answered_pec_and_retries_commit_exactly_
         .unwrap();
     // Every accreditation a client received exists, with its audit row.
     for (_, acc) in &answered {
-        let (pec, audited): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM dispensation.tarification WHERE numero_accreditation = $1),
-                    (SELECT count(*) FROM audit.journal WHERE numero_accreditation = $1 AND code = '0000')",
-        )
-        .bind(acc)
-        .fetch_one(&db)
-        .await
-        .unwrap();
+        let (pec, audited) = crate::helpers::stored_pec(&db, acc).await;
         assert_eq!((pec, audited), (1, 1), "{acc}");
     }
     // Retrying every request with its id_requete: exactly one PEC each, answered ones unchanged.

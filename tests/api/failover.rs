@@ -111,6 +111,26 @@ async fn connect(server: &Server) -> SoapConnection {
     .unwrap()
 }
 
+/// The server says it is ready on `host`'s cluster, after `failovers` moves.
+async fn assert_on(server: &Server, host: &Cluster, failovers: u64) {
+    let label = host.socket_dir().display().to_string();
+    let (status, ready) = ops_request(server.ops_addr, "GET", "/readyz", None).await;
+    assert_eq!(status, 200, "{ready}");
+    assert!(
+        ready.contains(&format!("database: host {label}")),
+        "{ready}"
+    );
+    let (_, metrics) = ops_request(server.ops_addr, "GET", "/metrics", None).await;
+    assert!(
+        metrics.contains(&format!("vd_db_failovers_total {failovers}")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("vd_db_host{{host=\"{label}\"}} 1")),
+        "{metrics}"
+    );
+}
+
 fn rights_request() -> String {
     Rights {
         nir: "1790312345678".into(),
@@ -163,14 +183,7 @@ async fn failover_under_load(settings: &[(&str, &str)]) -> usize {
     let reply = conn.soap(SoapVersion::V12, rights_request()).await.unwrap();
     assert_eq!(code(&reply), "0000", "{}", reply.body);
     let dossier = first(&reply.body, "numero_dossier").unwrap();
-    let (status, ready) = ops_request(server.ops_addr, "GET", "/readyz", None).await;
-    let primary_label = pair.primary.socket_dir().display().to_string();
-    let standby_label = pair.standby.socket_dir().display().to_string();
-    assert_eq!(status, 200, "{ready}");
-    assert!(
-        ready.contains(&format!("database: host {primary_label}")),
-        "{ready}"
-    );
+    assert_on(&server, &pair.primary, 0).await;
 
     // The load: four clients, each a rights exchange then a PEC of its own prescription, until
     // every PEC was sent once.
@@ -257,18 +270,7 @@ async fn failover_under_load(settings: &[(&str, &str)]) -> usize {
     );
     assert!(first_ok < Duration::from_secs(10), "{first_ok:?}");
 
-    let (status, ready) = ops_request(server.ops_addr, "GET", "/readyz", None).await;
-    assert_eq!(status, 200, "{ready}");
-    assert!(
-        ready.contains(&format!("database: host {standby_label}")),
-        "{ready}"
-    );
-    let (_, metrics) = ops_request(server.ops_addr, "GET", "/metrics", None).await;
-    assert!(metrics.contains("vd_db_failovers_total 1"), "{metrics}");
-    assert!(
-        metrics.contains(&format!("vd_db_host{{host=\"{standby_label}\"}} 1")),
-        "{metrics}"
-    );
+    assert_on(&server, &pair.standby, 1).await;
 
     // Every PEC answered 0000 is on the new primary, once, with its audit row.
     let db = PgPool::connect(&pair.standby.url(SUPERUSER, DB))
@@ -279,14 +281,7 @@ async fn failover_under_load(settings: &[(&str, &str)]) -> usize {
         .filter(|a| a.pec.is_some() && a.code == "0000")
     {
         let acc = a.accreditation.as_ref().expect("a PEC's accreditation");
-        let (pec, audited): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM dispensation.tarification WHERE numero_accreditation = $1),
-                    (SELECT count(*) FROM audit.journal WHERE numero_accreditation = $1 AND code = '0000')",
-        )
-        .bind(acc)
-        .fetch_one(&db)
-        .await
-        .unwrap();
+        let (pec, audited) = crate::helpers::stored_pec(&db, acc).await;
         assert_eq!(pec, 1, "{acc}");
         assert!(audited >= 1, "{acc}");
     }
@@ -326,6 +321,13 @@ async fn failover_under_load(settings: &[(&str, &str)]) -> usize {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let retried: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit.journal WHERE motif = 'database_lost_retried'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    eprintln!("failover: {retried} exchanges ran a second time after losing the database");
     let v = verified.expect("every audit row sealed within 10 s");
     assert_eq!(v.broken, None);
     assert!(v.sealed as usize > answers.len(), "{v:?}");
@@ -355,15 +357,7 @@ async fn a_server_whose_first_host_is_a_standby_uses_the_primary() {
     let mut conn = connect(&server).await;
     let reply = conn.soap(SoapVersion::V12, rights_request()).await.unwrap();
     assert_eq!(code(&reply), "0000", "{}", reply.body);
-    let primary_label = pair.primary.socket_dir().display().to_string();
-    let (status, ready) = ops_request(server.ops_addr, "GET", "/readyz", None).await;
-    assert_eq!(status, 200, "{ready}");
-    assert!(
-        ready.contains(&format!("database: host {primary_label}")),
-        "{ready}"
-    );
-    let (_, metrics) = ops_request(server.ops_addr, "GET", "/metrics", None).await;
-    assert!(metrics.contains("vd_db_failovers_total 0"), "{metrics}");
+    assert_on(&server, &pair.primary, 0).await;
 
     // A read-only admin command may prefer the standby; one that writes asks for a primary.
     let url = |attrs: &str| {
@@ -438,15 +432,7 @@ async fn connections_to_a_host_turned_read_only_are_left_for_the_writable_one() 
         assert_eq!(code, "0000", "{body}");
         conns.push(conn);
     }
-    let standby_label = pair.standby.socket_dir().display().to_string();
-    let (status, ready) = ops_request(server.ops_addr, "GET", "/readyz", None).await;
-    assert_eq!(status, 200, "{ready}");
-    assert!(
-        ready.contains(&format!("database: host {standby_label}")),
-        "{ready}"
-    );
-    let (_, metrics) = ops_request(server.ops_addr, "GET", "/metrics", None).await;
-    assert!(metrics.contains("vd_db_failovers_total 1"), "{metrics}");
+    assert_on(&server, &pair.standby, 1).await;
     let db = PgPool::connect(&pair.standby.url(SUPERUSER, DB))
         .await
         .unwrap();
@@ -457,4 +443,40 @@ async fn connections_to_a_host_turned_read_only_are_left_for_the_writable_one() 
     // Both rounds' dossiers: the first replicated, the second written there.
     assert_eq!(dossiers, 8);
     server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_that_no_longer_answers_is_left_for_a_fresh_one() {
+    // A host cut off without a reset (powered off, a partition) leaves connections that never
+    // answer: played here by stopping their backends (SIGSTOP), the sockets left open.
+    let app = crate::helpers::TestApp::spawn().await;
+    let mut conn = app.connect(Some("valid")).await.unwrap();
+    let reply = conn.soap(SoapVersion::V12, rights_request()).await.unwrap();
+    assert_eq!(code(&reply), "0000", "{}", reply.body);
+    let pids: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+            AND application_name = 'visiodroits' AND state = 'idle'",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert!(!pids.is_empty(), "the server keeps an idle connection");
+    let signal = |sig: &str| {
+        for pid in &pids {
+            let status = std::process::Command::new("kill")
+                .args([sig, &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    let reply = conn.soap(SoapVersion::V12, rights_request()).await;
+    let took = started.elapsed();
+    signal("-CONT");
+    let reply = reply.unwrap();
+    assert_eq!(code(&reply), "0000", "{}", reply.body);
+    // Within the acquire timeout (5 s): the silent connection was given up on, not waited for.
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }

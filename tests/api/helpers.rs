@@ -539,6 +539,18 @@ pub(crate) fn new_id() -> String {
     Uuid::new_v4().to_string()
 }
 
+/// How many PECs carry accreditation number `acc`, and how many 0000 audit rows name it.
+pub(crate) async fn stored_pec(db: &PgPool, acc: &str) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM dispensation.tarification WHERE numero_accreditation = $1),
+                (SELECT count(*) FROM audit.journal WHERE numero_accreditation = $1 AND code = '0000')",
+    )
+    .bind(acc)
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
 /// Waits until the sealer has chained every audit row of `app` (at most 10 s).
 pub(crate) async fn wait_sealed(app: &TestApp) {
     for _ in 0..100 {

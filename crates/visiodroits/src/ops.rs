@@ -54,7 +54,7 @@ async fn readyz(State(s): State<OpsState>) -> Response {
         .await
         .unwrap_or(false);
     let hosts = s.store.pool().hosts();
-    if !db_ok && hosts.several() {
+    if !db_ok && hosts.several() && !hosts.reachable() {
         problems.push(format!(
             "database: no host gives a writable session among {}",
             hosts.labels().join(", ")

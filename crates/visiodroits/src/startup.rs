@@ -80,6 +80,7 @@ async fn seal_audit(store: Store) {
     const BATCH: i64 = 2000;
     let mut failing = false;
     loop {
+        let generation = store.generation();
         match seal_pending(&store, BATCH).await {
             Ok(n) => {
                 failing = false;
@@ -92,7 +93,7 @@ async fn seal_audit(store: Store) {
             }
             Err(e) => {
                 // Across a failover: the next round runs on the new primary.
-                store.lost(&e);
+                store.lost(&e, generation);
                 if !failing {
                     tracing::error!(error = %e, "audit sealing failed; will retry");
                 }

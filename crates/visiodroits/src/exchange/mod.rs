@@ -222,6 +222,10 @@ pub const INVALID_TOKEN: &str = r#"Bearer error="invalid_token""#;
 /// The challenge where a token is needed and none came.
 pub const TOKEN_NEEDED: &str = "Bearer";
 
+/// The audit `motif` of an exchange's second attempt, after its database went away under the
+/// first (whose own row may have committed too).
+pub const RETRIED: &str = "database_lost_retried";
+
 /// Runs the exchange named by the envelope's body for the caller of `conn`, in its own span
 /// (`id_requete`, operation, instance; then code, duration and structure), closed by one
 /// `exchange` event. Identity and health data are never fields.
@@ -337,14 +341,17 @@ async fn token(
 /// is found under its `id_requete` and answered from its stored response, never committed twice.
 async fn run(ex: &Exchanges, op: Operation, call: &mut Call<'_>) -> Outcome {
     let (audit, echo) = (call.audit.clone(), call.echo.clone());
+    let generation = ex.store.generation();
     let mut result = handle(ex, op, call).await;
     if let Err(ExchangeError::Internal(e)) = &result {
         if e.downcast_ref::<sqlx::Error>()
-            .is_some_and(|e| ex.store.lost(e))
+            .is_some_and(|e| ex.store.lost(e, generation))
         {
             tracing::debug!(error = %e, "database lost under the exchange: trying once more");
             call.audit = audit;
             call.echo = echo;
+            // The second attempt's audit row says so: the first may have committed its own.
+            call.audit.reason = Some(RETRIED.to_string());
             result = handle(ex, op, call).await;
         }
     }

@@ -177,6 +177,11 @@ impl Hosts {
             .map(|h| h.label.as_str())
     }
 
+    /// Whether the last attempt to connect found a host that fits.
+    pub fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
+    }
+
     /// How many times new connections moved to another host.
     pub fn switches(&self) -> u64 {
         self.switches.load(Ordering::Relaxed)
@@ -222,18 +227,24 @@ impl Hosts {
         Err(e)
     }
 
+    /// A connection to host `i` with a fitting session, within `connect_timeout` (the session's
+    /// check included: a host that accepts and then stalls is left too).
     async fn try_host(&self, i: usize, first_pass: bool) -> sqlx::Result<PgConnection> {
-        let host = &self.hosts[i];
-        let connect = host.options.connect();
-        let mut conn = match self.connect_timeout {
-            Some(limit) => tokio::time::timeout(limit, connect).await.map_err(|_| {
+        let attempt = self.attempt(i, first_pass);
+        match self.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, attempt).await.map_err(|_| {
                 sqlx::Error::Io(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    format!("{}: no connection within {limit:?}", host.label),
+                    format!("{}: no session within {limit:?}", self.hosts[i].label),
                 ))
-            })??,
-            None => connect.await?,
-        };
+            })?,
+            None => attempt.await,
+        }
+    }
+
+    async fn attempt(&self, i: usize, first_pass: bool) -> sqlx::Result<PgConnection> {
+        let host = &self.hosts[i];
+        let mut conn = host.options.connect().await?;
         if self.attrs == SessionAttrs::Any {
             return Ok(conn);
         }
@@ -327,11 +338,11 @@ fn split(url: &str) -> Result<Split, String> {
                 )
             }
             "connect_timeout" => {
-                let secs: u64 = decode(v)?
+                let secs: i64 = decode(v)?
                     .parse()
                     .map_err(|_| "connect_timeout: not a number of seconds")?;
-                // libpq: 0 waits forever; under 2 s counts as 2 s.
-                timeout = (secs > 0).then(|| Duration::from_secs(secs.max(2)));
+                // libpq: 0 or less waits forever; under 2 s counts as 2 s.
+                timeout = (secs > 0).then(|| Duration::from_secs(secs.max(2).unsigned_abs()));
             }
             _ => kept.push(pair),
         }
@@ -354,8 +365,27 @@ fn split(url: &str) -> Result<Split, String> {
             hosts.push((h, p.filter(|p| !p.is_empty())));
         }
     }
+    if path.contains('@') {
+        // A password's unencoded `/` or `?` cut the URL short: say so without echoing any of it.
+        return Err(
+            "not a valid PostgreSQL URL (percent-encode '/', '?' and '@' in the password)".into(),
+        );
+    }
     if let Some(list) = &q_hosts {
+        // The query's hosts keep the authority's port(s) when the query gives none, as in libpq.
+        let ports: Vec<Option<String>> = hosts.iter().map(|h| h.1.clone()).collect();
         hosts = list.split(',').map(|h| (h.to_string(), None)).collect();
+        if q_ports.is_none() {
+            if ports.len() == hosts.len() {
+                for (h, p) in hosts.iter_mut().zip(ports) {
+                    h.1 = p;
+                }
+            } else if let [Some(p)] = ports.as_slice() {
+                for h in &mut hosts {
+                    h.1 = Some(p.clone());
+                }
+            }
+        }
     }
     if hosts.is_empty() {
         hosts.push((String::new(), None));
@@ -380,8 +410,11 @@ fn split(url: &str) -> Result<Split, String> {
     }
     for (_, p) in &hosts {
         if let Some(p) = p {
-            p.parse::<u16>()
-                .map_err(|_| format!("port {p}: not a port number"))?;
+            // Not echoed: a password's unencoded character may have made it.
+            p.parse::<u16>().map_err(|_| {
+                "a port is not a number (percent-encode '/', '?' and '@' in the password)"
+                    .to_string()
+            })?;
         }
     }
 
@@ -390,12 +423,26 @@ fn split(url: &str) -> Result<Split, String> {
     let mut labels = Vec::with_capacity(hosts.len());
     for (h, p) in &hosts {
         let mut query: Vec<String> = kept.iter().map(|s| s.to_string()).collect();
-        let netloc = if h.starts_with('/') {
-            query.push(format!("host={}", encode(h)));
-            if let Some(p) = p {
-                query.push(format!("port={p}"));
+        // An IPv6 address from the query goes in brackets.
+        let h = if h.contains(':') && !h.starts_with('[') && !h.starts_with('/') {
+            format!("[{h}]")
+        } else {
+            h.clone()
+        };
+        let netloc = if h.starts_with('/') || h.is_empty() {
+            if h.is_empty() {
+                // `postgres:///db?port=…`: the default host, on that port.
+                if let Some(p) = p {
+                    query.push(format!("port={p}"));
+                }
+                String::new()
+            } else {
+                query.push(format!("host={}", encode(&h)));
+                if let Some(p) = p {
+                    query.push(format!("port={p}"));
+                }
+                "localhost".to_string()
             }
-            "localhost".to_string()
         } else {
             match p {
                 Some(p) => format!("{h}:{p}"),
@@ -409,7 +456,8 @@ fn split(url: &str) -> Result<Split, String> {
         };
         urls.push(format!("{scheme}://{user}{netloc}{path}{query}"));
         labels.push(match (h.as_str(), p) {
-            ("", _) => "localhost".to_string(),
+            ("", Some(p)) => format!("localhost:{p}"),
+            ("", None) => "localhost".to_string(),
             (h, Some(p)) => format!("{h}:{p}"),
             (h, None) if h.starts_with('/') => h.to_string(),
             (h, None) => format!("{h}:5432"),
@@ -496,6 +544,49 @@ mod tests {
     }
 
     #[test]
+    fn ports_and_hosts_land_where_libpq_puts_them() {
+        // The authority's port stays with the query's socket or host.
+        let s = split("postgres://u@localhost:5433/db?host=/var/run/postgresql").unwrap();
+        assert_eq!(
+            s.urls,
+            ["postgres://u@localhost/db?host=/var/run/postgresql&port=5433"]
+        );
+        let s = split("postgres://u@db:6432/x?host=db2").unwrap();
+        assert_eq!(s.urls, ["postgres://u@db2:6432/x"]);
+        // The default host on another port; an IPv6 address from the query.
+        let s = split("postgres:///db?port=5433").unwrap();
+        assert_eq!(s.urls, ["postgres:///db?port=5433"]);
+        assert_eq!(s.labels, ["localhost:5433"]);
+        let s = split("postgres://u@/db?host=::1,db2&port=5432").unwrap();
+        assert_eq!(
+            s.urls,
+            ["postgres://u@[::1]:5432/db", "postgres://u@db2:5432/db"]
+        );
+        // libpq's "wait forever".
+        assert_eq!(
+            split("postgres://a/db?connect_timeout=-1")
+                .unwrap()
+                .connect_timeout,
+            None
+        );
+    }
+
+    #[test]
+    fn a_password_that_breaks_the_url_is_never_echoed() {
+        for url in [
+            "postgres://app:Xy7/kQ@db/v",
+            "postgres://app:1234/kQ@db/v",
+            "postgres://app:Xy7?kQ@db/v",
+        ] {
+            let e = split(url).unwrap_err();
+            assert!(
+                !e.contains("Xy7") && !e.contains("1234") && !e.contains("kQ"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_lists_and_values_are_refused_by_name() {
         assert!(split("postgres:///v?host=a,b,c&port=1,2")
             .unwrap_err()
@@ -503,7 +594,9 @@ mod tests {
         assert!(split("postgres://a,b/v?target_session_attrs=writable")
             .unwrap_err()
             .contains("target_session_attrs"));
-        assert!(split("postgres://a:x/v").unwrap_err().contains("port x"));
+        assert!(split("postgres://a:x/v")
+            .unwrap_err()
+            .contains("a port is not a number"));
         assert!(split("mysql://a/v").is_err());
     }
 
@@ -513,6 +606,9 @@ mod tests {
             "postgres://u@localhost/db?host=/tmp/vd/run",
             "postgres://u:p@db.example:6432/db?sslmode=verify-full&sslrootcert=/etc/ca.pem",
             "postgresql://u@db/db",
+            "postgres://u@localhost:5433/db?host=/var/run/postgresql",
+            "postgres://u@localhost/db?host=%2Fvar%2Frun%2Fpostgresql",
+            "postgres://u:p%2Fw%40rd@[::1]:5433/db",
         ] {
             let hosts = Hosts::parse(url, |o| o).unwrap();
             let direct = PgConnectOptions::from_str(url).unwrap();

@@ -135,13 +135,18 @@ impl Store {
         self.pool.ping().await
     }
 
-    /// After `e` ended a transaction: when the database went away or stopped taking writes,
-    /// no idle connection opened before is used again. Whether that was the case (the work may
-    /// then be tried once more).
-    pub(crate) fn lost(&self, e: &sqlx::Error) -> bool {
+    /// The pool's generation now: give it to [`Store::lost`] after the work that follows.
+    pub(crate) fn generation(&self) -> u64 {
+        self.pool.generation()
+    }
+
+    /// After `e` ended work begun at pool generation `since`: when the database went away or
+    /// stopped taking writes, no connection opened until then is used again. Whether that was
+    /// the case (the work may then be tried once more).
+    pub(crate) fn lost(&self, e: &sqlx::Error, since: u64) -> bool {
         let lost = lost_database(e);
         if lost {
-            self.pool.forsake_connections();
+            self.pool.forsake_connections_of(since);
         }
         lost
     }

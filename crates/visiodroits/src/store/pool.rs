@@ -31,6 +31,9 @@ const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// How long closing a connection politely may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an idle connection has to answer its first statement before it is taken for cut
+/// off (its host powered off, the network partitioned: no reset ever comes).
+const IDLE_FIRST_TIMEOUT: Duration = Duration::from_secs(2);
 /// With several hosts and none writable, the pause before trying them all again.
 const HOSTS_RETRY: Duration = Duration::from_millis(200);
 
@@ -103,11 +106,33 @@ impl Pool {
         &self.inner.hosts
     }
 
-    /// No connection opened until now is used again: idle ones are closed, leased ones when
-    /// they come back.
-    pub(crate) fn forsake_connections(&self) {
-        self.inner.generation.fetch_add(1, Ordering::Relaxed);
-        let stale: Vec<Idle> = std::mem::take(&mut *self.inner.idle.lock().expect("pool lock"));
+    /// The pool's generation: connections opened under an older one are not used again.
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Relaxed)
+    }
+
+    /// No connection of `generation` or before is used again: idle ones are closed, leased ones
+    /// when they come back. Nothing is done when a newer generation began meanwhile, so that
+    /// the exchanges failing one after another on a lost host do not also throw away the
+    /// connections the first of them opened to the next one.
+    pub(crate) fn forsake_connections_of(&self, generation: u64) {
+        let next = self.inner.generation.compare_exchange(
+            generation,
+            generation + 1,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        if next.is_err() {
+            return;
+        }
+        let stale: Vec<Idle> = {
+            let mut idle = self.inner.idle.lock().expect("pool lock");
+            let (stale, fresh) = std::mem::take(&mut *idle)
+                .into_iter()
+                .partition(|i| i.generation <= generation);
+            *idle = fresh;
+            stale
+        };
         for idle in stale {
             self.inner.open.fetch_sub(1, Ordering::Relaxed);
             close_later(idle.conn);
@@ -133,38 +158,56 @@ impl Pool {
                 .acquire_owned()
                 .await
                 .expect("the pool's semaphore is never closed");
-            let Some(idle) = self.take_idle() else {
+            let Some(mut idle) = self.take_idle() else {
                 return self.connect(permit, &first).await;
             };
-            let mut lease = Lease {
-                conn: Some(idle.conn),
-                created: idle.created,
-                generation: idle.generation,
-                permit: Some(permit),
-                inner: Arc::clone(inner),
-            };
-            if first.run(&mut lease).await.is_ok() {
-                return Ok(lease);
+            // Until `first` has answered, the connection is ours alone: a lease cut short here
+            // drops it rather than give back one that waits for a reply.
+            let check = tokio::time::timeout(IDLE_FIRST_TIMEOUT, first.run(&mut idle.conn)).await;
+            if let Ok(Ok(())) = check {
+                inner.open.fetch_add(1, Ordering::Relaxed);
+                return Ok(self.lease_of(idle.conn, idle.created, idle.generation, permit));
+            }
+            if check.is_err() {
+                // No answer at all: the host is cut off, and so are its other connections.
+                self.forsake_connections_of(idle.generation);
             }
             // The connection died while idle (or was left unusable): drop it, run on a fresh one.
-            self.connect(lease.discard(), &first).await
+            drop(idle.conn);
+            self.connect(permit, &first).await
         })
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)?
     }
 
-    /// The most recently returned idle connection still worth using; the others that aged out
-    /// are closed on the way.
+    fn lease_of(
+        &self,
+        conn: PgConnection,
+        created: Instant,
+        generation: u64,
+        permit: OwnedSemaphorePermit,
+    ) -> Lease {
+        Lease {
+            conn: Some(conn),
+            created,
+            generation,
+            permit: Some(permit),
+            inner: Arc::clone(&self.inner),
+        }
+    }
+
+    /// The most recently returned idle connection still worth using (counted out of `open`
+    /// until it is leased again); the others that aged out are closed on the way.
     fn take_idle(&self) -> Option<Idle> {
         loop {
             let idle = self.inner.idle.lock().expect("pool lock").pop()?;
+            self.inner.open.fetch_sub(1, Ordering::Relaxed);
             if idle.since.elapsed() < IDLE_TIMEOUT
                 && idle.created.elapsed() < MAX_LIFETIME
                 && idle.generation == self.inner.generation.load(Ordering::Relaxed)
             {
                 return Some(idle);
             }
-            self.inner.open.fetch_sub(1, Ordering::Relaxed);
             close_later(idle.conn);
         }
     }
@@ -172,36 +215,23 @@ impl Pool {
     /// A lease on a new connection, `first` run on it.
     async fn connect(&self, permit: OwnedSemaphorePermit, first: &First) -> sqlx::Result<Lease> {
         let inner = &self.inner;
-        let conn = loop {
+        let (mut conn, generation) = loop {
             let generation = inner.generation.load(Ordering::Relaxed);
             match inner.hosts.connect().await {
-                Ok((conn, moved)) => {
-                    if moved {
-                        // The connections to the host left behind are not used again.
-                        let _ = inner.generation.compare_exchange(
-                            generation,
-                            generation + 1,
-                            Ordering::Relaxed,
-                            Ordering::Relaxed,
-                        );
-                    }
-                    break conn;
+                Ok((conn, false)) => break (conn, generation),
+                Ok((conn, true)) => {
+                    // On another host: the connections to the one left behind are not used again.
+                    self.forsake_connections_of(generation);
+                    break (conn, inner.generation.load(Ordering::Relaxed));
                 }
                 // With several hosts, one may be promoted soon: the lease's timeout bounds this.
                 Err(_) if inner.hosts.several() => tokio::time::sleep(HOSTS_RETRY).await,
                 Err(e) => return Err(e),
             }
         };
+        first.run(&mut conn).await?;
         inner.open.fetch_add(1, Ordering::Relaxed);
-        let mut lease = Lease {
-            conn: Some(conn),
-            created: Instant::now(),
-            generation: inner.generation.load(Ordering::Relaxed),
-            permit: Some(permit),
-            inner: Arc::clone(&self.inner),
-        };
-        first.run(&mut lease).await?;
-        Ok(lease)
+        Ok(self.lease_of(conn, Instant::now(), generation, permit))
     }
 }
 
@@ -231,16 +261,6 @@ struct Lease {
     generation: u64,
     permit: Option<OwnedSemaphorePermit>,
     inner: Arc<Inner>,
-}
-
-impl Lease {
-    /// Drops a connection found broken, keeping its permit for the replacement.
-    fn discard(mut self) -> OwnedSemaphorePermit {
-        if self.conn.take().is_some() {
-            self.inner.open.fetch_sub(1, Ordering::Relaxed);
-        }
-        self.permit.take().expect("a lease holds its permit")
-    }
 }
 
 impl Deref for Lease {
