@@ -316,7 +316,10 @@ fn pgbench(app: &TestApp, ceiling: Ceiling, clients: u32, count: u32, defines: &
     for d in defines {
         cmd.arg("-D").arg(d);
     }
-    let out = cmd.arg(s.app_url(&app.db_name)).output().unwrap();
+    let out = cmd
+        .arg(s.pool_url(&app.db_name, ceiling.role()))
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{ceiling:?}: {}{}",

@@ -122,7 +122,7 @@ async fn the_server_and_the_admin_commands_reach_a_tls_only_database() {
     let (connections, encrypted): (i64, i64) = sqlx::query_as(
         "SELECT count(*), count(*) FILTER (WHERE s.ssl)
            FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
-          WHERE a.usename = 'vd_tls_app'",
+          WHERE a.usename LIKE 'vd\\_tls\\_app\\_%'",
     )
     .fetch_one(&pool)
     .await

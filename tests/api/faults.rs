@@ -116,11 +116,18 @@ async fn a_refused_exchange_keeps_its_connection_and_a_killed_one_is_replaced() 
     })
     .await;
     let mut conn = app.connect(Some("valid")).await.unwrap();
+    // The rights pool's connections (with per-pool logins, the other pools have their own).
+    let login = match crate::helpers::shared().per_pool_logins() {
+        true => visiodroits::store::Role::Rights.login(crate::helpers::LOGIN),
+        false => String::new(),
+    };
     let backend = || async {
         sqlx::query_as::<_, (i32, String)>(
             "SELECT pid, state FROM pg_stat_activity
-              WHERE datname = current_database() AND application_name = 'visiodroits'",
+              WHERE datname = current_database() AND application_name = 'visiodroits'
+                AND ($1 = '' OR usename = $1)",
         )
+        .bind(&login)
         .fetch_all(&app.db)
         .await
         .unwrap()

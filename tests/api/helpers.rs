@@ -236,9 +236,24 @@ impl Shared {
         name
     }
 
+    /// The servers' `DATABASE_URL`: its user is the prefix of the pools' login roles (on an
+    /// external cluster, its superuser, shared by every pool).
     pub(crate) fn app_url(&self, db: &str) -> String {
         let user = self._cluster.as_ref().map(|_| LOGIN);
         (self.url)(user, db)
+    }
+
+    /// A URL logging in as the pool of `role` does (on an external cluster, its superuser).
+    pub(crate) fn pool_url(&self, db: &str, role: visiodroits::store::Role) -> String {
+        match &self._cluster {
+            Some(_) => (self.url)(Some(&role.login(LOGIN)), db),
+            None => (self.url)(None, db),
+        }
+    }
+
+    /// Whether the servers run on the private cluster, with a login role per pool.
+    pub(crate) fn per_pool_logins(&self) -> bool {
+        self._cluster.is_some()
     }
 
     /// A PostgreSQL client program (`pgbench`, `psql`): the private cluster's, or from `PATH`.
@@ -279,6 +294,15 @@ impl Shared {
             ("VD_LOG_FORMAT", "text".to_string()),
             ("VD_INSTANCE_ID", "test".to_string()),
             ("VD_SHUTDOWN_DEADLINE_SECS", "5".to_string()),
+            (
+                "VD_DB_LOGINS",
+                if self.per_pool_logins() {
+                    "per-pool"
+                } else {
+                    "shared"
+                }
+                .to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

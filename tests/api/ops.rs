@@ -25,7 +25,7 @@ async fn health_readiness_and_metrics() {
         "vd_exchange_seconds_count{operation=\"ServicesOuverts\"} 1",
         "vd_connections_open 1",
         "vd_crl_entries{issuer=\"C=FR,O=ASIP-SANTE DEV,OU=IGC-SANTE DEV,CN=AC IGC-SANTE DEV PERSONNES\",key=\"",
-        "vd_db_pool_connections{state=\"open\"}",
+        "vd_db_pool_connections{pool=\"",
     ] {
         assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
     }

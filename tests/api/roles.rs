@@ -1,26 +1,54 @@
 //! Separation enforced by database roles (spec/data.md): every "may not" of the role table.
 
+use std::time::Duration;
+
+use sqlx::Connection;
+use visiodroits::config::{DbLogins, Secret};
+use visiodroits::store::{Role, Store, SERVER_ROLES};
+
 use crate::helpers::{shared, TestApp};
 
 /// Runs `sql` under `role` in a transaction that is rolled back; `Ok` when PostgreSQL allowed it.
+/// A role the server acts as is reached the way its pool reaches it (a connection opened by the
+/// server's own pool code, as that pool's login role, and nothing else); the admin commands'
+/// roles by `SET LOCAL ROLE` from the owner.
 async fn try_as(app: &TestApp, role: &str, sql: &str) -> Result<(), String> {
-    let mut tx = app.db.begin().await.unwrap();
-    sqlx::query(&format!("SET LOCAL ROLE {role}"))
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let mut conn = match server_role(role) {
+        Some(r) if shared().per_pool_logins() => pool_connection(app, r).await,
+        _ => app.db.acquire().await.unwrap().detach(),
+    };
+    let mut tx = conn.begin().await.unwrap();
+    if server_role(role).is_none() || !shared().per_pool_logins() {
+        sqlx::query(&format!("SET LOCAL ROLE {role}"))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
     let result = sqlx::query(sql)
         .execute(&mut *tx)
         .await
         .map(|_| ())
-        .map_err(|e| {
-            e.as_database_error()
-                .and_then(|d| d.code())
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| e.to_string())
-        });
+        .map_err(|e| code_of(&e));
     tx.rollback().await.unwrap();
     result
+}
+
+fn code_of(e: &sqlx::Error) -> String {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+fn server_role(name: &str) -> Option<Role> {
+    SERVER_ROLES.iter().copied().find(|r| r.name() == name)
+}
+
+/// A connection opened by the server's pool of `role`, on the test's database.
+async fn pool_connection(app: &TestApp, role: Role) -> sqlx::PgConnection {
+    let url = Secret::new(shared().app_url(&app.db_name));
+    let store = Store::connect_lazy(&url, 1, Duration::from_secs(5), DbLogins::PerPool).unwrap();
+    store.pool(role).open_unpooled().await.unwrap()
 }
 
 const DOSSIER: &str = "INSERT INTO dispensation.dossier (numero_dossier, numero_amc, structure, expiration, cle_plafond, regles)
@@ -128,31 +156,49 @@ async fn audit_rows_refuse_update_and_delete_even_for_the_owner() {
 }
 
 #[tokio::test]
-async fn the_server_login_role_has_no_rights_outside_set_local_role() {
-    let s = shared();
-    if visiodroits::config::env_var("VD_TEST_DATABASE_URL").is_some() {
+async fn a_pool_connection_cannot_take_another_role_whatever_it_runs() {
+    if !shared().per_pool_logins() {
         // An external cluster runs the servers as its superuser: nothing to check here.
         return;
     }
     let app = TestApp::spawn().await;
-    let pool = sqlx::PgPool::connect(&s.app_url(&app.db_name))
-        .await
-        .unwrap();
-    for sql in [
-        "SELECT * FROM identite.amc",
-        "SELECT * FROM dispensation.dossier",
-        AUDIT,
-    ] {
-        let err = sqlx::query(sql).execute(&pool).await.unwrap_err();
-        assert_eq!(
-            err.as_database_error().and_then(|d| d.code()).as_deref(),
-            Some("42501"),
-            "{sql}"
-        );
+    for role in SERVER_ROLES {
+        let mut conn = pool_connection(&app, *role).await;
+        let (session, current): (String, String) =
+            sqlx::query_as("SELECT session_user::text, current_user::text")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(session, role.login(crate::helpers::LOGIN));
+        assert_eq!(current, session, "no SET ROLE: the login is the pool's");
+        // No other server role, nor the admin commands' ones, can be taken.
+        for other in SERVER_ROLES.iter().filter(|o| *o != role) {
+            let e = sqlx::query(&format!("SET ROLE {}", other.name()))
+                .execute(&mut conn)
+                .await
+                .unwrap_err();
+            assert_eq!(code_of(&e), "42501", "{} → {}", role.name(), other.name());
+        }
+        for admin in ["vd_auditeur", "vd_tiers_confiance"] {
+            let e = sqlx::query(&format!("SET ROLE {admin}"))
+                .execute(&mut conn)
+                .await
+                .unwrap_err();
+            assert_eq!(code_of(&e), "42501", "{} → {admin}", role.name());
+        }
+        // Identity data only for the rights pool, whatever the session does first.
+        let read = sqlx::raw_sql("RESET ROLE; SELECT count(*) FROM identite.beneficiaire")
+            .execute(&mut conn)
+            .await;
+        match role {
+            Role::Rights => assert!(read.is_ok(), "{read:?}"),
+            _ => assert_eq!(
+                code_of(&read.unwrap_err()),
+                "42501",
+                "{} reads identite",
+                role.name()
+            ),
+        }
+        let _ = conn.close().await;
     }
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SET LOCAL ROLE vd_auditeur")
-        .execute(&mut *tx)
-        .await
-        .unwrap_err();
 }

@@ -1,6 +1,6 @@
 //! The pgbench scripts of the ceilings, generated from the transactions the server runs
-//! (`visiodroits::store::transactions`): the same statements in the same order and round trips
-//! (`BEGIN; SET LOCAL ROLE …` pipelined as the pool sends it), each `$n` replaced by a pgbench
+//! (`visiodroits::store::transactions`): the same statements in the same order and round trips,
+//! on a connection of the same login role as the server's pool ([`pool_url`]), each `$n` replaced by a pgbench
 //! expression for the value the server would bind. Values the server computes in Rust (dossier
 //! and request numbers, amounts, accreditation, response, audit fields) are expressions or
 //! constants here; a change in a statement's parameters makes the generation fail, not a
@@ -49,6 +49,14 @@ const RANDOM: &str = "random(0, 4611686018427387903)";
 
 impl Ceiling {
     /// From the bench's operation names (`droits`, `devis`, `pec`).
+    /// The role whose pool runs this exchange's transaction.
+    pub fn role(self) -> visiodroits::store::Role {
+        match self {
+            Ceiling::Rights => visiodroits::store::Role::Rights,
+            Ceiling::Quote | Ceiling::Commitment => visiodroits::store::Role::Tarification,
+        }
+    }
+
     pub fn parse(op: &str) -> Option<Ceiling> {
         match op {
             "droits" => Some(Ceiling::Rights),
@@ -103,7 +111,29 @@ struct Statement {
     keeps_row: bool,
 }
 
-/// `BEGIN; SET LOCAL ROLE …` is one query for the server: one round trip here too.
+/// `url` (the server's `DATABASE_URL`) with its user replaced by the login role of `role`'s pool,
+/// as the server derives it; a URL without a user is returned as it is.
+pub fn pool_url(url: &str, role: visiodroits::store::Role) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..end].rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &rest[..at];
+    let (user, password) = match userinfo.split_once(':') {
+        Some((u, p)) => (u, Some(p)),
+        None => (userinfo, None),
+    };
+    let login = role.login(user);
+    match password {
+        Some(p) => format!("{scheme}://{login}:{p}{}", &rest[at..]),
+        None => format!("{scheme}://{login}{}", &rest[at..]),
+    }
+}
+
+/// How the pool begins a transaction: one round trip here too.
 fn write_begin(out: &mut String, tx: &Transaction) -> std::fmt::Result {
     out.push_str("\\startpipeline\n");
     for part in tx.begin.split(';').map(str::trim).filter(|p| !p.is_empty()) {
@@ -344,6 +374,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_ceiling_logs_in_as_the_pool_does() {
+        use visiodroits::store::Role;
+        assert_eq!(
+            pool_url(
+                "postgresql://visiodroits@localhost/v?host=/run",
+                Role::Rights
+            ),
+            "postgresql://visiodroits_droits@localhost/v?host=/run"
+        );
+        assert_eq!(
+            pool_url("postgres://app:s3cr%40t@db:5432/v", Role::Tarification),
+            "postgres://app_tarif:s3cr%40t@db:5432/v"
+        );
+        assert_eq!(pool_url("postgres:///v", Role::Rights), "postgres:///v");
+    }
+
+    #[test]
     fn parameters_are_replaced_outside_literals_and_all_accounted_for() {
         let p = |v: &[&str]| owned(v);
         assert_eq!(
@@ -391,11 +438,11 @@ mod tests {
         ] {
             let script = ceiling.script(today).unwrap();
             assert!(
-                script.contains(&format!(
-                    "\\startpipeline\nBEGIN;\nSET LOCAL ROLE {role};\n\\endpipeline\n"
-                )),
+                script.contains("\\startpipeline\nBEGIN;\n\\endpipeline\n"),
                 "{script}"
             );
+            assert!(!script.contains("SET LOCAL ROLE"), "{script}");
+            assert_eq!(ceiling.role().name(), role);
             assert!(!script.contains('$'), "every parameter replaced:\n{script}");
             assert!(script.contains("INSERT INTO audit.journal"), "{script}");
             assert!(script.ends_with(";\nCOMMIT;\n"), "{script}");

@@ -248,8 +248,13 @@ async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 cmd.arg("-D").arg(d);
             }
             let before = Sample::now(&[], Driver::WaitedChildren);
+            let ceiling = visiodroits_bench::ceiling::Ceiling::parse(&op)
+                .with_context(|| format!("no ceiling for {op}"))?;
             let out = cmd
-                .arg(&database)
+                .arg(visiodroits_bench::ceiling::pool_url(
+                    &database,
+                    ceiling.role(),
+                ))
                 .output()
                 .context("pgbench does not run (apt-get install postgresql-client)")?;
             let after = Sample::now(&[], Driver::WaitedChildren);

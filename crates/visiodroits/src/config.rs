@@ -58,6 +58,18 @@ pub enum LogFormat {
     Text,
 }
 
+/// How the server's connections reach the roles of spec/data.md (`VD_DB_LOGINS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbLogins {
+    /// One login role per pool, named after `DATABASE_URL`'s user (`…_droits`, `…_tarif`,
+    /// `…_audit`, `…_sceau`), each a member of exactly one role and inheriting it: a connection
+    /// of one pool cannot take another pool's role, whatever statement it runs.
+    PerPool,
+    /// `DATABASE_URL`'s user for every pool, switching with `SET LOCAL ROLE` in each transaction
+    /// (a login member of every role, `NOINHERIT`; or the owner, in development).
+    Shared,
+}
+
 /// How the structure a CPS card's holder declares is checked (spec/security.md "Structure
 /// binding").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +246,7 @@ pub struct Config {
     pub database_url: Secret<String>,
     pub db_pool_size: u32,
     pub db_acquire_timeout: Duration,
+    pub db_logins: DbLogins,
     pub dossier_ttl: Duration,
     pub limits: Limits,
     pub instance_id: String,
@@ -303,6 +316,11 @@ impl Config {
             "directory" => StructureCheck::Directory,
             "declared" => StructureCheck::Declared,
             other => return Err(v.bad("VD_STRUCTURE_CHECK", other, "directory or declared")),
+        };
+        let db_logins = match v.get("VD_DB_LOGINS").unwrap_or("per-pool") {
+            "per-pool" => DbLogins::PerPool,
+            "shared" => DbLogins::Shared,
+            other => return Err(v.bad("VD_DB_LOGINS", other, "per-pool or shared")),
         };
         let rights_client_cert = match v.get("VD_RIGHTS_CLIENT_CERT").unwrap_or("required") {
             "required" => RightsClientCert::Required,
@@ -409,6 +427,7 @@ impl Config {
             pseudonymisation_key_file: v.path("VD_PSEUDONYMISATION_KEY_FILE")?,
             database_url: Secret::new(v.required("DATABASE_URL")?.to_string()),
             db_pool_size: v.num("VD_DB_POOL_SIZE", 16, 1, 1000)?,
+            db_logins,
             db_acquire_timeout: Duration::from_millis(v.num(
                 "VD_DB_ACQUIRE_TIMEOUT_MS",
                 5000,
@@ -925,6 +944,7 @@ mod tests {
             ("VD_STRUCTURE_CHECK", "sometimes"),
             ("VD_INSTANCE_CODE", "I"),
             ("VD_RIGHTS_CLIENT_CERT", "sometimes"),
+            ("VD_DB_LOGINS", "one"),
         ] {
             let mut vars = base();
             vars.insert(name.into(), value.into());

@@ -44,8 +44,8 @@ impl std::fmt::Debug for Metrics {
 pub(crate) struct Sampled<'a> {
     pub crls: &'a crate::tls::crl::CrlSet,
     pub now: i64,
-    pub pool_size: u32,
-    pub pool_idle: usize,
+    /// Each pool: its login role, its connections open and idle.
+    pub pools: &'a [(&'a str, u32, usize)],
     /// The database hosts of `DATABASE_URL`, the one in use, and how often connections moved.
     pub db_hosts: &'a crate::store::Hosts,
     pub crl_allow_missing: bool,
@@ -240,17 +240,18 @@ impl Metrics {
             "vd_crl_fetch_total{{result=\"refused\"}} {}",
             self.crl_fetch_refused.load(Ordering::Relaxed)
         );
-        let _ = writeln!(out, "# HELP vd_db_pool_connections Database pool connections.\n# TYPE vd_db_pool_connections gauge");
-        let _ = writeln!(
-            out,
-            "vd_db_pool_connections{{state=\"open\"}} {}",
-            s.pool_size
-        );
-        let _ = writeln!(
-            out,
-            "vd_db_pool_connections{{state=\"idle\"}} {}",
-            s.pool_idle
-        );
+        let _ = writeln!(out, "# HELP vd_db_pool_connections Database pool connections, by pool (its login role).\n# TYPE vd_db_pool_connections gauge");
+        for (login, open, idle) in s.pools {
+            let login = escape_label(login);
+            let _ = writeln!(
+                out,
+                "vd_db_pool_connections{{pool=\"{login}\",state=\"open\"}} {open}"
+            );
+            let _ = writeln!(
+                out,
+                "vd_db_pool_connections{{pool=\"{login}\",state=\"idle\"}} {idle}"
+            );
+        }
         let _ = writeln!(out, "# HELP vd_db_host Database hosts of DATABASE_URL: 1 for the one new connections go to.\n# TYPE vd_db_host gauge");
         let current = s.db_hosts.current();
         for host in s.db_hosts.labels() {

@@ -53,7 +53,7 @@ async fn readyz(State(s): State<OpsState>) -> Response {
     let db_ok = tokio::time::timeout(Duration::from_secs(2), s.store.ping())
         .await
         .unwrap_or(false);
-    let hosts = s.store.pool().hosts();
+    let hosts = s.store.hosts();
     if !db_ok && hosts.several() && !hosts.reachable() {
         problems.push(format!(
             "database: no host gives a writable session among {}",
@@ -180,13 +180,17 @@ async fn refresh(
 
 async fn metrics(State(s): State<OpsState>) -> Response {
     let crls = s.tls.crls();
-    let pool = s.store.pool();
+    let pools: Vec<(&str, u32, usize)> = s
+        .store
+        .pools()
+        .iter()
+        .map(|p| (p.user(), p.open(), p.idle()))
+        .collect();
     let body = s.metrics.render(&Sampled {
         crls: &crls,
         now: now(),
-        pool_size: pool.open(),
-        pool_idle: pool.idle(),
-        db_hosts: pool.hosts(),
+        pools: &pools,
+        db_hosts: s.store.hosts(),
         crl_allow_missing: s.crl.allow_missing,
         crl_allow_stale: s.crl.allow_stale,
     });

@@ -194,6 +194,7 @@ pub async fn check(config: &Config) -> anyhow::Result<String> {
         &config.database_url,
         config.db_pool_size,
         config.db_acquire_timeout,
+        config.db_logins,
     )?;
     let (problems, warnings) = schema::roles(&store)
         .await
@@ -220,13 +221,24 @@ pub async fn check(config: &Config) -> anyhow::Result<String> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    report.push_str(&format!(
-        "database: reachable, migrations at {level} (this binary's), the login role acts as {}\n",
-        crate::store::SERVER_ROLES
+    let acts = match store.logins() {
+        crate::config::DbLogins::PerPool => crate::store::SERVER_ROLES
             .iter()
-            .map(|r| r.name())
+            .map(|r| format!("{} as {}", store.pool(*r).user(), r.name()))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        crate::config::DbLogins::Shared => format!(
+            "{} as {}",
+            store.pools()[0].user(),
+            crate::store::SERVER_ROLES
+                .iter()
+                .map(|r| r.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    report.push_str(&format!(
+        "database: reachable, migrations at {level} (this binary's), logins {acts}\n"
     ));
     let (token_lines, token_warnings) = tokens.report().await;
     for l in token_lines {
@@ -259,6 +271,7 @@ impl Server {
             &config.database_url,
             config.db_pool_size,
             config.db_acquire_timeout,
+            config.db_logins,
         )?;
         let schema = refuse_other_migrations(&store).await?;
         let metrics = Arc::new(Metrics::default());

@@ -164,6 +164,7 @@ pub async fn prepare(
     .context("demo directory")?;
     admin.close().await;
 
+    let private_cluster = cluster.is_some();
     let p = |rel: &str| pki.join(rel).display().to_string();
     let defaults: HashMap<String, String> = [
         ("VD_TLS_CERT", p("server/server.pem")),
@@ -179,6 +180,16 @@ pub async fn prepare(
             key_file.display().to_string(),
         ),
         ("DATABASE_URL", app_url.expose().clone()),
+        // The private cluster has the demo's per-pool login roles; an owner's URL serves alone.
+        (
+            "VD_DB_LOGINS",
+            if private_cluster {
+                "per-pool"
+            } else {
+                "shared"
+            }
+            .to_string(),
+        ),
         ("VD_LOG_FORMAT", "text".to_string()),
         ("VD_INSTANCE_ID", "demo".to_string()),
         ("VD_PSC_ISSUER", issuer.issuer.clone()),

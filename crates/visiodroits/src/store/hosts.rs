@@ -84,6 +84,8 @@ pub struct Hosts {
     reachable: AtomicBool,
     /// Times a new connection went to another host than the previous one.
     switches: AtomicU64,
+    /// The pools' generation: connections opened under an older one are not used again.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Hosts {
@@ -136,6 +138,7 @@ impl Hosts {
             current: AtomicUsize::new(usize::MAX),
             reachable: AtomicBool::new(true),
             switches: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -143,10 +146,12 @@ impl Hosts {
         self.attrs
     }
 
-    /// Makes every connection need a writable session: what the server asks whatever the URL
-    /// says, since every exchange writes. A URL asking for a standby is refused.
+    /// Makes every connection need a writable session when several hosts are listed: what the
+    /// server asks, since every exchange writes (a single host is used as it is, unless the URL
+    /// asks for a check). A URL asking for a standby is refused.
     pub fn require_writable(mut self) -> Result<Hosts, ConfigError> {
         match self.attrs {
+            SessionAttrs::Any if !self.several() => {}
             SessionAttrs::Any | SessionAttrs::ReadWrite => self.attrs = SessionAttrs::ReadWrite,
             SessionAttrs::Primary => {}
             other => {
@@ -187,14 +192,37 @@ impl Hosts {
         self.switches.load(Ordering::Relaxed)
     }
 
+    /// The connections' generation now.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Moves on from `generation`, unless a newer one began meanwhile; whether it did.
+    pub(crate) fn advance(&self, generation: u64) -> bool {
+        self.generation
+            .compare_exchange(
+                generation,
+                generation + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
     /// The first host's options: for a single host, what connecting means.
     pub fn first_options(&self) -> &PgConnectOptions {
         &self.hosts[0].options
     }
 
-    /// A connection to the first host that fits, the host in use tried first; whether it is on
-    /// another host than the previous connection (a failover).
-    pub async fn connect(&self) -> sqlx::Result<(PgConnection, bool)> {
+    /// The URL's user (the login role, or the prefix of the pools' login roles).
+    pub fn user(&self) -> &str {
+        self.hosts[0].options.get_username()
+    }
+
+    /// A connection to the first host that fits, as `user` when given (else the URL's), the host
+    /// in use tried first; whether it is on another host than the previous connection (a
+    /// failover).
+    pub async fn connect(&self, user: Option<&str>) -> sqlx::Result<(PgConnection, bool)> {
         let n = self.hosts.len();
         let start = match self.current.load(Ordering::Relaxed) {
             i if i < n => i,
@@ -209,7 +237,7 @@ impl Hosts {
         for pass in 0..passes {
             for k in 0..n {
                 let i = (start + k) % n;
-                match self.try_host(i, pass == 0).await {
+                match self.try_host(i, user, pass == 0).await {
                     Ok(conn) => return Ok((conn, self.note_current(i))),
                     Err(e) => last = Some(e),
                 }
@@ -229,8 +257,13 @@ impl Hosts {
 
     /// A connection to host `i` with a fitting session, within `connect_timeout` (the session's
     /// check included: a host that accepts and then stalls is left too).
-    async fn try_host(&self, i: usize, first_pass: bool) -> sqlx::Result<PgConnection> {
-        let attempt = self.attempt(i, first_pass);
+    async fn try_host(
+        &self,
+        i: usize,
+        user: Option<&str>,
+        first_pass: bool,
+    ) -> sqlx::Result<PgConnection> {
+        let attempt = self.attempt(i, user, first_pass);
         match self.connect_timeout {
             Some(limit) => tokio::time::timeout(limit, attempt).await.map_err(|_| {
                 sqlx::Error::Io(std::io::Error::new(
@@ -242,9 +275,17 @@ impl Hosts {
         }
     }
 
-    async fn attempt(&self, i: usize, first_pass: bool) -> sqlx::Result<PgConnection> {
+    async fn attempt(
+        &self,
+        i: usize,
+        user: Option<&str>,
+        first_pass: bool,
+    ) -> sqlx::Result<PgConnection> {
         let host = &self.hosts[i];
-        let mut conn = host.options.connect().await?;
+        let mut conn = match user {
+            Some(user) => host.options.clone().username(user).connect().await?,
+            None => host.options.connect().await?,
+        };
         if self.attrs == SessionAttrs::Any {
             return Ok(conn);
         }
@@ -292,7 +333,7 @@ impl Hosts {
         if !self.several() && self.attrs == SessionAttrs::Any {
             return Ok(self.hosts[0].options.clone());
         }
-        let (conn, _) = self.connect().await?;
+        let (conn, _) = self.connect(None).await?;
         let _ = conn.close().await;
         let i = self.current.load(Ordering::Relaxed);
         Ok(self.hosts[i].options.clone())
@@ -629,6 +670,8 @@ mod tests {
             h.require_writable().unwrap().attrs(),
             SessionAttrs::ReadWrite
         );
+        let h = Hosts::parse("postgres://a/db", |o| o).unwrap();
+        assert_eq!(h.require_writable().unwrap().attrs(), SessionAttrs::Any);
         let h = Hosts::parse(
             "postgres://a,b/db?target_session_attrs=prefer-standby",
             |o| o,

@@ -1,6 +1,8 @@
-//! PostgreSQL access. Every transaction starts with `SET LOCAL ROLE` to the role of spec/data.md
-//! that the work needs; the login role inherits nothing (NOINHERIT), so a query outside such a
-//! transaction has no rights at all.
+//! PostgreSQL access, through one pool per role of spec/data.md that the server acts as. Each
+//! pool logs in as its own login role, a member of that role alone (`VD_DB_LOGINS=per-pool`,
+//! the default): a connection of the tarification pool cannot reach `identite` whatever
+//! statement it runs. With `VD_DB_LOGINS=shared`, one login role serves every pool and each
+//! transaction starts with `SET LOCAL ROLE`.
 
 pub mod accreditation;
 pub mod amc;
@@ -16,20 +18,21 @@ pub mod tarification;
 pub(crate) mod token;
 pub mod transactions;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::config::{ConfigError, Secret};
+use crate::config::{ConfigError, DbLogins, Secret};
 pub use hosts::Hosts;
 pub use pool::{Pool, Tx};
 
 /// Migrations embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
-/// The database roles of spec/data.md.
+/// The database roles of spec/data.md that the server acts as, one pool each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
+pub enum Role {
     Rights,
     Tarification,
     AuditWriter,
@@ -38,7 +41,7 @@ pub(crate) enum Role {
 }
 
 impl Role {
-    pub(crate) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Role::Rights => "vd_droits",
             Role::Tarification => "vd_tarif",
@@ -47,8 +50,31 @@ impl Role {
         }
     }
 
-    /// `BEGIN` and the role in one simple query: one round trip.
-    fn begin(self) -> &'static str {
+    /// The end of the login role of this role's pool: `{user}_{suffix}`.
+    pub fn login_suffix(self) -> &'static str {
+        match self {
+            Role::Rights => "droits",
+            Role::Tarification => "tarif",
+            Role::AuditWriter => "audit",
+            Role::AuditSealer => "sceau",
+        }
+    }
+
+    /// The login role of this role's pool, for the prefix `user` (`DATABASE_URL`'s user).
+    pub fn login(self, user: &str) -> String {
+        format!("{user}_{}", self.login_suffix())
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// How a transaction begins on this role's pool (one round trip): `BEGIN` where the login
+    /// role is the pool's own, `BEGIN` and `SET LOCAL ROLE` in one simple query otherwise.
+    fn begin(self, logins: DbLogins) -> &'static str {
+        if logins == DbLogins::PerPool {
+            return "BEGIN";
+        }
         match self {
             Role::Rights => "BEGIN; SET LOCAL ROLE vd_droits",
             Role::Tarification => "BEGIN; SET LOCAL ROLE vd_tarif",
@@ -58,9 +84,9 @@ impl Role {
     }
 }
 
-/// The roles the server's login role is granted: the exchange roles and the audit sealer, not the
-/// auditor's nor the trusted third party's (those are for admin commands).
-pub(crate) const SERVER_ROLES: &[Role] = &[
+/// The roles the server acts as, in [`Role`]'s order: the exchange roles and the audit sealer,
+/// not the auditor's nor the trusted third party's (those are for admin commands).
+pub const SERVER_ROLES: &[Role] = &[
     Role::Rights,
     Role::Tarification,
     Role::AuditWriter,
@@ -103,86 +129,160 @@ pub(crate) fn refuses_connection(code: &str) -> bool {
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: Pool,
+    /// One per [`SERVER_ROLES`] entry, in its order; with shared logins, the same pool four times.
+    pools: Arc<[Pool; 4]>,
+    logins: DbLogins,
+}
+
+/// The audit writer's pool: failure rows and token replay, a quarter of an exchange pool.
+fn audit_pool_size(size: u32) -> u32 {
+    (size / 4).max(2)
 }
 
 impl Store {
-    /// A pool that connects lazily: the server starts (and `/readyz` says why it is not ready)
-    /// even while the database is down.
-    pub(crate) fn connect_lazy(
+    /// Pools that connect lazily: the server starts (and `/readyz` says why it is not ready)
+    /// even while the database is down. With per-pool logins, the rights and tarification
+    /// pools have `size` connections each, the audit writer's a quarter of that (at least 2) and
+    /// the sealer's 2; with a shared login, one pool of `size` serves every role.
+    pub fn connect_lazy(
         url: &Secret<String>,
         size: u32,
         acquire: Duration,
+        logins: DbLogins,
     ) -> anyhow::Result<Self> {
-        let hosts = Hosts::parse(url.expose(), |o| o.application_name("visiodroits"))?
-            .require_writable()?;
+        let hosts = Arc::new(
+            Hosts::parse(url.expose(), |o| o.application_name("visiodroits"))?
+                .require_writable()?,
+        );
+        let pools = match logins {
+            DbLogins::Shared => {
+                let p = Pool::new(hosts, None, size, acquire);
+                [p.clone(), p.clone(), p.clone(), p]
+            }
+            DbLogins::PerPool => {
+                let user = hosts.user().to_string();
+                anyhow::ensure!(
+                    !user.is_empty(),
+                    ConfigError {
+                        name: "DATABASE_URL",
+                        message:
+                            "names no user: with VD_DB_LOGINS=per-pool its user is the prefix \
+                                  of the pools' login roles"
+                                .into(),
+                    }
+                );
+                let pool = |role: Role, size: u32| {
+                    Pool::new(Arc::clone(&hosts), Some(role.login(&user)), size, acquire)
+                };
+                [
+                    pool(Role::Rights, size),
+                    pool(Role::Tarification, size),
+                    pool(Role::AuditWriter, audit_pool_size(size)),
+                    pool(Role::AuditSealer, 2),
+                ]
+            }
+        };
         Ok(Store {
-            pool: Pool::new(hosts, size, acquire),
+            pools: Arc::new(pools),
+            logins,
         })
     }
 
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    /// The pool of `role`.
+    pub fn pool(&self, role: Role) -> &Pool {
+        &self.pools[role.index()]
+    }
+
+    /// Each pool once (with a shared login, the one pool).
+    pub fn pools(&self) -> &[Pool] {
+        match self.logins {
+            DbLogins::PerPool => &self.pools[..],
+            DbLogins::Shared => &self.pools[..1],
+        }
+    }
+
+    pub fn logins(&self) -> DbLogins {
+        self.logins
+    }
+
+    /// The database hosts, and the one in use (shared by the pools).
+    pub fn hosts(&self) -> &Hosts {
+        self.pools[0].hosts()
     }
 
     /// Begins a transaction under `role` (one round trip).
     pub(crate) async fn begin_as(&self, role: Role) -> sqlx::Result<Tx> {
-        self.pool.begin_with(role.begin()).await
+        self.pool(role).begin_with(role.begin(self.logins)).await
     }
 
     /// Whether the database answers.
     pub(crate) async fn ping(&self) -> bool {
-        self.pool.ping().await
+        self.pool(Role::Rights).ping().await
     }
 
-    /// The pool's generation now: give it to [`Store::lost`] after the work that follows.
+    /// The connections' generation now: give it to [`Store::lost`] after the work that follows.
     pub(crate) fn generation(&self) -> u64 {
-        self.pool.generation()
+        self.hosts().generation()
     }
 
-    /// After `e` ended work begun at pool generation `since`: when the database went away or
-    /// stopped taking writes, no connection opened until then is used again. Whether that was
-    /// the case (the work may then be tried once more).
+    /// After `e` ended work begun at generation `since`: when the database went away or
+    /// stopped taking writes, no connection of any pool opened until then is used again.
+    /// Whether that was the case (the work may then be tried once more).
     pub(crate) fn lost(&self, e: &sqlx::Error, since: u64) -> bool {
         let lost = lost_database(e);
-        if lost {
-            self.pool.forsake_connections_of(since);
+        if lost && self.hosts().advance(since) {
+            for pool in self.pools() {
+                pool.close_idle_upto(since);
+            }
         }
         lost
     }
 }
 
-/// Creates (or updates) a login role for the server, member of [`SERVER_ROLES`] without
-/// inheriting their rights. Run with a superuser connection (demo, tests, operators' setup).
+/// Creates (or updates) the login roles of the server's pools for the prefix `login`:
+/// `{login}_droits`, `{login}_tarif`, `{login}_audit` and `{login}_sceau`, each a member of its
+/// one role of [`SERVER_ROLES`] (inheriting it) and of no other. Run with a superuser connection
+/// (demo, tests, operators' setup).
 pub async fn provision_login_role(admin: &PgPool, login: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
         !login.is_empty()
+            && login.len() <= 56
             && login
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-        "login role names are lower-case letters, digits and _"
+        "login role names are lower-case letters, digits and _ (56 at most)"
     );
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-            .bind(login)
-            .fetch_one(admin)
-            .await?;
-    if !exists {
-        // Concurrent test databases may race here: a duplicate is as good as a success.
-        let create = format!("CREATE ROLE {login} LOGIN NOINHERIT");
-        if let Err(e) = sqlx::query(&create).execute(admin).await {
-            let dup = e
-                .as_database_error()
-                .and_then(|d| d.code())
-                .is_some_and(|c| c == "42710" || c == "23505");
-            if !dup {
-                return Err(e.into());
+    for role in SERVER_ROLES {
+        let name = role.login(login);
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(&name)
+                .fetch_one(admin)
+                .await?;
+        if !exists {
+            // Concurrent test databases may race here: a duplicate is as good as a success.
+            let create = format!("CREATE ROLE {name} LOGIN INHERIT");
+            if let Err(e) = sqlx::query(&create).execute(admin).await {
+                let dup = e
+                    .as_database_error()
+                    .and_then(|d| d.code())
+                    .is_some_and(|c| c == "42710" || c == "23505");
+                if !dup {
+                    return Err(e.into());
+                }
             }
         }
-    }
-    for role in SERVER_ROLES {
-        let grant = format!("GRANT {} TO {login}", role.name());
-        sqlx::query(&grant).execute(admin).await?;
+        sqlx::query(&format!("ALTER ROLE {name} INHERIT"))
+            .execute(admin)
+            .await?;
+        for other in SERVER_ROLES {
+            let sql = if other == role {
+                format!("GRANT {} TO {name}", other.name())
+            } else {
+                format!("REVOKE {} FROM {name}", other.name())
+            };
+            sqlx::query(&sql).execute(admin).await?;
+        }
     }
     Ok(())
 }

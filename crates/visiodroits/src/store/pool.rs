@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,9 +52,10 @@ impl std::fmt::Debug for Pool {
 }
 
 struct Inner {
-    hosts: Hosts,
-    /// Connections opened under an older generation are closed instead of used.
-    generation: AtomicU64,
+    /// The hosts, and the generation of connections, shared by the server's pools.
+    hosts: Arc<Hosts>,
+    /// The login role this pool connects as; `None`: the URL's user.
+    user: Option<String>,
     acquire_timeout: Duration,
     /// One permit per connection that may be open.
     permits: Arc<Semaphore>,
@@ -78,11 +79,16 @@ enum First {
 
 impl Pool {
     /// A pool of at most `size` connections; none is opened before it is needed.
-    pub fn new(hosts: Hosts, size: u32, acquire_timeout: Duration) -> Pool {
+    pub fn new(
+        hosts: Arc<Hosts>,
+        user: Option<String>,
+        size: u32,
+        acquire_timeout: Duration,
+    ) -> Pool {
         Pool {
             inner: Arc::new(Inner {
                 hosts,
-                generation: AtomicU64::new(0),
+                user,
                 acquire_timeout,
                 permits: Arc::new(Semaphore::new(size as usize)),
                 idle: Mutex::new(Vec::with_capacity(size as usize)),
@@ -106,25 +112,36 @@ impl Pool {
         &self.inner.hosts
     }
 
-    /// The pool's generation: connections opened under an older one are not used again.
-    pub(crate) fn generation(&self) -> u64 {
-        self.inner.generation.load(Ordering::Relaxed)
+    /// The login role this pool's connections log in as.
+    pub fn user(&self) -> &str {
+        self.inner
+            .user
+            .as_deref()
+            .unwrap_or_else(|| self.inner.hosts.user())
     }
 
-    /// No connection of `generation` or before is used again: idle ones are closed, leased ones
-    /// when they come back. Nothing is done when a newer generation began meanwhile, so that
-    /// the exchanges failing one after another on a lost host do not also throw away the
-    /// connections the first of them opened to the next one.
+    /// A connection opened as this pool opens its own (for checks and tests), outside the pool.
+    pub async fn open_unpooled(&self) -> sqlx::Result<PgConnection> {
+        Ok(self
+            .inner
+            .hosts
+            .connect(self.inner.user.as_deref())
+            .await?
+            .0)
+    }
+
+    /// No connection of `generation` or before is used again, unless a newer generation began
+    /// meanwhile (so that the exchanges failing one after another on a lost host do not also
+    /// throw away the connections the first of them opened to the next one).
     pub(crate) fn forsake_connections_of(&self, generation: u64) {
-        let next = self.inner.generation.compare_exchange(
-            generation,
-            generation + 1,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
-        if next.is_err() {
-            return;
+        if self.inner.hosts.advance(generation) {
+            self.close_idle_upto(generation);
         }
+    }
+
+    /// Closes the idle connections of `generation` or before (the others pools' sweep, after
+    /// [`Hosts::advance`]); leased ones are closed when they come back.
+    pub(crate) fn close_idle_upto(&self, generation: u64) {
         let stale: Vec<Idle> = {
             let mut idle = self.inner.idle.lock().expect("pool lock");
             let (stale, fresh) = std::mem::take(&mut *idle)
@@ -204,7 +221,7 @@ impl Pool {
             self.inner.open.fetch_sub(1, Ordering::Relaxed);
             if idle.since.elapsed() < IDLE_TIMEOUT
                 && idle.created.elapsed() < MAX_LIFETIME
-                && idle.generation == self.inner.generation.load(Ordering::Relaxed)
+                && idle.generation == self.inner.hosts.generation()
             {
                 return Some(idle);
             }
@@ -216,13 +233,13 @@ impl Pool {
     async fn connect(&self, permit: OwnedSemaphorePermit, first: &First) -> sqlx::Result<Lease> {
         let inner = &self.inner;
         let (mut conn, generation) = loop {
-            let generation = inner.generation.load(Ordering::Relaxed);
-            match inner.hosts.connect().await {
+            let generation = inner.hosts.generation();
+            match inner.hosts.connect(inner.user.as_deref()).await {
                 Ok((conn, false)) => break (conn, generation),
                 Ok((conn, true)) => {
                     // On another host: the connections to the one left behind are not used again.
                     self.forsake_connections_of(generation);
-                    break (conn, inner.generation.load(Ordering::Relaxed));
+                    break (conn, inner.hosts.generation());
                 }
                 // With several hosts, one may be promoted soon: the lease's timeout bounds this.
                 Err(_) if inner.hosts.several() => tokio::time::sleep(HOSTS_RETRY).await,
@@ -279,9 +296,7 @@ impl DerefMut for Lease {
 impl Inner {
     /// Puts a connection back for the next lease, or closes it if it has lived long enough.
     fn give_back(&self, conn: PgConnection, created: Instant, generation: u64) {
-        if created.elapsed() >= MAX_LIFETIME
-            || generation != self.generation.load(Ordering::Relaxed)
-        {
+        if created.elapsed() >= MAX_LIFETIME || generation != self.hosts.generation() {
             self.open.fetch_sub(1, Ordering::Relaxed);
             close_later(conn);
             return;

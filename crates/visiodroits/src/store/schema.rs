@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::{Role, Store, MIGRATOR, SERVER_ROLES};
+use crate::config::DbLogins;
 
 /// The first migration that publishes the level (`public.vd_migration_level()`).
 const LEVEL_SINCE: i64 = 20261201000012;
@@ -102,49 +103,79 @@ impl Gate {
     }
 }
 
-/// What the server's login role may act as: the problems (a role it cannot take) and the
-/// warnings (a login that bypasses or inherits the roles, so that the database no longer keeps
-/// identity and dispensing data apart by itself).
+/// What the server's login roles may act as: the problems (a role a pool cannot take) and the
+/// warnings (a login that bypasses the roles, or could take another pool's role, so that the
+/// database no longer keeps identity and dispensing data apart by itself).
 pub(crate) async fn roles(store: &Store) -> sqlx::Result<(Vec<String>, Vec<String>)> {
+    let per_pool = store.logins() == DbLogins::PerPool;
     let mut problems = Vec::new();
-    let mut usable = None;
+    let mut warnings = Vec::new();
     for role in SERVER_ROLES {
-        match store.begin_as(*role).await {
-            Ok(tx) => {
-                tx.commit().await?;
-                usable = usable.or(Some(*role));
-            }
+        let login = store.pool(*role).user().to_string();
+        let mut tx = match store.begin_as(*role).await {
+            Ok(tx) => tx,
             Err(e) if e.as_database_error().is_some() && !not_reachable_now(&e) => {
                 problems.push(format!(
-                "the login role cannot act as {} (visiodroits migrate --login-role NAME grants it)",
-                role.name()
-            ))
+                    "the login role {login} cannot act as {} ({})",
+                    role.name(),
+                    grants_it(per_pool)
+                ));
+                continue;
             }
             Err(e) => return Err(e),
+        };
+        let (superuser, bypass, inherits, member_of): (bool, bool, bool, Vec<String>) =
+            sqlx::query_as(
+                "SELECT r.rolsuper, r.rolbypassrls, r.rolinherit,
+                        ARRAY(SELECT b.rolname::text FROM pg_auth_members m
+                                JOIN pg_roles b ON b.oid = m.roleid
+                               WHERE m.member = r.oid ORDER BY 1)
+                   FROM pg_roles r WHERE r.rolname = session_user",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if per_pool && !superuser && !member_of.iter().any(|m| m == role.name()) {
+            problems.push(format!(
+                "the login role {login} cannot act as {} ({})",
+                role.name(),
+                grants_it(per_pool)
+            ));
+            continue;
+        }
+        let warning = if superuser || bypass {
+            Some(format!(
+                "the login role {login} is a superuser or bypasses row security: no role keeps \
+                 identity and dispensing data apart"
+            ))
+        } else if per_pool && member_of != [role.name()] {
+            Some(format!(
+                "the login role {login} is a member of {} besides or instead of {} alone: its \
+                 pool could take another role's rights",
+                member_of.join(", "),
+                role.name()
+            ))
+        } else if !per_pool && inherits {
+            Some(format!(
+                "the login role {login} inherits its roles' rights (create it NOINHERIT)"
+            ))
+        } else {
+            None
+        };
+        if let Some(w) = warning.filter(|w| !warnings.contains(w)) {
+            warnings.push(w);
         }
     }
-    let Some(role) = usable else {
-        return Ok((problems, Vec::new()));
-    };
-    let mut tx = store.begin_as(role).await?;
-    let (login, superuser, inherits): (String, bool, bool) = sqlx::query_as(
-        "SELECT rolname::text, rolsuper, rolinherit FROM pg_roles WHERE rolname = session_user",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    let mut warnings = Vec::new();
-    if superuser {
-        warnings.push(format!(
-            "the login role {login} is a superuser: no role keeps identity and dispensing data apart"
-        ));
-    } else if inherits {
-        warnings.push(format!(
-            "the login role {login} inherits its roles' rights (create it NOINHERIT, as visiodroits \
-             migrate --login-role does)"
-        ));
-    }
     Ok((problems, warnings))
+}
+
+/// What makes a login role act as its role.
+fn grants_it(per_pool: bool) -> &'static str {
+    if per_pool {
+        "visiodroits migrate --login-role PREFIX grants it"
+    } else {
+        "VD_DB_LOGINS=shared needs a login member of every server role"
+    }
 }
 
 #[cfg(test)]

@@ -3,11 +3,15 @@
 //! these), and what a test holds to the statements an exchange actually sends.
 
 use super::{rights, tarification, Role};
+use crate::config::DbLogins;
 
-/// One transaction: `BEGIN` with the role, its statements in order, then `COMMIT`.
+/// One transaction as the server runs it with its default per-pool logins: `BEGIN`, its
+/// statements in order, then `COMMIT`, on a connection of its role's pool.
 #[derive(Debug, Clone)]
 pub struct Transaction {
-    /// `BEGIN; SET LOCAL ROLE …`, sent as one query.
+    /// The role whose pool runs it: connect as [`Role::login`] of `DATABASE_URL`'s user.
+    pub role: Role,
+    /// How it begins (`BEGIN`: the pool's login role is already the role's).
     pub begin: &'static str,
     pub statements: Vec<&'static str>,
 }
@@ -15,7 +19,8 @@ pub struct Transaction {
 /// A successful `DemandeDroits`: the lookup, then the dossier with its audit row.
 pub fn rights() -> Transaction {
     Transaction {
-        begin: Role::Rights.begin(),
+        role: Role::Rights,
+        begin: Role::Rights.begin(DbLogins::PerPool),
         statements: vec![&rights::LOOKUP_BY_NIR, &rights::ISSUE_DOSSIER],
     }
 }
@@ -29,7 +34,8 @@ pub fn tarification(commitment: bool) -> Transaction {
         tarification::CONSUMPTION
     };
     Transaction {
-        begin: Role::Tarification.begin(),
+        role: Role::Tarification,
+        begin: Role::Tarification.begin(DbLogins::PerPool),
         statements: vec![
             tarification::REQUEST_STATE,
             consumption,
