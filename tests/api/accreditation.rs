@@ -117,7 +117,15 @@ async fn a_pec_carries_a_proof_that_openssl_verifies_and_that_says_what_the_resp
     );
     // SHA-256, the signer's certificate inside; another CA does not vouch for it.
     let printed = openssl(&["cms", "-cmsout", "-print", "-inform", "DER", "-in", file]);
-    assert!(printed.contains("sha256"), "{printed}");
+    for part in [
+        "sha256",
+        "ecdsa-with-SHA256",
+        "contentType",
+        "signingTime",
+        "messageDigest",
+    ] {
+        assert!(printed.contains(part), "{part}: {printed}");
+    }
     let other_ca = shared().pki_path("ca/unknown-root.pem");
     let refused = Command::new("openssl")
         .args(["cms", "-verify", "-inform", "DER", "-in", file, "-CAfile"])

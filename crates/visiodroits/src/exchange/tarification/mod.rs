@@ -15,6 +15,7 @@ pub mod encrypted;
 pub mod proof;
 pub mod request;
 mod response;
+mod signed_data;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;

@@ -12,6 +12,7 @@ use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::X509;
 
+use super::signed_data::EcSigner;
 use crate::domain::{AccreditationNumber, DossierNumber, Hundredths, PsId, StructureNumber};
 
 /// What a PEC's proof says, in the spec's order.
@@ -54,6 +55,8 @@ impl Commitment<'_> {
 pub struct Signer {
     cert: X509,
     key: PKey<Private>,
+    /// A P-256 key signs through [`EcSigner`]; other keys through OpenSSL's `CMS_sign`.
+    ec: Option<EcSigner>,
     /// The certificate, base64 DER, as `ServicesOuverts` publishes it.
     cert_base64: String,
 }
@@ -78,10 +81,21 @@ impl Signer {
             matches!(key.id(), Id::RSA | Id::EC),
             "VD_SIGNING_KEY: an RSA or EC key is needed (proofs are signed with SHA-256)"
         );
-        let cert_base64 = BASE64.encode(cert.to_der()?);
+        let cert_der = cert.to_der()?;
+        let cert_base64 = BASE64.encode(&cert_der);
+        let ec = match key.id() {
+            Id::EC => EcSigner::new(
+                &key.private_key_to_pkcs8()?,
+                &cert_der,
+                &cert.issuer_name().to_der()?,
+                &cert.serial_number().to_bn()?.to_vec(),
+            ),
+            _ => None,
+        };
         let signer = Signer {
             cert,
             key,
+            ec,
             cert_base64,
         };
         // A first proof, verified as a pharmacy would (purpose S/MIME signing, the certificate's
@@ -113,12 +127,17 @@ impl Signer {
 
     /// The DER SignedData over `text`.
     pub(crate) fn sign(&self, text: &str) -> anyhow::Result<Vec<u8>> {
+        if let Some(ec) = &self.ec {
+            return ec.sign(text.as_bytes(), chrono::Utc::now());
+        }
+        // No S/MIME capabilities attribute: it is for mail clients, and listing the ciphers
+        // costs OpenSSL an algorithm look-up each.
         let cms = CmsContentInfo::sign(
             Some(&self.cert),
             Some(&self.key),
             None,
             Some(text.as_bytes()),
-            CMSOptions::BINARY,
+            CMSOptions::BINARY | CMSOptions::NOSMIMECAP,
         )
         .context("signing a PEC proof")?;
         cms.to_der().context("encoding a PEC proof")
@@ -174,6 +193,10 @@ mod tests {
         );
 
         let signer = Signer::new(cert, PKey::private_key_from_pem(&key).unwrap()).unwrap();
+        assert!(
+            signer.ec.is_some(),
+            "the dev PKI's P-256 key signs without CMS_sign"
+        );
         let der = signer.sign("numero_accreditation=X\n").unwrap();
         let mut cms = CmsContentInfo::from_der(&der).unwrap();
         let mut store = openssl::x509::store::X509StoreBuilder::new().unwrap();
