@@ -48,7 +48,6 @@ const CEILING_KEY: &str = ":cle_plafond::bytea";
 const RANDOM: &str = "random(0, 4611686018427387903)";
 
 impl Ceiling {
-    /// From the bench's operation names (`droits`, `devis`, `pec`).
     /// The role whose pool runs this exchange's transaction.
     pub fn role(self) -> visiodroits::store::Role {
         match self {
@@ -57,6 +56,7 @@ impl Ceiling {
         }
     }
 
+    /// From the bench's operation names (`droits`, `devis`, `pec`).
     pub fn parse(op: &str) -> Option<Ceiling> {
         match op {
             "droits" => Some(Ceiling::Rights),

@@ -134,16 +134,11 @@ pub struct Store {
     logins: DbLogins,
 }
 
-/// The audit writer's pool: failure rows and token replay, a quarter of an exchange pool.
-fn audit_pool_size(size: u32) -> u32 {
-    (size / 4).max(2)
-}
-
 impl Store {
     /// Pools that connect lazily: the server starts (and `/readyz` says why it is not ready)
-    /// even while the database is down. With per-pool logins, the rights and tarification
-    /// pools have `size` connections each, the audit writer's a quarter of that (at least 2) and
-    /// the sealer's 2; with a shared login, one pool of `size` serves every role.
+    /// even while the database is down. With per-pool logins, the rights, tarification and
+    /// audit writer's pools have `size` connections each and the sealer's 2; with a shared
+    /// login, one pool of `size` serves every role.
     pub fn connect_lazy(
         url: &Secret<String>,
         size: u32,
@@ -177,7 +172,8 @@ impl Store {
                 [
                     pool(Role::Rights, size),
                     pool(Role::Tarification, size),
-                    pool(Role::AuditWriter, audit_pool_size(size)),
+                    // Failure rows and token replay, inside the requests: as many as they.
+                    pool(Role::AuditWriter, size),
                     pool(Role::AuditSealer, 2),
                 ]
             }
@@ -215,9 +211,14 @@ impl Store {
         self.pool(role).begin_with(role.begin(self.logins)).await
     }
 
-    /// Whether the database answers.
+    /// Whether the database answers every pool's login role.
     pub(crate) async fn ping(&self) -> bool {
-        self.pool(Role::Rights).ping().await
+        for pool in self.pools() {
+            if !pool.ping().await {
+                return false;
+            }
+        }
+        true
     }
 
     /// The connections' generation now: give it to [`Store::lost`] after the work that follows.

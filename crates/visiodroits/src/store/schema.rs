@@ -124,18 +124,27 @@ pub(crate) async fn roles(store: &Store) -> sqlx::Result<(Vec<String>, Vec<Strin
             }
             Err(e) => return Err(e),
         };
-        let (superuser, bypass, inherits, member_of): (bool, bool, bool, Vec<String>) =
+        // Through group roles too; `USAGE`: its rights apply without SET ROLE (inherited).
+        let (superuser, bypass, inherits, acts, member_of): (bool, bool, bool, bool, Vec<String>) =
             sqlx::query_as(
                 "SELECT r.rolsuper, r.rolbypassrls, r.rolinherit,
-                        ARRAY(SELECT b.rolname::text FROM pg_auth_members m
-                                JOIN pg_roles b ON b.oid = m.roleid
-                               WHERE m.member = r.oid ORDER BY 1)
+                        pg_has_role(session_user, $1, 'USAGE'),
+                        ARRAY(SELECT n FROM unnest($2::text[]) n
+                               WHERE pg_has_role(session_user, n, 'MEMBER') ORDER BY 1)
                    FROM pg_roles r WHERE r.rolname = session_user",
+            )
+            .bind(role.name())
+            .bind(
+                SERVER_ROLES
+                    .iter()
+                    .map(|r| r.name())
+                    .chain(["vd_auditeur", "vd_tiers_confiance"])
+                    .collect::<Vec<_>>(),
             )
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
-        if per_pool && !superuser && !member_of.iter().any(|m| m == role.name()) {
+        if per_pool && !superuser && !acts {
             problems.push(format!(
                 "the login role {login} cannot act as {} ({})",
                 role.name(),

@@ -83,12 +83,14 @@ impl Signer {
         );
         let cert_der = cert.to_der()?;
         let cert_base64 = BASE64.encode(&cert_der);
+        let serial = cert.serial_number().to_bn()?;
         let ec = match key.id() {
-            Id::EC => EcSigner::new(
+            // A negative serial (which RFC 5280 forbids but CAs have issued) stays with OpenSSL.
+            Id::EC if !serial.is_negative() => EcSigner::new(
                 &key.private_key_to_pkcs8()?,
                 &cert_der,
                 &cert.issuer_name().to_der()?,
-                &cert.serial_number().to_bn()?.to_vec(),
+                &serial.to_vec(),
             ),
             _ => None,
         };

@@ -49,7 +49,14 @@ fn tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
         0..=0x7F => out.push(n as u8),
         0x80..=0xFF => out.extend_from_slice(&[0x81, n as u8]),
         0x100..=0xFFFF => out.extend_from_slice(&[0x82, (n >> 8) as u8, n as u8]),
-        _ => out.extend_from_slice(&[0x83, (n >> 16) as u8, (n >> 8) as u8, n as u8]),
+        0x1_0000..=0xFF_FFFF => {
+            out.extend_from_slice(&[0x83, (n >> 16) as u8, (n >> 8) as u8, n as u8])
+        }
+        _ => {
+            let n = u32::try_from(n).expect("a proof is far below 4 GiB");
+            out.push(0x84);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
     }
     out.extend_from_slice(value);
 }
@@ -179,6 +186,10 @@ mod tests {
         assert_eq!(der(OCTET_STRING, &[7; 3]), [0x04, 3, 7, 7, 7]);
         assert_eq!(&der(OCTET_STRING, &[0; 200])[..3], [0x04, 0x81, 200]);
         assert_eq!(&der(OCTET_STRING, &[0; 300])[..4], [0x04, 0x82, 0x01, 0x2C]);
+        assert_eq!(
+            &der(OCTET_STRING, &vec![0; 0x100_0000])[..6],
+            [0x04, 0x84, 0x01, 0x00, 0x00, 0x00]
+        );
         assert_eq!(unsigned_integer(&[0x00, 0x7F]), [0x02, 1, 0x7F]);
         assert_eq!(unsigned_integer(&[0x80]), [0x02, 2, 0x00, 0x80]);
         assert_eq!(unsigned_integer(&[0, 0]), [0x02, 1, 0x00]);
