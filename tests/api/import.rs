@@ -8,7 +8,7 @@ async fn counts(app: &TestApp) -> (i64, i64, i64, i64, i64) {
     sqlx::query_as(
         "SELECT (SELECT count(*) FROM identite.beneficiaire), (SELECT count(*) FROM identite.ouvrant_droit),
                 (SELECT count(*) FROM identite.contrat), (SELECT count(*) FROM identite.garantie),
-                (SELECT count(*) FROM identite.prestation)",
+                (SELECT count(*) FROM identite.bareme)",
     )
     .fetch_one(&app.db)
     .await
@@ -32,6 +32,104 @@ async fn importing_the_same_file_twice_changes_nothing() {
         (12, 12, 0)
     );
     assert_eq!(counts(&app).await, before);
+    assert_eq!(
+        summary.merged,
+        import::Merged::default(),
+        "nothing added, nothing changed"
+    );
+}
+
+/// (position, NIR) of a beneficiary's insured persons.
+async fn insured(app: &TestApp, reference: &str) -> Vec<(i16, String)> {
+    sqlx::query_as(
+        "SELECT o.position, o.nir FROM identite.ouvrant_droit o
+           JOIN identite.beneficiaire b ON b.id = o.beneficiaire_id
+          WHERE b.ref_externe = $1 ORDER BY 1",
+    )
+    .bind(reference)
+    .fetch_all(&app.db)
+    .await
+    .unwrap()
+}
+
+/// (codes, values) of a beneficiary's pharmacy rules.
+async fn pharmacy_rules(app: &TestApp, reference: &str) -> (Vec<String>, Vec<i64>) {
+    sqlx::query_as(
+        "SELECT r.codes, r.valeurs FROM identite.garantie g
+           JOIN identite.beneficiaire b ON b.id = g.beneficiaire_id
+           JOIN identite.bareme r ON r.id = g.bareme_id
+          WHERE b.ref_externe = $1 AND g.domaine = 'PHAR'",
+    )
+    .bind(reference)
+    .fetch_one(&app.db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn insured_persons_and_rules_follow_the_file_and_rule_sets_are_shared() {
+    let app = TestApp::spawn().await;
+    let (sets, guarantees): (i64, i64) =
+        sqlx::query_as("SELECT count(DISTINCT bareme_id), count(*) FROM identite.garantie")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(
+        sets < guarantees / 2,
+        "{sets} rule sets for {guarantees} guarantees"
+    );
+    let corse_b = pharmacy_rules(&app, "B-CORSE-B").await;
+    assert_eq!(pharmacy_rules(&app, "B-CORSE-A").await, corse_b);
+
+    // B-ENFANT loses its second insured person, B-JUMEAU-1's insured person changes, and
+    // B-CORSE-A's default rate goes from 100 % to 90 %.
+    let text = std::fs::read_to_string(fixture("tests/fixtures/droits.csv")).unwrap();
+    let text = text
+        .replace("1850578006084,91,2870699555444,22", "1850578006084,91,,")
+        .replace("JULES,2880799111222,48", "JULES,2870699555444,22");
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.contains("B-CORSE-A") {
+                l.replace("DEF:PO:100", "DEF:PO:90")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    let file = shared()
+        .base
+        .join(format!("changed-{}.csv", crate::helpers::new_id()));
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let summary = import::run(&app.db, &file, true, false).await.unwrap();
+    assert_eq!(
+        summary.merged,
+        import::Merged {
+            guarantees_updated: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        insured(&app, "B-ENFANT").await,
+        vec![(1, "1850578006084".to_string())]
+    );
+    assert_eq!(
+        insured(&app, "B-JUMEAU-1").await,
+        vec![(1, "2870699555444".to_string())]
+    );
+    assert_eq!(
+        insured(&app, "B-JUMEAU-2").await,
+        vec![(1, "2880799111222".to_string())]
+    );
+    let (codes, values) = pharmacy_rules(&app, "B-CORSE-A").await;
+    assert_eq!(codes, corse_b.0);
+    let def = codes.iter().position(|c| c == "DEF").unwrap();
+    assert_eq!(values[def], 9000);
+    assert_eq!(
+        pharmacy_rules(&app, "B-CORSE-B").await,
+        corse_b,
+        "left as it was"
+    );
 }
 
 #[tokio::test]
@@ -47,9 +145,9 @@ async fn the_json_lines_sample_imports_and_updates() {
         summary.errors
     );
     let (label, ceiling): (String, Option<i64>) = sqlx::query_as(
-        "SELECT g.libelle, p.plafond_annuel FROM identite.garantie g
+        "SELECT g.libelle, r.plafonds[array_position(r.codes, 'DEF')] FROM identite.garantie g
            JOIN identite.beneficiaire b ON b.id = g.beneficiaire_id
-           JOIN identite.prestation p ON p.garantie_id = g.id AND p.code = 'DEF'
+           JOIN identite.bareme r ON r.id = g.bareme_id
           WHERE b.ref_externe = 'B-JSON-1' AND g.domaine = 'OPTI'",
     )
     .fetch_one(&app.db)
@@ -196,7 +294,7 @@ async fn a_bad_line_in_a_strict_full_import_changes_nothing() {
 async fn an_exchange_during_an_import_sees_a_beneficiary_before_or_after_never_half() {
     let app = TestApp::spawn().await;
     // B-MARTIN's two guarantees change label, one at the head of a long file and the other at
-    // its end, thousands of lines apart.
+    // its end, in another chunk.
     let good = std::fs::read_to_string(fixture("tests/fixtures/droits.csv")).unwrap();
     let mut lines: Vec<String> = good.lines().map(str::to_string).collect();
     let header = lines.remove(0);
@@ -210,7 +308,7 @@ async fn an_exchange_during_an_import_sees_a_beneficiary_before_or_after_never_h
         })
         .collect();
     let mut file_lines = vec![header, renamed[0].clone()];
-    for i in 0..8000 {
+    for i in 0..(import::CHUNK + 10_000) {
         // Filler beneficiaries of the same AMC.
         let l = others[0].replace("B-ADHERENT", &format!("B-FILL-{i}"));
         file_lines.push(l);

@@ -1,5 +1,5 @@
-//! `import FILE`: rights lines from CSV or JSON Lines (the format is `rights_file`'s), upserted in
-//! batches. A bad line is reported with its number and reason and skipped — or, with `--strict`,
+//! `import FILE`: rights lines from CSV or JSON Lines (the format is `rights_file`'s), staged and
+//! merged by chunks. A bad line is reported with its number and reason and skipped — or, with `--strict`,
 //! the whole file is refused in one transaction.
 
 use std::io::{IsTerminal, Read, Write};
@@ -10,10 +10,8 @@ use anyhow::Context;
 use sqlx::PgPool;
 
 use crate::rights_file::{self, Format};
-use crate::store::import::{end_absent, upsert_batch, Merged, RightsLine, CREATE_SEEN};
-
-/// Lines per set-based statement.
-const BATCH: usize = 5000;
+use crate::store::import::Import;
+pub use crate::store::import::{Merged, CHUNK};
 
 /// What an import did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -70,8 +68,8 @@ pub async fn run_reader(
     load(pool, input, format, strict, false, progress).await
 }
 
-/// One transaction: the valid lines upserted batch by batch, then (`full`) what the file no
-/// longer holds ended. A bad line is skipped and reported, or with `strict` refuses the file;
+/// One transaction: the valid lines staged and merged chunk by chunk, then (`full`) what the file
+/// no longer holds ended. A bad line is skipped and reported, or with `strict` refuses the file;
 /// nothing is visible to the exchanges before the whole file went through, and a failure writes
 /// nothing.
 async fn load(
@@ -87,20 +85,13 @@ async fn load(
     let mut last_report = Instant::now();
     let show = progress && std::io::stderr().is_terminal();
 
-    let mut tx = pool.begin().await?;
-    if full {
-        sqlx::query(CREATE_SEEN).execute(&mut *tx).await?;
-    }
-    let mut amcs: Vec<String> = Vec::new();
-    let mut batch: Vec<RightsLine> = Vec::with_capacity(BATCH);
+    let mut import = Import::begin(pool, full).await?;
     for (number, line) in rights_file::read(input, format) {
         summary.read += 1;
         match line {
             Ok(line) => {
-                if !amcs.iter().any(|a| a == line.amc.as_str()) {
-                    amcs.push(line.amc.as_str().to_string());
-                }
-                batch.push(line);
+                import.add(number, line).await?;
+                summary.imported += 1;
             }
             Err(reason) => {
                 summary.rejected += 1;
@@ -113,11 +104,6 @@ async fn load(
                 }
             }
         }
-        if batch.len() >= BATCH {
-            upsert_batch(&mut tx, &batch, full, &mut summary.merged).await?;
-            summary.imported += batch.len() as u64;
-            batch.clear();
-        }
         if show && last_report.elapsed().as_millis() >= 500 {
             last_report = Instant::now();
             let rate = summary.read as f64 / started.elapsed().as_secs_f64().max(0.001);
@@ -128,12 +114,7 @@ async fn load(
             let _ = std::io::stderr().flush();
         }
     }
-    upsert_batch(&mut tx, &batch, full, &mut summary.merged).await?;
-    summary.imported += batch.len() as u64;
-    if full {
-        summary.merged.guarantees_ended = end_absent(&mut tx, &amcs).await?;
-    }
-    tx.commit().await?;
+    summary.merged = import.commit().await?;
     if show {
         eprintln!();
     }

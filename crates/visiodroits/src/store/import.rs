@@ -1,12 +1,18 @@
-//! Set-based upserts of rights lines (`import`): a few statements per batch, whatever its size,
-//! all the batches of a file in one transaction (exchanges see a beneficiary as it was before the
-//! import or as the file has it, never half). With `--full`, the guarantees each batch wrote are
-//! noted in a temporary table, and those of the file's AMCs that it did not write are ended.
+//! Bulk import of rights lines (`import`): the valid lines are streamed by COPY into a temporary
+//! staging table, a chunk at a time, and each chunk is merged into `identite` by a fixed number of
+//! set-based statements, in key order (so the indexes are walked in order). Rows equal to the file
+//! are not written again, so a nightly file that changed little costs little. Every chunk goes in
+//! one transaction: exchanges see a beneficiary as it was before the import or as the file has
+//! it, never half, and a failure writes nothing.
+//!
+//! Rule sets are shared: a guarantee points to its `identite.bareme` row, keyed by the SHA-256 of
+//! the set's canonical form (the migration's `identite.vd_empreinte`, which the table checks).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDate;
-use sqlx::PgConnection;
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::domain::{AmcNumber, BirthDate, BirthRank, DomainCode, Nir};
 use crate::store::rights::Rule;
@@ -40,237 +46,393 @@ pub(crate) struct RightsLine {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Merged {
     pub beneficiaries_added: u64,
-    /// Beneficiaries already there, written again with the file's values.
+    /// Beneficiaries already there whose values the file changed.
     pub beneficiaries_updated: u64,
     pub guarantees_added: u64,
+    /// Guarantees already there whose values (period end, label, rules…) the file changed.
     pub guarantees_updated: u64,
     /// Guarantees the file no longer holds (`--full`), ended yesterday or removed when they had
     /// not begun.
     pub guarantees_ended: u64,
 }
 
-/// The guarantees written by a `--full` import, dropped with its transaction.
-pub(crate) const CREATE_SEEN: &str =
-    "CREATE TEMP TABLE vd_import_vu (id bigint PRIMARY KEY, numero_amc text NOT NULL) ON COMMIT DROP";
+/// Lines staged before a merge: enough for the statements to be worth their planning, few enough
+/// for a chunk's sorts to stay in memory.
+pub const CHUNK: usize = 50_000;
 
-/// Upserts a batch in the caller's transaction. Later lines win over earlier ones for the same
-/// beneficiary, contract or guarantee; the insured NIRs and the rules of the lines' beneficiaries
-/// and guarantees are replaced. With `seen`, the guarantees written are noted for `--full`.
-pub(crate) async fn upsert_batch(
-    tx: &mut PgConnection,
-    lines: &[RightsLine],
-    seen: bool,
-    merged: &mut Merged,
-) -> sqlx::Result<()> {
-    if lines.is_empty() {
-        return Ok(());
-    }
-    // AMCs (a new AMC opens every service; operators close them as needed).
-    let mut amcs: HashMap<&str, &str> = HashMap::new();
-    for l in lines {
-        amcs.insert(l.amc.as_str(), &l.amc_name);
-    }
-    let (numbers, names): (Vec<&str>, Vec<&str>) = amcs.into_iter().unzip();
-    sqlx::query(
-        "INSERT INTO identite.amc (numero_amc, nom)
-         SELECT * FROM UNNEST($1::text[], $2::text[])
-         ON CONFLICT (numero_amc) DO UPDATE SET nom = EXCLUDED.nom, updated_at = now()
-           WHERE identite.amc.nom IS DISTINCT FROM EXCLUDED.nom",
-    )
-    .bind(&numbers)
-    .bind(&names)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO identite.amc_service (numero_amc, service, actif)
-         SELECT n, s, true FROM UNNEST($1::text[]) n
-           CROSS JOIN UNNEST(ARRAY['DROITS', 'TARIFICATION', 'TARIFICATION_CHIFFREE',
-                                 'ANNULATION', 'CONSULTATION']) s
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&numbers)
-    .execute(&mut *tx)
-    .await?;
+/// The staging table, one row per valid line (`n` its line number: a later line wins).
+const CREATE_STAGING: &str = "CREATE TEMP TABLE vd_import_ligne (
+    n bigint NOT NULL, numero_amc text NOT NULL, ref_externe text NOT NULL, nir text,
+    cle_nir text, date_naissance text NOT NULL, rang smallint NOT NULL, nom text NOT NULL,
+    prenom text NOT NULL, nir_1 text, cle_1 text, nir_2 text, cle_2 text,
+    numero_contrat text NOT NULL, numero_adherent text, responsable boolean NOT NULL,
+    domaine text NOT NULL, libelle text NOT NULL, code_garantie text NOT NULL,
+    priorite smallint NOT NULL, reseau text, debut date NOT NULL, fin date NOT NULL,
+    empreinte bytea NOT NULL
+) ON COMMIT DROP";
 
-    // Beneficiaries, by (AMC, reference).
-    let mut benef: HashMap<(&str, &str), &RightsLine> = HashMap::new();
-    for l in lines {
-        benef.insert((l.amc.as_str(), l.reference.as_str()), l);
-    }
-    let b: Vec<&RightsLine> = benef.values().copied().collect();
-    let rows: Vec<(i64, String, String, bool)> = sqlx::query_as(
-        "INSERT INTO identite.beneficiaire (numero_amc, ref_externe, nir, cle_nir, date_naissance, rang, nom, prenom)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[], $7::text[], $8::text[])
-         ON CONFLICT (numero_amc, ref_externe) DO UPDATE SET nir = EXCLUDED.nir, cle_nir = EXCLUDED.cle_nir,
-             date_naissance = EXCLUDED.date_naissance, rang = EXCLUDED.rang, nom = EXCLUDED.nom,
-             prenom = EXCLUDED.prenom
-         RETURNING id, numero_amc, ref_externe, xmax = 0",
-    )
-    .bind(b.iter().map(|l| l.amc.as_str()).collect::<Vec<_>>())
-    .bind(b.iter().map(|l| l.reference.as_str()).collect::<Vec<_>>())
-    .bind(b.iter().map(|l| l.nir.as_ref().map(|n| n.as_str().to_string())).collect::<Vec<_>>())
-    .bind(b.iter().map(|l| l.nir.as_ref().map(|n| n.key())).collect::<Vec<_>>())
-    .bind(b.iter().map(|l| l.birth.as_str()).collect::<Vec<_>>())
-    .bind(b.iter().map(|l| i16::from(l.rank.get())).collect::<Vec<_>>())
-    .bind(b.iter().map(|l| l.last_name.as_str()).collect::<Vec<_>>())
-    .bind(b.iter().map(|l| l.first_name.as_str()).collect::<Vec<_>>())
-    .fetch_all(&mut *tx)
-    .await?;
-    let added = rows.iter().filter(|r| r.3).count() as u64;
-    merged.beneficiaries_added += added;
-    merged.beneficiaries_updated += rows.len() as u64 - added;
-    let benef_id: HashMap<(String, String), i64> =
-        rows.into_iter().map(|(id, a, r, _)| ((a, r), id)).collect();
-    let id_of = |l: &RightsLine| benef_id[&(l.amc.as_str().to_string(), l.reference.clone())];
+const COPY_STAGING: &str = "COPY vd_import_ligne FROM STDIN (FORMAT text)";
 
-    // Insured persons (ouvrant droit): replaced for the batch's beneficiaries.
-    let ids: Vec<i64> = b.iter().map(|l| id_of(l)).collect();
-    sqlx::query("DELETE FROM identite.ouvrant_droit WHERE beneficiaire_id = ANY($1)")
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
-    let (mut ob, mut op, mut on, mut ok) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for l in &b {
-        for (i, n) in l.insured.iter().enumerate() {
-            ob.push(id_of(l));
-            op.push(i as i16 + 1);
-            on.push(n.as_str().to_string());
-            ok.push(n.key());
+/// `--full`: the keys of every guarantee the file holds.
+const CREATE_KEYS: &str = "CREATE TEMP TABLE vd_import_cle (
+    numero_amc text, ref_externe text, numero_contrat text, domaine text, debut date
+) ON COMMIT DROP";
+
+const KEEP_KEYS: &str = "INSERT INTO vd_import_cle
+    SELECT numero_amc, ref_externe, numero_contrat, domaine, debut FROM vd_import_ligne";
+
+const MERGE_AMCS: &str = "INSERT INTO identite.amc AS t (numero_amc, nom)
+    SELECT * FROM UNNEST($1::text[], $2::text[])
+    ON CONFLICT (numero_amc) DO UPDATE SET nom = EXCLUDED.nom, updated_at = now()
+      WHERE t.nom IS DISTINCT FROM EXCLUDED.nom";
+
+/// A new AMC opens every service; operators close them as needed.
+const OPEN_SERVICES: &str = "INSERT INTO identite.amc_service (numero_amc, service, actif)
+    SELECT n, s, true FROM UNNEST($1::text[]) n
+      CROSS JOIN UNNEST(ARRAY['DROITS', 'TARIFICATION', 'ANNULATION']) s
+    ON CONFLICT DO NOTHING";
+
+/// The rule sets not seen yet, as flat arrays (`set` numbers the set of each rule; a set without
+/// rules has one entry with a NULL code).
+const MERGE_SETS: &str = "INSERT INTO identite.bareme (empreinte, codes, unites, valeurs, plafonds)
+    SELECT e,
+           coalesce(array_agg(c ORDER BY i) FILTER (WHERE c IS NOT NULL), '{}'),
+           coalesce(array_agg(u ORDER BY i) FILTER (WHERE c IS NOT NULL), '{}'),
+           coalesce(array_agg(v ORDER BY i) FILTER (WHERE c IS NOT NULL), '{}'),
+           coalesce(array_agg(p ORDER BY i) FILTER (WHERE c IS NOT NULL), '{}')
+      FROM UNNEST($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+           WITH ORDINALITY AS r (e, c, u, v, p, i)
+     GROUP BY e
+    ON CONFLICT (empreinte) DO NOTHING";
+
+const MERGE_BENEFICIARIES: &str = "WITH w AS (
+    INSERT INTO identite.beneficiaire AS t
+           (numero_amc, ref_externe, nir, cle_nir, date_naissance, rang, nom, prenom)
+    SELECT DISTINCT ON (numero_amc, ref_externe)
+           numero_amc, ref_externe, nir, cle_nir, date_naissance, rang, nom, prenom
+      FROM vd_import_ligne ORDER BY numero_amc, ref_externe, n DESC
+    ON CONFLICT (numero_amc, ref_externe) DO UPDATE SET nir = EXCLUDED.nir,
+           cle_nir = EXCLUDED.cle_nir, date_naissance = EXCLUDED.date_naissance,
+           rang = EXCLUDED.rang, nom = EXCLUDED.nom, prenom = EXCLUDED.prenom
+     WHERE (t.nir, t.cle_nir, t.date_naissance, t.rang, t.nom, t.prenom)
+           IS DISTINCT FROM (EXCLUDED.nir, EXCLUDED.cle_nir, EXCLUDED.date_naissance,
+                             EXCLUDED.rang, EXCLUDED.nom, EXCLUDED.prenom)
+    RETURNING xmax = 0 AS ajout)
+SELECT count(*) FILTER (WHERE ajout), count(*) FILTER (WHERE NOT ajout) FROM w";
+
+/// The insured persons of the chunk's beneficiaries, as their last line has them: the positions
+/// that differ (or that the line leaves empty) are removed, then the missing ones written.
+const DROP_INSURED: &str = "WITH d AS (
+    SELECT DISTINCT ON (numero_amc, ref_externe) numero_amc, ref_externe, nir_1, cle_1, nir_2, cle_2
+      FROM vd_import_ligne ORDER BY numero_amc, ref_externe, n DESC)
+DELETE FROM identite.ouvrant_droit o
+ USING d JOIN identite.beneficiaire b
+           ON b.numero_amc = d.numero_amc AND b.ref_externe = d.ref_externe
+ WHERE o.beneficiaire_id = b.id
+   AND (o.nir, o.cle_nir) IS DISTINCT FROM
+       (CASE o.position WHEN 1 THEN d.nir_1 ELSE d.nir_2 END,
+        CASE o.position WHEN 1 THEN d.cle_1 ELSE d.cle_2 END)";
+
+const ADD_INSURED: &str = "WITH d AS (
+    SELECT DISTINCT ON (numero_amc, ref_externe) numero_amc, ref_externe, nir_1, cle_1, nir_2, cle_2
+      FROM vd_import_ligne ORDER BY numero_amc, ref_externe, n DESC),
+x AS (
+    SELECT b.id, d.nir_1, d.cle_1, d.nir_2, d.cle_2 FROM d
+      JOIN identite.beneficiaire b ON b.numero_amc = d.numero_amc AND b.ref_externe = d.ref_externe)
+INSERT INTO identite.ouvrant_droit (beneficiaire_id, position, nir, cle_nir)
+SELECT id, 1, nir_1, cle_1 FROM x WHERE nir_1 IS NOT NULL
+UNION ALL
+SELECT id, 2, nir_2, cle_2 FROM x WHERE nir_2 IS NOT NULL
+ORDER BY 1, 2
+ON CONFLICT (beneficiaire_id, position) DO NOTHING";
+
+const MERGE_CONTRACTS: &str = "INSERT INTO identite.contrat AS t
+       (numero_amc, numero_contrat, numero_adherent, responsable)
+    SELECT DISTINCT ON (numero_amc, numero_contrat)
+           numero_amc, numero_contrat, numero_adherent, responsable
+      FROM vd_import_ligne ORDER BY numero_amc, numero_contrat, n DESC
+    ON CONFLICT (numero_amc, numero_contrat) DO UPDATE
+       SET numero_adherent = EXCLUDED.numero_adherent, responsable = EXCLUDED.responsable
+     WHERE (t.numero_adherent, t.responsable)
+           IS DISTINCT FROM (EXCLUDED.numero_adherent, EXCLUDED.responsable)";
+
+const MERGE_GUARANTEES: &str = "WITH w AS (
+    INSERT INTO identite.garantie AS t (beneficiaire_id, contrat_id, domaine, libelle,
+           code_garantie, priorite, reseau, debut, fin, bareme_id)
+    SELECT DISTINCT ON (b.id, c.id, s.domaine, s.debut)
+           b.id, c.id, s.domaine, s.libelle, s.code_garantie, s.priorite, s.reseau, s.debut,
+           s.fin, r.id
+      FROM vd_import_ligne s
+      JOIN identite.beneficiaire b ON b.numero_amc = s.numero_amc AND b.ref_externe = s.ref_externe
+      JOIN identite.contrat c ON c.numero_amc = s.numero_amc AND c.numero_contrat = s.numero_contrat
+      JOIN identite.bareme r ON r.empreinte = s.empreinte
+     ORDER BY b.id, c.id, s.domaine, s.debut, s.n DESC
+    ON CONFLICT (beneficiaire_id, contrat_id, domaine, debut) DO UPDATE SET
+           libelle = EXCLUDED.libelle, code_garantie = EXCLUDED.code_garantie,
+           priorite = EXCLUDED.priorite, reseau = EXCLUDED.reseau, fin = EXCLUDED.fin,
+           bareme_id = EXCLUDED.bareme_id
+     WHERE (t.libelle, t.code_garantie, t.priorite, t.reseau, t.fin, t.bareme_id)
+           IS DISTINCT FROM (EXCLUDED.libelle, EXCLUDED.code_garantie, EXCLUDED.priorite,
+                             EXCLUDED.reseau, EXCLUDED.fin, EXCLUDED.bareme_id)
+    RETURNING xmax = 0 AS ajout)
+SELECT count(*) FILTER (WHERE ajout), count(*) FILTER (WHERE NOT ajout) FROM w";
+
+/// The SHA-256 of a rule set's canonical form, as `identite.vd_empreinte` computes it: per rule,
+/// in code order, the code in hexadecimal, the unit, the value and the ceiling (empty for none),
+/// joined by ':', the rules by ';'.
+pub(crate) fn rule_set_key(rules: &[Rule]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for (i, r) in rules.iter().enumerate() {
+        if i > 0 {
+            h.update(b";");
+        }
+        h.update(hex::encode(r.code.as_bytes()).as_bytes());
+        h.update(b":");
+        h.update(r.unit.as_str().as_bytes());
+        h.update(b":");
+        h.update(r.value.get().to_string().as_bytes());
+        h.update(b":");
+        if let Some(c) = r.annual_ceiling {
+            h.update(c.get().to_string().as_bytes());
         }
     }
-    if !ob.is_empty() {
-        sqlx::query(
-            "INSERT INTO identite.ouvrant_droit (beneficiaire_id, position, nir, cle_nir)
-             SELECT * FROM UNNEST($1::bigint[], $2::smallint[], $3::text[], $4::text[])",
-        )
-        .bind(&ob)
-        .bind(&op)
-        .bind(&on)
-        .bind(&ok)
-        .execute(&mut *tx)
-        .await?;
+    h.finalize().into()
+}
+
+/// An import under way: its transaction, the staged chunk, and what it wrote so far.
+pub(crate) struct Import {
+    tx: Transaction<'static, Postgres>,
+    full: bool,
+    /// The staged chunk, in COPY's text format, and its line count.
+    buffer: Vec<u8>,
+    staged: usize,
+    /// AMCs and rule sets written by this import, and those waiting for the next merge.
+    amcs: HashSet<String>,
+    new_amcs: HashMap<String, String>,
+    sets: HashSet<[u8; 32]>,
+    new_sets: Vec<([u8; 32], Vec<Rule>)>,
+    /// Whether insured persons must be merged: the chunk names some, or the table has some.
+    insured_in_chunk: bool,
+    insured_in_table: bool,
+    pub merged: Merged,
+}
+
+impl Import {
+    /// Opens the import's transaction and its staging tables.
+    pub(crate) async fn begin(pool: &PgPool, full: bool) -> sqlx::Result<Import> {
+        let mut tx = pool.begin().await?;
+        // A chunk's sorts in memory.
+        sqlx::query("SET LOCAL work_mem = '64MB'")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(CREATE_STAGING).execute(&mut *tx).await?;
+        if full {
+            sqlx::query(CREATE_KEYS).execute(&mut *tx).await?;
+        }
+        let insured_in_table: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM identite.ouvrant_droit)")
+                .fetch_one(&mut *tx)
+                .await?;
+        Ok(Import {
+            tx,
+            full,
+            buffer: Vec::with_capacity(CHUNK * 200),
+            staged: 0,
+            amcs: HashSet::new(),
+            new_amcs: HashMap::new(),
+            sets: HashSet::new(),
+            new_sets: Vec::new(),
+            insured_in_chunk: false,
+            insured_in_table,
+            merged: Merged::default(),
+        })
     }
 
-    // Contracts, by (AMC, number).
-    let mut contracts: HashMap<(&str, &str), &RightsLine> = HashMap::new();
-    for l in lines {
-        contracts.insert((l.amc.as_str(), l.contract.as_str()), l);
-    }
-    let c: Vec<&RightsLine> = contracts.values().copied().collect();
-    let rows: Vec<(i64, String, String)> = sqlx::query_as(
-        "INSERT INTO identite.contrat (numero_amc, numero_contrat, numero_adherent, responsable)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[])
-         ON CONFLICT (numero_amc, numero_contrat) DO UPDATE SET numero_adherent = EXCLUDED.numero_adherent,
-             responsable = EXCLUDED.responsable
-         RETURNING id, numero_amc, numero_contrat",
-    )
-    .bind(c.iter().map(|l| l.amc.as_str()).collect::<Vec<_>>())
-    .bind(c.iter().map(|l| l.contract.as_str()).collect::<Vec<_>>())
-    .bind(c.iter().map(|l| l.adherent.as_deref()).collect::<Vec<_>>())
-    .bind(c.iter().map(|l| l.responsible).collect::<Vec<_>>())
-    .fetch_all(&mut *tx)
-    .await?;
-    let contract_id: HashMap<(String, String), i64> =
-        rows.into_iter().map(|(id, a, n)| ((a, n), id)).collect();
-    let cid_of = |l: &RightsLine| contract_id[&(l.amc.as_str().to_string(), l.contract.clone())];
-
-    // Guarantees, by (beneficiary, contract, domain, start).
-    let mut guarantees: HashMap<(i64, i64, &str, NaiveDate), &RightsLine> = HashMap::new();
-    for l in lines {
-        guarantees.insert((id_of(l), cid_of(l), l.domain.as_str(), l.start), l);
-    }
-    let keys: Vec<(i64, i64, &str, NaiveDate)> = guarantees.keys().copied().collect();
-    let g: Vec<&RightsLine> = keys.iter().map(|k| guarantees[k]).collect();
-    let rows: Vec<(i64, i64, i64, String, NaiveDate, bool)> = sqlx::query_as(
-        "INSERT INTO identite.garantie (beneficiaire_id, contrat_id, domaine, libelle, code_garantie,
-                                        priorite, reseau, debut, fin)
-         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                              $6::smallint[], $7::text[], $8::date[], $9::date[])
-         ON CONFLICT (beneficiaire_id, contrat_id, domaine, debut) DO UPDATE SET
-             libelle = EXCLUDED.libelle, code_garantie = EXCLUDED.code_garantie,
-             priorite = EXCLUDED.priorite, reseau = EXCLUDED.reseau, fin = EXCLUDED.fin
-         RETURNING id, beneficiaire_id, contrat_id, domaine, debut, xmax = 0",
-    )
-    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
-    .bind(g.iter().map(|l| l.label.as_str()).collect::<Vec<_>>())
-    .bind(g.iter().map(|l| l.guarantee.as_str()).collect::<Vec<_>>())
-    .bind(g.iter().map(|l| l.priority).collect::<Vec<_>>())
-    .bind(g.iter().map(|l| l.network.as_deref()).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.3).collect::<Vec<_>>())
-    .bind(g.iter().map(|l| l.end).collect::<Vec<_>>())
-    .fetch_all(&mut *tx)
-    .await?;
-    let added = rows.iter().filter(|r| r.5).count() as u64;
-    merged.guarantees_added += added;
-    merged.guarantees_updated += rows.len() as u64 - added;
-    let guarantee_id: HashMap<(i64, i64, String, NaiveDate), i64> = rows
-        .into_iter()
-        .map(|(id, b, c, d, s, _)| ((b, c, d, s), id))
-        .collect();
-    if seen {
-        let amc_of: Vec<&str> = g.iter().map(|l| l.amc.as_str()).collect();
-        let ids: Vec<i64> = keys
-            .iter()
-            .map(|k| guarantee_id[&(k.0, k.1, k.2.to_string(), k.3)])
-            .collect();
-        sqlx::query(
-            "INSERT INTO vd_import_vu (id, numero_amc)
-             SELECT * FROM UNNEST($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING",
-        )
-        .bind(&ids)
-        .bind(&amc_of)
-        .execute(&mut *tx)
-        .await?;
+    /// Stages line `number`; a full chunk is merged.
+    pub(crate) async fn add(&mut self, number: u64, l: RightsLine) -> sqlx::Result<()> {
+        if !self.amcs.contains(l.amc.as_str()) {
+            self.amcs.insert(l.amc.as_str().to_string());
+            self.new_amcs
+                .insert(l.amc.as_str().to_string(), l.amc_name.clone());
+        } else if let Some(name) = self.new_amcs.get_mut(l.amc.as_str()) {
+            // A later line's name wins, as for every other field.
+            name.clone_from(&l.amc_name);
+        }
+        let key = rule_set_key(&l.rules);
+        if self.sets.insert(key) {
+            self.new_sets.push((key, l.rules.clone()));
+        }
+        self.insured_in_chunk |= !l.insured.is_empty();
+        stage(&mut self.buffer, number, &l, &key);
+        self.staged += 1;
+        if self.staged >= CHUNK {
+            self.merge().await?;
+        }
+        Ok(())
     }
 
-    // Rules: replaced for the batch's guarantees.
-    let gids: Vec<i64> = guarantee_id.values().copied().collect();
-    sqlx::query("DELETE FROM identite.prestation WHERE garantie_id = ANY($1)")
-        .bind(&gids)
-        .execute(&mut *tx)
-        .await?;
-    let (mut pg, mut pc, mut pu, mut pv, mut pp) =
+    /// Merges the staged chunk into `identite`.
+    async fn merge(&mut self) -> sqlx::Result<()> {
+        if self.staged == 0 {
+            return Ok(());
+        }
+        let tx = &mut *self.tx;
+        if !self.new_amcs.is_empty() {
+            let (numbers, names): (Vec<String>, Vec<String>) = self.new_amcs.drain().unzip();
+            sqlx::query(MERGE_AMCS)
+                .bind(&numbers)
+                .bind(&names)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(OPEN_SERVICES)
+                .bind(&numbers)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !self.new_sets.is_empty() {
+            merge_sets(tx, &std::mem::take(&mut self.new_sets)).await?;
+        }
+        let mut copy = tx.copy_in_raw(COPY_STAGING).await?;
+        copy.send(self.buffer.as_slice()).await?;
+        copy.finish().await?;
+        self.buffer.clear();
+        self.staged = 0;
+
+        let (added, changed): (i64, i64) = sqlx::query_as(MERGE_BENEFICIARIES)
+            .fetch_one(&mut *tx)
+            .await?;
+        self.merged.beneficiaries_added += added as u64;
+        self.merged.beneficiaries_updated += changed as u64;
+        if self.insured_in_chunk || self.insured_in_table {
+            sqlx::query(DROP_INSURED).execute(&mut *tx).await?;
+            let written = sqlx::query(ADD_INSURED).execute(&mut *tx).await?;
+            self.insured_in_table |= written.rows_affected() > 0;
+        }
+        sqlx::query(MERGE_CONTRACTS).execute(&mut *tx).await?;
+        let (added, changed): (i64, i64) =
+            sqlx::query_as(MERGE_GUARANTEES).fetch_one(&mut *tx).await?;
+        self.merged.guarantees_added += added as u64;
+        self.merged.guarantees_updated += changed as u64;
+        if self.full {
+            sqlx::query(KEEP_KEYS).execute(&mut *tx).await?;
+        }
+        sqlx::query("TRUNCATE vd_import_ligne")
+            .execute(&mut *tx)
+            .await?;
+        self.insured_in_chunk = false;
+        Ok(())
+    }
+
+    /// Merges what is staged, ends (`full`) what the file no longer holds, and commits.
+    pub(crate) async fn commit(mut self) -> sqlx::Result<Merged> {
+        self.merge().await?;
+        if self.full {
+            let amcs: Vec<String> = self.amcs.iter().cloned().collect();
+            self.merged.guarantees_ended = end_absent(&mut self.tx, &amcs).await?;
+        }
+        self.tx.commit().await?;
+        Ok(self.merged)
+    }
+}
+
+/// Writes the rule sets not in the database yet (a set already there is left as it is: its key is
+/// its content).
+async fn merge_sets(tx: &mut PgConnection, sets: &[([u8; 32], Vec<Rule>)]) -> sqlx::Result<()> {
+    let (mut e, mut c, mut u, mut v, mut p) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (k, l) in keys.iter().zip(&g) {
-        let gid = guarantee_id[&(k.0, k.1, k.2.to_string(), k.3)];
-        for r in &l.rules {
-            pg.push(gid);
-            pc.push(r.code.as_str());
-            pu.push(r.unit.as_str());
-            pv.push(r.value.get());
-            pp.push(r.annual_ceiling.map(|c| c.get()));
+    for (key, rules) in sets {
+        if rules.is_empty() {
+            e.push(key.to_vec());
+            c.push(None);
+            u.push(None);
+            v.push(None);
+            p.push(None);
+        }
+        for r in rules {
+            e.push(key.to_vec());
+            c.push(Some(r.code.as_str()));
+            u.push(Some(r.unit.as_str()));
+            v.push(Some(r.value.get()));
+            p.push(r.annual_ceiling.map(|x| x.get()));
         }
     }
-    if !pg.is_empty() {
-        sqlx::query(
-            "INSERT INTO identite.prestation (garantie_id, code, unite, valeur, plafond_annuel)
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])",
-        )
-        .bind(&pg)
-        .bind(&pc)
-        .bind(&pu)
-        .bind(&pv)
-        .bind(&pp)
+    sqlx::query(MERGE_SETS)
+        .bind(&e)
+        .bind(&c)
+        .bind(&u)
+        .bind(&v)
+        .bind(&p)
         .execute(&mut *tx)
         .await?;
-    }
     Ok(())
 }
 
-/// `--full`: the guarantees of the file's AMCs (`amcs`) that the import did not write end
-/// yesterday (those already ended are left as they are), and those that had not begun are
-/// removed. Dossiers already issued keep their own copy of the rules.
-pub(crate) async fn end_absent(tx: &mut PgConnection, amcs: &[String]) -> sqlx::Result<u64> {
+/// One staging row in COPY's text format.
+fn stage(out: &mut Vec<u8>, number: u64, l: &RightsLine, key: &[u8; 32]) {
+    use std::io::Write;
+    let _ = write!(out, "{number}");
+    field(out, Some(l.amc.as_str()));
+    field(out, Some(&l.reference));
+    field(out, l.nir.as_ref().map(Nir::as_str));
+    field(out, l.nir.as_ref().map(Nir::key).as_deref());
+    field(out, Some(l.birth.as_str()));
+    let _ = write!(out, "\t{}", l.rank.get());
+    field(out, Some(&l.last_name));
+    field(out, Some(&l.first_name));
+    for i in 0..2 {
+        let n = l.insured.get(i);
+        field(out, n.map(Nir::as_str));
+        field(out, n.map(Nir::key).as_deref());
+    }
+    field(out, Some(&l.contract));
+    field(out, l.adherent.as_deref());
+    out.extend_from_slice(if l.responsible { b"\tt" } else { b"\tf" });
+    field(out, Some(l.domain.as_str()));
+    field(out, Some(&l.label));
+    field(out, Some(&l.guarantee));
+    let _ = write!(out, "\t{}", l.priority);
+    field(out, l.network.as_deref());
+    let _ = write!(out, "\t{}\t{}\t\\\\x", l.start, l.end);
+    out.extend_from_slice(hex::encode(key).as_bytes());
+    out.push(b'\n');
+}
+
+/// A tab and a text field of COPY's text format (`\N` for NULL; backslash, tab, newline and
+/// carriage return escaped).
+fn field(out: &mut Vec<u8>, value: Option<&str>) {
+    out.push(b'\t');
+    let Some(s) = value else {
+        out.extend_from_slice(b"\\N");
+        return;
+    };
+    for b in s.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+}
+
+/// `--full`: the current guarantees of the file's AMCs (`amcs`) whose key (beneficiary, contract,
+/// domain, start) the file does not hold end yesterday, and those that had not begun are removed.
+/// Dossiers already issued keep their own copy of the rules.
+async fn end_absent(tx: &mut PgConnection, amcs: &[String]) -> sqlx::Result<u64> {
     sqlx::query(
         "CREATE TEMP TABLE vd_import_absente ON COMMIT DROP AS
          SELECT g.id, g.debut
            FROM identite.garantie g
            JOIN identite.beneficiaire b ON b.id = g.beneficiaire_id
+           JOIN identite.contrat c ON c.id = g.contrat_id
           WHERE b.numero_amc = ANY ($1)
             AND g.fin >= current_date
-            AND NOT EXISTS (SELECT 1 FROM vd_import_vu v WHERE v.id = g.id)",
+            AND NOT EXISTS (
+                SELECT 1 FROM vd_import_cle k
+                 WHERE k.numero_amc = b.numero_amc AND k.ref_externe = b.ref_externe
+                   AND k.numero_contrat = c.numero_contrat AND k.domaine = g.domaine
+                   AND k.debut = g.debut)",
     )
     .bind(amcs)
     .execute(&mut *tx)
@@ -290,4 +452,17 @@ pub(crate) async fn end_absent(tx: &mut PgConnection, amcs: &[String]) -> sqlx::
     .await?
     .rows_affected();
     Ok(removed + ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_fields_escape_what_the_text_format_reads_as_separators() {
+        let mut out = Vec::new();
+        field(&mut out, Some("a\\b\tc\nd\re"));
+        field(&mut out, None);
+        assert_eq!(out, b"\ta\\\\b\\tc\\nd\\re\t\\N");
+    }
 }

@@ -182,19 +182,14 @@ fn guarantees_of(beneficiary: &str) -> String {
     format!(
         "SELECT g.contrat_id, c.numero_contrat, c.numero_adherent, c.responsable, g.domaine,
                 g.libelle, g.code_garantie, g.priorite, g.reseau, g.debut, g.fin,
-                coalesce(array_agg(p.code ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{{}}') AS codes,
-                coalesce(array_agg(p.unite ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{{}}') AS unites,
-                coalesce(array_agg(p.valeur ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{{}}') AS valeurs,
-                coalesce(array_agg(p.plafond_annuel ORDER BY p.code) FILTER (WHERE p.code IS NOT NULL), '{{}}') AS plafonds
+                r.codes, r.unites, r.valeurs, r.plafonds
            FROM identite.garantie g
            JOIN identite.contrat c ON c.id = g.contrat_id
-           LEFT JOIN identite.prestation p ON p.garantie_id = g.id
-          WHERE g.beneficiaire_id = {beneficiary}
-          GROUP BY g.id, c.id"
+           JOIN identite.bareme r ON r.id = g.bareme_id
+          WHERE g.beneficiaire_id = {beneficiary}"
     )
 }
 
-/// Every guarantee of a beneficiary, with its contract and prestation rules, in one round trip.
 pub(crate) async fn guarantees(
     tx: &mut PgConnection,
     beneficiary: i64,
