@@ -56,9 +56,12 @@ pub struct Merged {
     pub guarantees_ended: u64,
 }
 
+// Each merge leaves out first the rows the database already holds as the file has them: ON
+// CONFLICT would lock them (a write) even where its WHERE then leaves them unchanged.
+
 /// Lines staged before a merge: enough for the statements to be worth their planning, few enough
 /// for a chunk's sorts to stay in memory.
-pub const CHUNK: usize = 50_000;
+pub const CHUNK: usize = 100_000;
 
 /// The staging table, one row per valid line (`n` its line number: a later line wins).
 const CREATE_STAGING: &str = "CREATE TEMP TABLE vd_import_ligne (
@@ -108,9 +111,16 @@ const MERGE_SETS: &str = "INSERT INTO identite.bareme (empreinte, codes, unites,
 const MERGE_BENEFICIARIES: &str = "WITH w AS (
     INSERT INTO identite.beneficiaire AS t
            (numero_amc, ref_externe, nir, cle_nir, date_naissance, rang, nom, prenom)
-    SELECT DISTINCT ON (numero_amc, ref_externe)
-           numero_amc, ref_externe, nir, cle_nir, date_naissance, rang, nom, prenom
-      FROM vd_import_ligne ORDER BY numero_amc, ref_externe, n DESC
+    SELECT * FROM (
+        SELECT DISTINCT ON (numero_amc, ref_externe)
+               numero_amc, ref_externe, nir, cle_nir, date_naissance, rang, nom, prenom
+          FROM vd_import_ligne ORDER BY numero_amc, ref_externe, n DESC) d
+     WHERE NOT EXISTS (
+           SELECT 1 FROM identite.beneficiaire t
+            WHERE t.numero_amc = d.numero_amc AND t.ref_externe = d.ref_externe
+              AND (t.nir, t.cle_nir, t.date_naissance, t.rang, t.nom, t.prenom)
+                  IS NOT DISTINCT FROM (d.nir, d.cle_nir, d.date_naissance, d.rang, d.nom, d.prenom))
+     ORDER BY numero_amc, ref_externe
     ON CONFLICT (numero_amc, ref_externe) DO UPDATE SET nir = EXCLUDED.nir,
            cle_nir = EXCLUDED.cle_nir, date_naissance = EXCLUDED.date_naissance,
            rang = EXCLUDED.rang, nom = EXCLUDED.nom, prenom = EXCLUDED.prenom
@@ -148,9 +158,16 @@ ON CONFLICT (beneficiaire_id, position) DO NOTHING";
 
 const MERGE_CONTRACTS: &str = "INSERT INTO identite.contrat AS t
        (numero_amc, numero_contrat, numero_adherent, responsable)
-    SELECT DISTINCT ON (numero_amc, numero_contrat)
-           numero_amc, numero_contrat, numero_adherent, responsable
-      FROM vd_import_ligne ORDER BY numero_amc, numero_contrat, n DESC
+    SELECT * FROM (
+        SELECT DISTINCT ON (numero_amc, numero_contrat)
+               numero_amc, numero_contrat, numero_adherent, responsable
+          FROM vd_import_ligne ORDER BY numero_amc, numero_contrat, n DESC) d
+     WHERE NOT EXISTS (
+           SELECT 1 FROM identite.contrat t
+            WHERE t.numero_amc = d.numero_amc AND t.numero_contrat = d.numero_contrat
+              AND (t.numero_adherent, t.responsable)
+                  IS NOT DISTINCT FROM (d.numero_adherent, d.responsable))
+     ORDER BY numero_amc, numero_contrat
     ON CONFLICT (numero_amc, numero_contrat) DO UPDATE
        SET numero_adherent = EXCLUDED.numero_adherent, responsable = EXCLUDED.responsable
      WHERE (t.numero_adherent, t.responsable)
@@ -159,14 +176,25 @@ const MERGE_CONTRACTS: &str = "INSERT INTO identite.contrat AS t
 const MERGE_GUARANTEES: &str = "WITH w AS (
     INSERT INTO identite.garantie AS t (beneficiaire_id, contrat_id, domaine, libelle,
            code_garantie, priorite, reseau, debut, fin, bareme_id)
-    SELECT DISTINCT ON (b.id, c.id, s.domaine, s.debut)
-           b.id, c.id, s.domaine, s.libelle, s.code_garantie, s.priorite, s.reseau, s.debut,
-           s.fin, r.id
-      FROM vd_import_ligne s
-      JOIN identite.beneficiaire b ON b.numero_amc = s.numero_amc AND b.ref_externe = s.ref_externe
-      JOIN identite.contrat c ON c.numero_amc = s.numero_amc AND c.numero_contrat = s.numero_contrat
-      JOIN identite.bareme r ON r.empreinte = s.empreinte
-     ORDER BY b.id, c.id, s.domaine, s.debut, s.n DESC
+    SELECT * FROM (
+        SELECT DISTINCT ON (b.id, c.id, s.domaine, s.debut)
+               b.id AS beneficiaire_id, c.id AS contrat_id, s.domaine, s.libelle,
+               s.code_garantie, s.priorite, s.reseau, s.debut, s.fin, r.id AS bareme_id
+          FROM vd_import_ligne s
+          JOIN identite.beneficiaire b
+            ON b.numero_amc = s.numero_amc AND b.ref_externe = s.ref_externe
+          JOIN identite.contrat c
+            ON c.numero_amc = s.numero_amc AND c.numero_contrat = s.numero_contrat
+          JOIN identite.bareme r ON r.empreinte = s.empreinte
+         ORDER BY b.id, c.id, s.domaine, s.debut, s.n DESC) d
+     WHERE NOT EXISTS (
+           SELECT 1 FROM identite.garantie t
+            WHERE t.beneficiaire_id = d.beneficiaire_id AND t.contrat_id = d.contrat_id
+              AND t.domaine = d.domaine AND t.debut = d.debut
+              AND (t.libelle, t.code_garantie, t.priorite, t.reseau, t.fin, t.bareme_id)
+                  IS NOT DISTINCT FROM (d.libelle, d.code_garantie, d.priorite, d.reseau, d.fin,
+                                        d.bareme_id))
+     ORDER BY beneficiaire_id, contrat_id, domaine, debut
     ON CONFLICT (beneficiaire_id, contrat_id, domaine, debut) DO UPDATE SET
            libelle = EXCLUDED.libelle, code_garantie = EXCLUDED.code_garantie,
            priorite = EXCLUDED.priorite, reseau = EXCLUDED.reseau, fin = EXCLUDED.fin,
