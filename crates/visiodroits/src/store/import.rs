@@ -128,7 +128,9 @@ const MERGE_BENEFICIARIES: &str = "WITH w AS (
            IS DISTINCT FROM (EXCLUDED.nir, EXCLUDED.cle_nir, EXCLUDED.date_naissance,
                              EXCLUDED.rang, EXCLUDED.nom, EXCLUDED.prenom)
     RETURNING xmax = 0 AS ajout)
-SELECT count(*) FILTER (WHERE ajout), count(*) FILTER (WHERE NOT ajout) FROM w";
+SELECT count(*) FILTER (WHERE ajout), count(*) FILTER (WHERE NOT ajout),
+       (SELECT count(*) FROM (SELECT DISTINCT numero_amc, ref_externe FROM vd_import_ligne) k)
+  FROM w";
 
 /// The insured persons of the chunk's beneficiaries, as their last line has them: the positions
 /// that differ (or that the line leaves empty) are removed, then the missing ones written.
@@ -148,7 +150,8 @@ const ADD_INSURED: &str = "WITH d AS (
       FROM vd_import_ligne ORDER BY numero_amc, ref_externe, n DESC),
 x AS (
     SELECT b.id, d.nir_1, d.cle_1, d.nir_2, d.cle_2 FROM d
-      JOIN identite.beneficiaire b ON b.numero_amc = d.numero_amc AND b.ref_externe = d.ref_externe)
+      JOIN identite.beneficiaire b ON b.numero_amc = d.numero_amc AND b.ref_externe = d.ref_externe
+     WHERE d.nir_1 IS NOT NULL OR d.nir_2 IS NOT NULL)
 INSERT INTO identite.ouvrant_droit (beneficiaire_id, position, nir, cle_nir)
 SELECT id, 1, nir_1, cle_1 FROM x WHERE nir_1 IS NOT NULL
 UNION ALL
@@ -239,7 +242,7 @@ pub(crate) struct Import {
     new_amcs: HashMap<String, String>,
     sets: HashSet<[u8; 32]>,
     new_sets: Vec<([u8; 32], Vec<Rule>)>,
-    /// Whether insured persons must be merged: the chunk names some, or the table has some.
+    /// Whether the chunk names insured persons, and whether the table may hold some.
     insured_in_chunk: bool,
     insured_in_table: bool,
     pub merged: Merged,
@@ -326,15 +329,18 @@ impl Import {
         self.buffer.clear();
         self.staged = 0;
 
-        let (added, changed): (i64, i64) = sqlx::query_as(MERGE_BENEFICIARIES)
+        let (added, changed, named): (i64, i64, i64) = sqlx::query_as(MERGE_BENEFICIARIES)
             .fetch_one(&mut *tx)
             .await?;
         self.merged.beneficiaries_added += added as u64;
         self.merged.beneficiaries_updated += changed as u64;
-        if self.insured_in_chunk || self.insured_in_table {
+        // Beneficiaries new in this chunk have no insured persons to remove.
+        if self.insured_in_table && added < named {
             sqlx::query(DROP_INSURED).execute(&mut *tx).await?;
-            let written = sqlx::query(ADD_INSURED).execute(&mut *tx).await?;
-            self.insured_in_table |= written.rows_affected() > 0;
+        }
+        if self.insured_in_chunk {
+            sqlx::query(ADD_INSURED).execute(&mut *tx).await?;
+            self.insured_in_table = true;
         }
         sqlx::query(MERGE_CONTRACTS).execute(&mut *tx).await?;
         let (added, changed): (i64, i64) =
