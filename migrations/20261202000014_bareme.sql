@@ -35,7 +35,8 @@ CREATE TABLE identite.bareme (
     unites    text[] NOT NULL,
     valeurs   bigint[] NOT NULL,                                   -- hundredths
     plafonds  bigint[] NOT NULL,                                   -- cents, NULL for none
-    CHECK (array_ndims(codes) IS NULL OR array_ndims(codes) = 1),
+    CHECK (cardinality(codes) = 0 OR (array_ndims(codes) = 1 AND array_lower(codes, 1) = 1)),
+    CHECK (array_position(codes, NULL) IS NULL AND array_position(unites, NULL) IS NULL),
     CHECK (cardinality(unites) = cardinality(codes) AND cardinality(valeurs) = cardinality(codes)
            AND cardinality(plafonds) = cardinality(codes)),
     CHECK (identite.vd_codes_valides(codes)),

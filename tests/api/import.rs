@@ -39,6 +39,55 @@ async fn importing_the_same_file_twice_changes_nothing() {
     );
 }
 
+#[tokio::test]
+async fn a_new_amc_opens_every_service_and_takes_the_name_of_its_last_line() {
+    let app = TestApp::spawn().await;
+    let good = std::fs::read_to_string(fixture("tests/fixtures/droits.csv")).unwrap();
+    let mut lines = good.lines();
+    let header = lines.next().unwrap();
+    let line = lines.find(|l| l.contains("B-ADHERENT")).unwrap().replace(
+        "12345678,MUTUELLE DEMO,B-ADHERENT",
+        "99999999,PREMIER NOM,B-NOUVELLE",
+    );
+    // The same line a chunk's worth of times, then once more, in the next chunk, renamed.
+    let mut text = format!("{header}\n");
+    for _ in 0..import::CHUNK {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text.push_str(&line.replace("PREMIER NOM", "DERNIER NOM"));
+    let file = shared()
+        .base
+        .join(format!("amc-{}.csv", crate::helpers::new_id()));
+    std::fs::write(&file, text).unwrap();
+    let summary = import::run(&app.db, &file, true, false).await.unwrap();
+    assert_eq!(summary.imported, import::CHUNK as u64 + 1);
+    assert_eq!(summary.merged.beneficiaries_added, 1);
+    let name: String =
+        sqlx::query_scalar("SELECT nom FROM identite.amc WHERE numero_amc = '99999999'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(name, "DERNIER NOM");
+    let services: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT service, actif FROM identite.amc_service WHERE numero_amc = '99999999' ORDER BY 1",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let expected: Vec<(String, bool)> = [
+        "ANNULATION",
+        "CONSULTATION",
+        "DROITS",
+        "TARIFICATION",
+        "TARIFICATION_CHIFFREE",
+    ]
+    .iter()
+    .map(|s| (s.to_string(), true))
+    .collect();
+    assert_eq!(services, expected);
+}
+
 /// (position, NIR) of a beneficiary's insured persons.
 async fn insured(app: &TestApp, reference: &str) -> Vec<(i16, String)> {
     sqlx::query_as(

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use serde::Deserialize;
 
 use crate::domain::{AmcNumber, BirthDate, BirthRank, DomainCode, Hundredths, Nir};
@@ -136,7 +136,9 @@ fn text(v: &Option<String>, field: &str, max: usize) -> Result<String, String> {
 fn date(v: &Option<String>, field: &str) -> Result<NaiveDate, String> {
     let s = opt(v).ok_or_else(|| format!("{field}: obligatoire"))?;
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| format!("{field}: date AAAA-MM-JJ attendue"))
+        .ok()
+        .filter(|d| (1..=9999).contains(&d.year()))
+        .ok_or_else(|| format!("{field}: date AAAA-MM-JJ attendue"))
 }
 
 fn nir(n: &Option<String>, k: &Option<String>, field: &str) -> Result<Option<Nir>, String> {
@@ -434,6 +436,8 @@ mod tests {
             ("fin", "2025-01-01", "fin:"),
             ("prestations", "PH7:XX:100", "prestations: unité"),
             ("domaine", "phar", "domaine:"),
+            // A year the database cannot store would fail the whole import, not this line.
+            ("debut", "0000-01-01", "debut: date AAAA-MM-JJ attendue"),
         ] {
             let mut fields: Vec<(&str, &str)> =
                 GOOD.iter().filter(|(k, _)| *k != field).copied().collect();

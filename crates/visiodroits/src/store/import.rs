@@ -46,7 +46,8 @@ pub(crate) struct RightsLine {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Merged {
     pub beneficiaries_added: u64,
-    /// Beneficiaries already there whose values the file changed.
+    /// Beneficiaries already there whose values the file changed (a beneficiary added by one
+    /// chunk and changed by a later line of the same file counts in both).
     pub beneficiaries_updated: u64,
     pub guarantees_added: u64,
     /// Guarantees already there whose values (period end, label, rules…) the file changed.
@@ -92,7 +93,8 @@ const MERGE_AMCS: &str = "INSERT INTO identite.amc AS t (numero_amc, nom)
 /// A new AMC opens every service; operators close them as needed.
 const OPEN_SERVICES: &str = "INSERT INTO identite.amc_service (numero_amc, service, actif)
     SELECT n, s, true FROM UNNEST($1::text[]) n
-      CROSS JOIN UNNEST(ARRAY['DROITS', 'TARIFICATION', 'ANNULATION']) s
+      CROSS JOIN UNNEST(ARRAY['DROITS', 'TARIFICATION', 'TARIFICATION_CHIFFREE', 'ANNULATION',
+                              'CONSULTATION']) s
     ON CONFLICT DO NOTHING";
 
 /// The rule sets not seen yet, as flat arrays (`set` numbers the set of each rule; a set without
@@ -237,8 +239,9 @@ pub(crate) struct Import {
     /// The staged chunk, in COPY's text format, and its line count.
     buffer: Vec<u8>,
     staged: usize,
-    /// AMCs and rule sets written by this import, and those waiting for the next merge.
-    amcs: HashSet<String>,
+    /// AMCs (with the name last staged) and rule sets written by this import, and those
+    /// waiting for the next merge.
+    amcs: HashMap<String, String>,
     new_amcs: HashMap<String, String>,
     sets: HashSet<[u8; 32]>,
     new_sets: Vec<([u8; 32], Vec<Rule>)>,
@@ -252,6 +255,11 @@ impl Import {
     /// Opens the import's transaction and its staging tables.
     pub(crate) async fn begin(pool: &PgPool, full: bool) -> sqlx::Result<Import> {
         let mut tx = pool.begin().await?;
+        // One import at a time: a second one waits for the first to commit (two at once would
+        // wait on each other's new rule sets, and each would miss the other's insured persons).
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('visiodroits import'))")
+            .execute(&mut *tx)
+            .await?;
         // A chunk's sorts in memory.
         sqlx::query("SET LOCAL work_mem = '64MB'")
             .execute(&mut *tx)
@@ -269,7 +277,7 @@ impl Import {
             full,
             buffer: Vec::with_capacity(CHUNK * 200),
             staged: 0,
-            amcs: HashSet::new(),
+            amcs: HashMap::new(),
             new_amcs: HashMap::new(),
             sets: HashSet::new(),
             new_sets: Vec::new(),
@@ -281,13 +289,12 @@ impl Import {
 
     /// Stages line `number`; a full chunk is merged.
     pub(crate) async fn add(&mut self, number: u64, l: RightsLine) -> sqlx::Result<()> {
-        if !self.amcs.contains(l.amc.as_str()) {
-            self.amcs.insert(l.amc.as_str().to_string());
+        // A later line's name wins, as for every other field, in this chunk or a later one.
+        if self.amcs.get(l.amc.as_str()) != Some(&l.amc_name) {
+            self.amcs
+                .insert(l.amc.as_str().to_string(), l.amc_name.clone());
             self.new_amcs
                 .insert(l.amc.as_str().to_string(), l.amc_name.clone());
-        } else if let Some(name) = self.new_amcs.get_mut(l.amc.as_str()) {
-            // A later line's name wins, as for every other field.
-            name.clone_from(&l.amc_name);
         }
         let key = rule_set_key(&l.rules);
         if self.sets.insert(key) {
@@ -361,7 +368,7 @@ impl Import {
     pub(crate) async fn commit(mut self) -> sqlx::Result<Merged> {
         self.merge().await?;
         if self.full {
-            let amcs: Vec<String> = self.amcs.iter().cloned().collect();
+            let amcs: Vec<String> = self.amcs.keys().cloned().collect();
             self.merged.guarantees_ended = end_absent(&mut self.tx, &amcs).await?;
         }
         self.tx.commit().await?;

@@ -177,7 +177,7 @@ struct GuaranteeRow {
 }
 
 /// The guarantees of the beneficiary `beneficiary` (a parameter or a column), one row each with its
-/// contract and its prestation rules as parallel arrays (the columns of [`GuaranteeRow`]).
+/// contract and its rule set's parallel arrays (the columns of [`GuaranteeRow`]).
 fn guarantees_of(beneficiary: &str) -> String {
     format!(
         "SELECT g.contrat_id, c.numero_contrat, c.numero_adherent, c.responsable, g.domaine,
@@ -190,6 +190,7 @@ fn guarantees_of(beneficiary: &str) -> String {
     )
 }
 
+/// Every guarantee of a beneficiary, with its contract and rule set, in one round trip.
 pub(crate) async fn guarantees(
     tx: &mut PgConnection,
     beneficiary: i64,
