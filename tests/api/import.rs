@@ -15,6 +15,15 @@ async fn counts(app: &TestApp) -> (i64, i64, i64, i64, i64) {
     .unwrap()
 }
 
+/// `text` written to a new file of the test run, named after `name`; its path.
+fn write_file(name: &str, text: impl AsRef<[u8]>) -> std::path::PathBuf {
+    let file = shared()
+        .base
+        .join(format!("{name}-{}.csv", crate::helpers::new_id()));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
 fn fixture(name: &str) -> std::path::PathBuf {
     crate::helpers::repo().join(name)
 }
@@ -56,10 +65,7 @@ async fn a_new_amc_opens_every_service_and_takes_the_name_of_its_last_line() {
         text.push('\n');
     }
     text.push_str(&line.replace("PREMIER NOM", "DERNIER NOM"));
-    let file = shared()
-        .base
-        .join(format!("amc-{}.csv", crate::helpers::new_id()));
-    std::fs::write(&file, text).unwrap();
+    let file = write_file("amc", text);
     let summary = import::run(&app.db, &file, true, false).await.unwrap();
     assert_eq!(summary.imported, import::CHUNK as u64 + 1);
     assert_eq!(summary.merged.beneficiaries_added, 1);
@@ -146,10 +152,7 @@ async fn insured_persons_and_rules_follow_the_file_and_rule_sets_are_shared() {
             }
         })
         .collect();
-    let file = shared()
-        .base
-        .join(format!("changed-{}.csv", crate::helpers::new_id()));
-    std::fs::write(&file, lines.join("\n")).unwrap();
+    let file = write_file("changed", lines.join("\n"));
     let summary = import::run(&app.db, &file, true, false).await.unwrap();
     assert_eq!(
         summary.merged,
@@ -213,10 +216,7 @@ async fn bad_lines_are_reported_by_number_and_skipped_or_refuse_the_file_when_st
     // Line 3 gets a wrong NIR key, line 5 a wrong column count; both are new beneficiaries.
     lines[2] = lines[2].replace("B-MARTIN,1850578006084,91", "B-NEW-1,1850578006084,92");
     lines[4] = format!("{},extra", lines[4].replace("B-CORSE-B", "B-NEW-2"));
-    let file = shared()
-        .base
-        .join(format!("bad-{}.csv", crate::helpers::new_id()));
-    std::fs::write(&file, lines.join("\n")).unwrap();
+    let file = write_file("bad", lines.join("\n"));
 
     let before = counts(&app).await;
     let err = import::run(&app.db, &file, true, false)
@@ -253,11 +253,7 @@ fn fixtures_without(drop: &[&str]) -> std::path::PathBuf {
         .lines()
         .filter(|l| !drop.iter().any(|d| l.contains(d)))
         .collect();
-    let file = shared()
-        .base
-        .join(format!("full-{}.csv", crate::helpers::new_id()));
-    std::fs::write(&file, kept.join("\n")).unwrap();
-    file
+    write_file("full", kept.join("\n"))
 }
 
 /// (reference, domain, end) of every guarantee, in order.
@@ -364,10 +360,7 @@ async fn an_exchange_during_an_import_sees_a_beneficiary_before_or_after_never_h
     }
     file_lines.extend(others.iter().cloned());
     file_lines.push(renamed[1].clone());
-    let file = shared()
-        .base
-        .join(format!("long-{}.csv", crate::helpers::new_id()));
-    std::fs::write(&file, file_lines.join("\n")).unwrap();
+    let file = write_file("long", file_lines.join("\n"));
 
     let db = app.db.clone();
     let import =

@@ -1,6 +1,6 @@
 //! `import FILE`: rights lines from CSV or JSON Lines (the format is `rights_file`'s), staged and
-//! merged by chunks. A bad line is reported with its number and reason and skipped — or, with `--strict`,
-//! the whole file is refused in one transaction.
+//! merged by chunks. A bad line is reported with its number and reason and skipped — or, with
+//! `--strict`, the whole file is refused in one transaction.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;

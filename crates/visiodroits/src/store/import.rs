@@ -110,13 +110,15 @@ const MERGE_SETS: &str = "INSERT INTO identite.bareme (empreinte, codes, unites,
      GROUP BY e
     ON CONFLICT (empreinte) DO NOTHING";
 
-const MERGE_BENEFICIARIES: &str = "WITH w AS (
+/// Also counts the chunk's beneficiaries (the last line of each).
+const MERGE_BENEFICIARIES: &str = "WITH d AS (
+    SELECT DISTINCT ON (numero_amc, ref_externe)
+           numero_amc, ref_externe, nir, cle_nir, date_naissance, rang, nom, prenom
+      FROM vd_import_ligne ORDER BY numero_amc, ref_externe, n DESC),
+w AS (
     INSERT INTO identite.beneficiaire AS t
            (numero_amc, ref_externe, nir, cle_nir, date_naissance, rang, nom, prenom)
-    SELECT * FROM (
-        SELECT DISTINCT ON (numero_amc, ref_externe)
-               numero_amc, ref_externe, nir, cle_nir, date_naissance, rang, nom, prenom
-          FROM vd_import_ligne ORDER BY numero_amc, ref_externe, n DESC) d
+    SELECT * FROM d
      WHERE NOT EXISTS (
            SELECT 1 FROM identite.beneficiaire t
             WHERE t.numero_amc = d.numero_amc AND t.ref_externe = d.ref_externe
@@ -130,26 +132,34 @@ const MERGE_BENEFICIARIES: &str = "WITH w AS (
            IS DISTINCT FROM (EXCLUDED.nir, EXCLUDED.cle_nir, EXCLUDED.date_naissance,
                              EXCLUDED.rang, EXCLUDED.nom, EXCLUDED.prenom)
     RETURNING xmax = 0 AS ajout)
-SELECT count(*) FILTER (WHERE ajout), count(*) FILTER (WHERE NOT ajout),
-       (SELECT count(*) FROM (SELECT DISTINCT numero_amc, ref_externe FROM vd_import_ligne) k)
+SELECT count(*) FILTER (WHERE ajout), count(*) FILTER (WHERE NOT ajout), (SELECT count(*) FROM d)
   FROM w";
 
 /// The insured persons of the chunk's beneficiaries, as their last line has them: the positions
 /// that differ (or that the line leaves empty) are removed, then the missing ones written.
-const DROP_INSURED: &str = "WITH d AS (
+macro_rules! last_insured {
+    () => {
+        "WITH d AS (
     SELECT DISTINCT ON (numero_amc, ref_externe) numero_amc, ref_externe, nir_1, cle_1, nir_2, cle_2
-      FROM vd_import_ligne ORDER BY numero_amc, ref_externe, n DESC)
+      FROM vd_import_ligne ORDER BY numero_amc, ref_externe, n DESC)"
+    };
+}
+
+const DROP_INSURED: &str = concat!(
+    last_insured!(),
+    "
 DELETE FROM identite.ouvrant_droit o
  USING d JOIN identite.beneficiaire b
            ON b.numero_amc = d.numero_amc AND b.ref_externe = d.ref_externe
  WHERE o.beneficiaire_id = b.id
    AND (o.nir, o.cle_nir) IS DISTINCT FROM
        (CASE o.position WHEN 1 THEN d.nir_1 ELSE d.nir_2 END,
-        CASE o.position WHEN 1 THEN d.cle_1 ELSE d.cle_2 END)";
+        CASE o.position WHEN 1 THEN d.cle_1 ELSE d.cle_2 END)"
+);
 
-const ADD_INSURED: &str = "WITH d AS (
-    SELECT DISTINCT ON (numero_amc, ref_externe) numero_amc, ref_externe, nir_1, cle_1, nir_2, cle_2
-      FROM vd_import_ligne ORDER BY numero_amc, ref_externe, n DESC),
+const ADD_INSURED: &str = concat!(
+    last_insured!(),
+    ",
 x AS (
     SELECT b.id, d.nir_1, d.cle_1, d.nir_2, d.cle_2 FROM d
       JOIN identite.beneficiaire b ON b.numero_amc = d.numero_amc AND b.ref_externe = d.ref_externe
@@ -159,7 +169,8 @@ SELECT id, 1, nir_1, cle_1 FROM x WHERE nir_1 IS NOT NULL
 UNION ALL
 SELECT id, 2, nir_2, cle_2 FROM x WHERE nir_2 IS NOT NULL
 ORDER BY 1, 2
-ON CONFLICT (beneficiaire_id, position) DO NOTHING";
+ON CONFLICT (beneficiaire_id, position) DO NOTHING"
+);
 
 const MERGE_CONTRACTS: &str = "INSERT INTO identite.contrat AS t
        (numero_amc, numero_contrat, numero_adherent, responsable)
@@ -248,7 +259,7 @@ pub(crate) struct Import {
     /// Whether the chunk names insured persons, and whether the table may hold some.
     insured_in_chunk: bool,
     insured_in_table: bool,
-    pub merged: Merged,
+    merged: Merged,
 }
 
 impl Import {
@@ -297,11 +308,11 @@ impl Import {
                 .insert(l.amc.as_str().to_string(), l.amc_name.clone());
         }
         let key = rule_set_key(&l.rules);
-        if self.sets.insert(key) {
-            self.new_sets.push((key, l.rules.clone()));
-        }
         self.insured_in_chunk |= !l.insured.is_empty();
         stage(&mut self.buffer, number, &l, &key);
+        if self.sets.insert(key) {
+            self.new_sets.push((key, l.rules));
+        }
         self.staged += 1;
         if self.staged >= CHUNK {
             self.merge().await?;
