@@ -243,6 +243,11 @@ impl Shared {
         (self.url)(user, db)
     }
 
+    /// A URL logging in as `user` (private cluster only: its roles need no password).
+    pub(crate) fn url_as(&self, user: &str, db: &str) -> String {
+        (self.url)(Some(user), db)
+    }
+
     /// A URL logging in as the pool of `role` does (on an external cluster, its superuser).
     pub(crate) fn pool_url(&self, db: &str, role: visiodroits::store::Role) -> String {
         match &self._cluster {

@@ -99,7 +99,9 @@ impl Ceiling {
             let end = if s.keeps_row { " \\gset" } else { ";" };
             writeln!(out, "{}{end}", text.trim())?;
         }
-        out.push_str("COMMIT;\n");
+        if tx.begin.is_some() {
+            out.push_str("COMMIT;\n");
+        }
         Ok(out)
     }
 }
@@ -133,10 +135,13 @@ pub fn pool_url(url: &str, role: visiodroits::store::Role) -> String {
     }
 }
 
-/// How the pool begins a transaction: one round trip here too.
+/// How the pool begins a transaction: one round trip here too (nothing in autocommit).
 fn write_begin(out: &mut String, tx: &Transaction) -> std::fmt::Result {
+    let Some(begin) = tx.begin else {
+        return Ok(());
+    };
     out.push_str("\\startpipeline\n");
-    for part in tx.begin.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+    for part in begin.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         writeln!(out, "{part};")?;
     }
     out.push_str("\\endpipeline\n");

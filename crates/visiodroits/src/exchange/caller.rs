@@ -216,18 +216,24 @@ impl Caller {
         call.audit.structure_source = Some(self.source.as_str());
     }
 
-    /// For a structure checked against the directory, the check, in the exchange's transaction:
-    /// a PS without an activity there, or no directory loaded, is refused with 8004.
-    pub(crate) async fn confirm(&self, tx: &mut sqlx::PgConnection) -> Result<(), ExchangeError> {
+    /// For a structure checked against the directory, the check, on the exchange's connection:
+    /// a PS without an activity there, or no directory loaded, is refused with 8004 (the inner
+    /// error; the outer one is the database's).
+    pub(crate) async fn confirm(
+        &self,
+        tx: &mut sqlx::PgConnection,
+    ) -> sqlx::Result<Result<(), ExchangeError>> {
         if self.source != StructureSource::Directory {
-            return Ok(());
+            return Ok(Ok(()));
         }
-        match annuaire::exercises(tx, self.ps_id.as_str(), self.structure.as_str()).await? {
-            Exercises::Yes => Ok(()),
-            Exercises::No | Exercises::NotLoaded => {
-                Err(ExchangeError::Access(Code::StructureNotEstablished))
-            }
-        }
+        Ok(
+            match annuaire::exercises(tx, self.ps_id.as_str(), self.structure.as_str()).await? {
+                Exercises::Yes => Ok(()),
+                Exercises::No | Exercises::NotLoaded => {
+                    Err(ExchangeError::Access(Code::StructureNotEstablished))
+                }
+            },
+        )
     }
 }
 

@@ -211,6 +211,19 @@ impl Store {
         self.pool(role).begin_with(role.begin(self.logins)).await
     }
 
+    /// Work under `role` that begins with `read` (safe to run twice: see [`Pool::read_with`]):
+    /// autocommit statements on the role's own pool, no `BEGIN` nor `COMMIT` sent, or a
+    /// transaction where the login role is shared (its `SET LOCAL ROLE` needs one). End it with
+    /// [`Tx::commit`] either way.
+    pub(crate) async fn read_as<T, F, Fut>(&self, role: Role, read: F) -> sqlx::Result<(Tx, T)>
+    where
+        F: FnMut(sqlx::PgConnection) -> Fut,
+        Fut: std::future::Future<Output = (sqlx::PgConnection, sqlx::Result<T>)>,
+    {
+        let begin = (self.logins == DbLogins::Shared).then(|| role.begin(self.logins));
+        self.pool(role).read_with(begin, read).await
+    }
+
     /// Whether the database answers every pool's login role.
     pub(crate) async fn ping(&self) -> bool {
         for pool in self.pools() {

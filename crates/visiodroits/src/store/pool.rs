@@ -14,6 +14,7 @@
 //! costs no exchange.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -71,10 +72,16 @@ struct Idle {
     since: Instant,
 }
 
-/// What a leased connection runs first; run again on a fresh connection if a reused one fails.
+/// What a lease runs first on its connection, which tells whether the connection is alive.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum First {
-    Begin(&'static str),
-    Ping,
+    /// A statement that asks nothing of the data (`BEGIN`, `SELECT 1`), within the acquire
+    /// timeout: a reused connection that stays silent on it says its host is cut off, and so
+    /// are the host's other connections.
+    Probe,
+    /// A read, which may take its time on a busy database: a reused connection silent on it is
+    /// left, not its host's others, and on a fresh connection it has no deadline.
+    Read,
 }
 
 impl Pool {
@@ -159,42 +166,86 @@ impl Pool {
     /// Begins a transaction with `begin` (e.g. `BEGIN; SET LOCAL ROLE …`, one round trip).
     /// Waits at most the acquire timeout for a connection, then fails with `PoolTimedOut`.
     pub(crate) async fn begin_with(&self, begin: &'static str) -> sqlx::Result<Tx> {
-        let lease = self.lease(First::Begin(begin)).await?;
+        let (lease, ()) = self
+            .lease(First::Probe, Some(begin), |c| async { (c, Ok(())) })
+            .await?;
         Ok(Tx { lease, open: true })
+    }
+
+    /// A connection with what `read` gave on it: in autocommit mode (each statement its own
+    /// transaction), or in the transaction `begin` starts. `read` is the connection's first
+    /// work and must be safe to run twice: on a reused connection it has two seconds to answer,
+    /// and when it fails or stays silent it is run again on a fresh connection. Without
+    /// `begin`, nothing goes before it: its answer shows that the connection is alive. Waits at
+    /// most the acquire timeout for a connection.
+    pub(crate) async fn read_with<T, F, Fut>(
+        &self,
+        begin: Option<&'static str>,
+        read: F,
+    ) -> sqlx::Result<(Tx, T)>
+    where
+        F: FnMut(PgConnection) -> Fut,
+        Fut: Future<Output = (PgConnection, sqlx::Result<T>)>,
+    {
+        let (lease, t) = self.lease(First::Read, begin, read).await?;
+        let open = begin.is_some();
+        Ok((Tx { lease, open }, t))
     }
 
     /// Whether the database answers a query.
     pub(crate) async fn ping(&self) -> bool {
-        self.lease(First::Ping).await.is_ok()
+        self.lease(First::Probe, None, ping_on).await.is_ok()
     }
 
-    async fn lease(&self, first: First) -> sqlx::Result<Lease> {
+    /// A connection with what `run` (of kind `first`, after `begin` when there is one) gave on
+    /// it. The connection goes into `run` by value, so that one which does not answer in time
+    /// is dropped with it, never given back while a reply is still due.
+    async fn lease<T, F, Fut>(
+        &self,
+        first: First,
+        begin: Option<&'static str>,
+        mut run: F,
+    ) -> sqlx::Result<(Lease, T)>
+    where
+        F: FnMut(PgConnection) -> Fut,
+        Fut: Future<Output = (PgConnection, sqlx::Result<T>)>,
+    {
         let inner = &self.inner;
-        tokio::time::timeout(inner.acquire_timeout, async {
-            let permit = Arc::clone(&inner.permits)
-                .acquire_owned()
+        let deadline = tokio::time::Instant::now() + inner.acquire_timeout;
+        let timed_out = |_| sqlx::Error::PoolTimedOut;
+        let permit = tokio::time::timeout_at(deadline, Arc::clone(&inner.permits).acquire_owned())
+            .await
+            .map_err(timed_out)?
+            .expect("the pool's semaphore is never closed");
+        if let Some(idle) = self.take_idle() {
+            let mut limit = tokio::time::Instant::now() + IDLE_FIRST_TIMEOUT;
+            if first == First::Probe {
+                limit = limit.min(deadline);
+            }
+            match tokio::time::timeout_at(limit, run_first(idle.conn, begin, &mut run)).await {
+                Ok((conn, Ok(t))) => {
+                    inner.open.fetch_add(1, Ordering::Relaxed);
+                    let lease = self.lease_of(conn, idle.created, idle.generation, permit);
+                    return Ok((lease, t));
+                }
+                // The connection died while idle (or was left unusable): run on a fresh one.
+                Ok((conn, Err(_))) => drop(conn),
+                Err(_) if first == First::Probe => self.forsake_connections_of(idle.generation),
+                Err(_) => {}
+            }
+        }
+        let (conn, generation) = tokio::time::timeout_at(deadline, self.connect())
+            .await
+            .map_err(timed_out)??;
+        let (conn, t) = match first {
+            First::Probe => tokio::time::timeout_at(deadline, run_first(conn, begin, &mut run))
                 .await
-                .expect("the pool's semaphore is never closed");
-            let Some(mut idle) = self.take_idle() else {
-                return self.connect(permit, &first).await;
-            };
-            // Until `first` has answered, the connection is ours alone: a lease cut short here
-            // drops it rather than give back one that waits for a reply.
-            let check = tokio::time::timeout(IDLE_FIRST_TIMEOUT, first.run(&mut idle.conn)).await;
-            if let Ok(Ok(())) = check {
-                inner.open.fetch_add(1, Ordering::Relaxed);
-                return Ok(self.lease_of(idle.conn, idle.created, idle.generation, permit));
-            }
-            if check.is_err() {
-                // No answer at all: the host is cut off, and so are its other connections.
-                self.forsake_connections_of(idle.generation);
-            }
-            // The connection died while idle (or was left unusable): drop it, run on a fresh one.
-            drop(idle.conn);
-            self.connect(permit, &first).await
-        })
-        .await
-        .map_err(|_| sqlx::Error::PoolTimedOut)?
+                .map_err(timed_out)?,
+            First::Read => run_first(conn, begin, &mut run).await,
+        };
+        let t = t?;
+        inner.open.fetch_add(1, Ordering::Relaxed);
+        Ok((self.lease_of(conn, Instant::now(), generation, permit), t))
     }
 
     fn lease_of(
@@ -229,10 +280,10 @@ impl Pool {
         }
     }
 
-    /// A lease on a new connection, `first` run on it.
-    async fn connect(&self, permit: OwnedSemaphorePermit, first: &First) -> sqlx::Result<Lease> {
+    /// A new connection, and the generation it belongs to.
+    async fn connect(&self) -> sqlx::Result<(PgConnection, u64)> {
         let inner = &self.inner;
-        let (mut conn, generation) = loop {
+        let opened = loop {
             let generation = inner.hosts.generation();
             match inner.hosts.connect(inner.user.as_deref()).await {
                 Ok((conn, false)) => break (conn, generation),
@@ -246,19 +297,32 @@ impl Pool {
                 Err(e) => return Err(e),
             }
         };
-        first.run(&mut conn).await?;
-        inner.open.fetch_add(1, Ordering::Relaxed);
-        Ok(self.lease_of(conn, Instant::now(), generation, permit))
+        Ok(opened)
     }
 }
 
-impl First {
-    async fn run(&self, conn: &mut PgConnection) -> sqlx::Result<()> {
-        match self {
-            First::Begin(sql) => PgTransactionManager::begin(conn, Some(Cow::Borrowed(sql))).await,
-            First::Ping => conn.execute("SELECT 1").await.map(|_| ()),
+/// `begin` (`BEGIN`, or several statements that start a transaction) when there is one, then
+/// `run`, on `conn`; the connection handed back with the outcome.
+async fn run_first<T, F, Fut>(
+    mut conn: PgConnection,
+    begin: Option<&'static str>,
+    run: &mut F,
+) -> (PgConnection, sqlx::Result<T>)
+where
+    F: FnMut(PgConnection) -> Fut,
+    Fut: Future<Output = (PgConnection, sqlx::Result<T>)>,
+{
+    if let Some(begin) = begin {
+        if let Err(e) = PgTransactionManager::begin(&mut conn, Some(Cow::Borrowed(begin))).await {
+            return (conn, Err(e));
         }
     }
+    run(conn).await
+}
+
+async fn ping_on(mut conn: PgConnection) -> (PgConnection, sqlx::Result<()>) {
+    let r = conn.execute("SELECT 1").await.map(|_| ());
+    (conn, r)
 }
 
 /// Closes a connection politely (PostgreSQL logs a bare disconnect as an error), in the
@@ -320,18 +384,23 @@ impl Drop for Lease {
     }
 }
 
-/// A transaction on a pooled connection: `&mut *tx` is the connection to run statements on.
-/// Dropped without [`Tx::commit`] (an error, a refusal), it is rolled back in the background
-/// before its connection goes back to the pool, so no lock outlives the exchange.
+/// A transaction on a pooled connection, or autocommit statements ([`Pool::read_with`]):
+/// `&mut *tx` is the connection to run statements on. A transaction dropped without
+/// [`Tx::commit`] (an error, a refusal) is rolled back in the background before its connection
+/// goes back to the pool, so no lock outlives the exchange.
 pub struct Tx {
     lease: Lease,
     open: bool,
 }
 
 impl Tx {
+    /// Commits the transaction; in autocommit mode, where each statement committed on its own,
+    /// gives the connection back.
     pub async fn commit(mut self) -> sqlx::Result<()> {
-        PgTransactionManager::commit(&mut self.lease).await?;
-        self.open = false;
+        if self.open {
+            PgTransactionManager::commit(&mut self.lease).await?;
+            self.open = false;
+        }
         Ok(())
     }
 }

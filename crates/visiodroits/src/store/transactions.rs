@@ -5,22 +5,24 @@
 use super::{rights, tarification, Role};
 use crate::config::DbLogins;
 
-/// One transaction as the server runs it with its default per-pool logins: `BEGIN`, its
-/// statements in order, then `COMMIT`, on a connection of its role's pool.
+/// One exchange's work as the server runs it with its default per-pool logins, on a connection
+/// of its role's pool: its statements in order, each in its own transaction (autocommit), or
+/// after `BEGIN` and followed by `COMMIT`.
 #[derive(Debug, Clone)]
 pub struct Transaction {
     /// The role whose pool runs it: connect as [`Role::login`] of `DATABASE_URL`'s user.
     pub role: Role,
-    /// How it begins (`BEGIN`: the pool's login role is already the role's).
-    pub begin: &'static str,
+    /// How it begins (`BEGIN`: the pool's login role is already the role's); `None`: autocommit,
+    /// no `BEGIN` and no `COMMIT`.
+    pub begin: Option<&'static str>,
     pub statements: Vec<&'static str>,
 }
 
-/// A successful `DemandeDroits`: the lookup, then the dossier with its audit row.
+/// A successful `DemandeDroits`, in autocommit: the lookup, then the dossier with its audit row.
 pub fn rights() -> Transaction {
     Transaction {
         role: Role::Rights,
-        begin: Role::Rights.begin(DbLogins::PerPool),
+        begin: None,
         statements: vec![&rights::LOOKUP_BY_NIR, &rights::ISSUE_DOSSIER],
     }
 }
@@ -35,7 +37,7 @@ pub fn tarification(commitment: bool) -> Transaction {
     };
     Transaction {
         role: Role::Tarification,
-        begin: Role::Tarification.begin(DbLogins::PerPool),
+        begin: Some(Role::Tarification.begin(DbLogins::PerPool)),
         statements: vec![
             tarification::REQUEST_STATE,
             consumption,

@@ -22,7 +22,7 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
 
     let content = retry::fingerprint(call);
     let mut tx = ex.store.begin_as(Role::Tarification).await?;
-    caller.confirm(&mut tx).await?;
+    caller.confirm(&mut tx).await??;
     let state = store::cancellation_state(
         &mut tx,
         &caller.structure,

@@ -20,7 +20,7 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
     let (req, caller) = caller::dispensing(ex, call, request::parse, |r| &r.ps)?;
 
     let mut tx = ex.store.begin_as(Role::Tarification).await?;
-    caller.confirm(&mut tx).await?;
+    caller.confirm(&mut tx).await??;
     let pec = store::find(&mut tx, &req.accreditation)
         .await?
         .ok_or(ExchangeError::Business(Code::AccreditationUnknown))?;

@@ -11,13 +11,14 @@ pub mod request;
 mod response;
 
 use chrono::Utc;
+use sqlx::PgConnection;
 
 use super::caller::{self, Caller};
 use super::{Call, ExchangeError, Exchanges};
 use crate::code::Code;
 use crate::config::RightsClientCert;
 use crate::domain::{rights, snapshot, DossierNumber};
-use crate::store::rights::{self as store, NewDossier};
+use crate::store::rights::{self as store, Lookup, NewDossier};
 use crate::store::Role;
 use request::{RightsRequest, DISPENSING_ELEMENTS};
 
@@ -41,9 +42,18 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
     };
     caller.audit(call);
 
-    let mut tx = ex.store.begin_as(Role::Rights).await?;
-    caller.confirm(&mut tx).await?;
-    let (amc, beneficiary, guarantees) = find(&mut tx, &req).await?;
+    // Autocommit: the reads need no transaction, and the dossier is written by one statement.
+    let (mut tx, first) = ex
+        .store
+        .read_as(Role::Rights, |mut conn| {
+            let (caller, req) = (&caller, &req);
+            async move {
+                let r = first_reads(&mut conn, caller, req).await;
+                (conn, r)
+            }
+        })
+        .await?;
+    let (amc, beneficiary, guarantees) = find(&mut tx, &req, first?).await?;
     let chosen =
         rights::select(guarantees, req.date, &req.domains).map_err(ExchangeError::Business)?;
 
@@ -81,13 +91,27 @@ fn missing_structure(why: &str) -> ExchangeError {
     ExchangeError::Invalid(vec![format!("ps/numero_structure: obligatoire {why}")])
 }
 
-/// The AMC (6020 unknown, 6021 rights closed), then the beneficiary by NIR or by adherent number
-/// (6005 without one, 6001 with one), and their guarantees.
+/// The exchange's first reads, which also show that its connection is alive (so they may run
+/// twice): the structure in the directory when it comes from there, then the look-up by NIR.
+async fn first_reads(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    req: &RightsRequest,
+) -> sqlx::Result<Result<Lookup, ExchangeError>> {
+    if let Err(refused) = caller.confirm(conn).await? {
+        return Ok(Err(refused));
+    }
+    let found = store::lookup_by_nir(conn, &req.amc, &req.nir, &req.birth, req.rank).await?;
+    Ok(Ok(found))
+}
+
+/// From the look-up by NIR: the AMC (6020 unknown, 6021 rights closed), then the beneficiary by
+/// NIR or by adherent number (6005 without one, 6001 with one), and their guarantees.
 async fn find(
     tx: &mut crate::store::Tx,
     req: &RightsRequest,
+    found: Lookup,
 ) -> Result<((String, String), i64, Vec<rights::Guarantee>), ExchangeError> {
-    let found = store::lookup_by_nir(tx, &req.amc, &req.nir, &req.birth, req.rank).await?;
     let Some((amc_number, amc_name, open)) = found.amc else {
         return Err(ExchangeError::Business(Code::AmcUnknown));
     };

@@ -68,7 +68,7 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
     let prescription_id = prescription.as_ref().map_or(0, |p| p.id);
 
     let mut tx = ex.store.begin_as(Role::Tarification).await?;
-    caller.confirm(&mut tx).await?;
+    caller.confirm(&mut tx).await??;
     let state = store::request_state(
         &mut tx,
         &caller.structure,
