@@ -424,33 +424,40 @@ mod tests {
     #[test]
     fn each_ceiling_is_generated_from_the_servers_transaction() {
         let today = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
-        for (ceiling, role, tables) in [
+        // The rights exchange runs in autocommit, as the server runs it.
+        for (ceiling, role, in_transaction, tables) in [
             (
                 Ceiling::Rights,
                 "vd_droits",
+                false,
                 &["identite.appariement", "dispensation.dossier"][..],
             ),
             (
                 Ceiling::Quote,
                 "vd_tarif",
+                true,
                 &["dispensation.tarification", "dispensation.consommation c\n"][..],
             ),
             (
                 Ceiling::Commitment,
                 "vd_tarif",
+                true,
                 &["INSERT INTO dispensation.consommation AS c", "'PEC'"][..],
             ),
         ] {
             let script = ceiling.script(today).unwrap();
-            assert!(
+            assert_eq!(
                 script.contains("\\startpipeline\nBEGIN;\n\\endpipeline\n"),
+                in_transaction,
                 "{script}"
             );
+            assert_eq!(script.contains("BEGIN"), in_transaction, "{script}");
             assert!(!script.contains("SET LOCAL ROLE"), "{script}");
             assert_eq!(ceiling.role().name(), role);
             assert!(!script.contains('$'), "every parameter replaced:\n{script}");
             assert!(script.contains("INSERT INTO audit.journal"), "{script}");
-            assert!(script.ends_with(";\nCOMMIT;\n"), "{script}");
+            assert_eq!(script.ends_with(";\nCOMMIT;\n"), in_transaction, "{script}");
+            assert!(script.ends_with(";\n"), "{script}");
             for t in tables {
                 assert!(script.contains(t), "{t} in {ceiling:?}:\n{script}");
             }
