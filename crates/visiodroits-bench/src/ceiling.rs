@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use anyhow::Context;
 use chrono::{Datelike, NaiveDate};
 use visiodroits::audit::record::COLUMNS;
-use visiodroits::store::transactions::{self, Transaction};
+use visiodroits::store::transactions;
 
 /// The exchanges that have a ceiling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,8 +92,10 @@ impl Ceiling {
         for (name, expr) in sets {
             writeln!(out, "\\set {name} {expr}")?;
         }
-        write_begin(&mut out, &tx)?;
         for (i, (sql, s)) in tx.statements.iter().zip(&statements).enumerate() {
+            if let Some((_, begin)) = tx.begin.filter(|(before, _)| *before == i) {
+                write_begin(&mut out, begin)?;
+            }
             let text = substitute(sql, &s.params)
                 .with_context(|| format!("statement {} of {self:?}", i + 1))?;
             let end = if s.keeps_row { " \\gset" } else { ";" };
@@ -135,11 +137,8 @@ pub fn pool_url(url: &str, role: visiodroits::store::Role) -> String {
     }
 }
 
-/// How the pool begins a transaction: one round trip here too (nothing in autocommit).
-fn write_begin(out: &mut String, tx: &Transaction) -> std::fmt::Result {
-    let Some(begin) = tx.begin else {
-        return Ok(());
-    };
+/// How the pool begins a transaction: one round trip here too.
+fn write_begin(out: &mut String, begin: &str) -> std::fmt::Result {
     out.push_str("\\startpipeline\n");
     for part in begin.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         writeln!(out, "{part};")?;
@@ -424,7 +423,7 @@ mod tests {
     #[test]
     fn each_ceiling_is_generated_from_the_servers_transaction() {
         let today = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
-        // The rights exchange runs in autocommit, as the server runs it.
+        // The rights exchange and the quote run in autocommit, as the server runs them.
         for (ceiling, role, in_transaction, tables) in [
             (
                 Ceiling::Rights,
@@ -435,7 +434,7 @@ mod tests {
             (
                 Ceiling::Quote,
                 "vd_tarif",
-                true,
+                false,
                 &["dispensation.tarification", "dispensation.consommation c\n"][..],
             ),
             (
@@ -462,9 +461,14 @@ mod tests {
                 assert!(script.contains(t), "{t} in {ceiling:?}:\n{script}");
             }
         }
-        assert!(Ceiling::Commitment
-            .script(today)
-            .unwrap()
-            .contains("'{2026-11-29,2026-11-29}'"));
+        let pec = Ceiling::Commitment.script(today).unwrap();
+        assert!(pec.contains("'{2026-11-29,2026-11-29}'"));
+        // A PEC's transaction begins after the request's state, before its locks.
+        let (state, locks) = pec.split_once("\\startpipeline\nBEGIN;").unwrap();
+        assert!(state.contains("LEFT JOIN dispensation.reponse r"), "{pec}");
+        assert!(
+            locks.starts_with("\n\\endpipeline\nINSERT INTO dispensation.consommation AS c"),
+            "{pec}"
+        );
     }
 }

@@ -394,6 +394,17 @@ pub struct Tx {
 }
 
 impl Tx {
+    /// Begins the transaction after autocommit statements (one round trip; nothing when one is
+    /// already open). Autocommit statements run only on a pool whose login role is the role
+    /// itself ([`Pool::read_with`] without `begin`), so a plain `BEGIN` is the role's.
+    pub async fn begin(&mut self) -> sqlx::Result<()> {
+        if !self.open {
+            PgTransactionManager::begin(&mut self.lease, None).await?;
+            self.open = true;
+        }
+        Ok(())
+    }
+
     /// Commits the transaction; in autocommit mode, where each statement committed on its own,
     /// gives the connection back.
     pub async fn commit(mut self) -> sqlx::Result<()> {

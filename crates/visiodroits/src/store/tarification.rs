@@ -28,8 +28,9 @@ pub(crate) struct RequestState {
     pub encrypted_open: bool,
 }
 
+/// The row of [`REQUEST_STATE`].
 #[derive(sqlx::FromRow)]
-struct StateRow {
+pub(crate) struct StateRow {
     empreinte: Option<Vec<u8>>,
     reponse: Option<String>,
     numero_amc: Option<String>,
@@ -60,50 +61,63 @@ pub(super) const REQUEST_STATE: &str =
            LEFT JOIN dispensation.reponse r ON r.structure = $4 AND r.id_requete = $1
            LEFT JOIN dispensation.dossier d ON d.numero_dossier = $2";
 
-/// The state of the request `request_id` of `structure` (retry keys are the structure's own).
+/// The state of the request `request_id` of `structure` (retry keys are the structure's own), as
+/// read: [`StateRow::state`] makes it a [`RequestState`].
 pub(crate) async fn request_state(
-    tx: &mut PgConnection,
+    conn: &mut PgConnection,
     structure: &StructureNumber,
     request_id: Uuid,
     dossier: Uuid,
     prescription: i32,
-) -> anyhow::Result<RequestState> {
-    let r: StateRow = sqlx::query_as(REQUEST_STATE)
+) -> sqlx::Result<StateRow> {
+    sqlx::query_as(REQUEST_STATE)
         .bind(request_id)
         .bind(dossier)
         .bind(prescription)
         .bind(structure.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-    let stored = r.empreinte.zip(r.reponse);
-    // The dossier's columns are all there, or none is (no such dossier).
-    let dossier = match (
-        r.numero_amc,
-        r.structure,
-        r.expiration,
-        r.statut,
-        r.cle_plafond,
-        r.regles,
-    ) {
-        (Some(amc), Some(structure), Some(expiration), Some(statut), Some(key), Some(rules)) => {
-            Some(Dossier {
+        .fetch_one(&mut *conn)
+        .await
+}
+
+impl StateRow {
+    /// The request's state, its dossier's columns read back into a [`Dossier`].
+    pub(crate) fn state(self) -> anyhow::Result<RequestState> {
+        let r = self;
+        let stored = r.empreinte.zip(r.reponse);
+        // The dossier's columns are all there, or none is (no such dossier).
+        let dossier = match (
+            r.numero_amc,
+            r.structure,
+            r.expiration,
+            r.statut,
+            r.cle_plafond,
+            r.regles,
+        ) {
+            (
+                Some(amc),
+                Some(structure),
+                Some(expiration),
+                Some(statut),
+                Some(key),
+                Some(rules),
+            ) => Some(Dossier {
                 amc: AmcNumber::parse(&amc).context("a dossier's AMC number")?,
                 structure: StructureNumber::parse(&structure).context("a dossier's structure")?,
                 expiration,
                 open: statut == "OUVERT",
                 ceiling_key: key,
                 domains: snapshot::read(&rules)?,
-            })
-        }
-        _ => None,
-    };
-    Ok(RequestState {
-        stored,
-        dossier,
-        live_commitment: r.engagee,
-        service_open: r.ouvert,
-        encrypted_open: r.chiffree_ouverte,
-    })
+            }),
+            _ => None,
+        };
+        Ok(RequestState {
+            stored,
+            dossier,
+            live_commitment: r.engagee,
+            service_open: r.ouvert,
+            encrypted_open: r.chiffree_ouverte,
+        })
+    }
 }
 
 /// The response `structure` stored for its `id_requete`: (content fingerprint, response).

@@ -6,15 +6,16 @@ use super::{rights, tarification, Role};
 use crate::config::DbLogins;
 
 /// One exchange's work as the server runs it with its default per-pool logins, on a connection
-/// of its role's pool: its statements in order, each in its own transaction (autocommit), or
-/// after `BEGIN` and followed by `COMMIT`.
+/// of its role's pool: its statements in order, each in its own transaction (autocommit) until
+/// the `BEGIN` there may be, the rest in that transaction and followed by `COMMIT`.
 #[derive(Debug, Clone)]
 pub struct Transaction {
     /// The role whose pool runs it: connect as [`Role::login`] of `DATABASE_URL`'s user.
     pub role: Role,
-    /// How it begins (`BEGIN`: the pool's login role is already the role's); `None`: autocommit,
-    /// no `BEGIN` and no `COMMIT`.
-    pub begin: Option<&'static str>,
+    /// How its transaction begins (`BEGIN`: the pool's login role is already the role's) and
+    /// the index of the statement it comes before; `None`: autocommit throughout, no `BEGIN`
+    /// and no `COMMIT`.
+    pub begin: Option<(usize, &'static str)>,
     pub statements: Vec<&'static str>,
 }
 
@@ -28,7 +29,9 @@ pub fn rights() -> Transaction {
 }
 
 /// A successful `DldTar` of a prescription that touches a ceiling: the request's state, the
-/// ceilings' consumption (locked for a PEC), then the tarification with its audit row.
+/// ceilings' consumption, then the tarification with its audit row. A quote runs in autocommit;
+/// a PEC begins its transaction after the request's state, to lock the consumption until its
+/// tarification is recorded.
 pub fn tarification(commitment: bool) -> Transaction {
     let consumption = if commitment {
         tarification::CONSUMPTION_LOCKED
@@ -37,7 +40,7 @@ pub fn tarification(commitment: bool) -> Transaction {
     };
     Transaction {
         role: Role::Tarification,
-        begin: Some(Role::Tarification.begin(DbLogins::PerPool)),
+        begin: commitment.then(|| (1, Role::Tarification.begin(DbLogins::PerPool))),
         statements: vec![
             tarification::REQUEST_STATE,
             consumption,

@@ -20,7 +20,9 @@ mod signed_data;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
-use super::caller;
+use sqlx::PgConnection;
+
+use super::caller::{self, Caller};
 use super::{head, retry, Call, ExchangeError, Exchanges};
 use crate::code::Code;
 use crate::domain::dossier::{self, Dossier};
@@ -67,16 +69,20 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
     let (ciphertext, prescription) = open(ex, req.payload);
     let prescription_id = prescription.as_ref().map_or(0, |p| p.id);
 
-    let mut tx = ex.store.begin_as(Role::Tarification).await?;
-    caller.confirm(&mut tx).await??;
-    let state = store::request_state(
-        &mut tx,
-        &caller.structure,
-        req.request_id,
-        req.dossier.uuid(),
-        prescription_id,
-    )
-    .await?;
+    // Autocommit until a PEC locks its ceilings: a quote, or a PEC that touches no ceiling, is
+    // recorded by one statement and needs no transaction.
+    let (mut tx, first) = ex
+        .store
+        .read_as(Role::Tarification, |mut conn| {
+            let caller = &caller;
+            let ids = (req.request_id, req.dossier.uuid(), prescription_id);
+            async move {
+                let r = first_reads(&mut conn, caller, ids).await;
+                (conn, r)
+            }
+        })
+        .await?;
+    let state = first?.state()?;
     if let Some(stored) = state.stored {
         // The same request again: the same answer, nothing consumed twice.
         return retry::replay(tx, call, stored, &content).await;
@@ -148,6 +154,21 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
     record(ex, call, tx, &new).await
 }
 
+/// The exchange's first reads, which also show that its connection is alive (so they may run
+/// twice): the structure in the directory when it comes from there, then the request's state.
+async fn first_reads(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    (request, dossier, prescription): (uuid::Uuid, uuid::Uuid, i32),
+) -> sqlx::Result<Result<store::StateRow, ExchangeError>> {
+    if let Err(refused) = caller.confirm(conn).await? {
+        return Ok(Err(refused));
+    }
+    let s = &caller.structure;
+    let state = store::request_state(conn, s, request, dossier, prescription).await?;
+    Ok(Ok(state))
+}
+
 /// A new accreditation number for a PEC.
 fn accreditation(
     ex: &Exchanges,
@@ -204,8 +225,8 @@ async fn record(
     }
 }
 
-/// The engine on the dossier's rules, with the ceilings' consumption as it stands (locked for a
-/// PEC, until the transaction ends).
+/// The engine on the dossier's rules, with the ceilings' consumption as it stands; for a PEC, in
+/// the transaction begun here, the rows locked until it ends.
 async fn price(
     tx: &mut Tx,
     d: &Dossier,
@@ -217,6 +238,9 @@ async fn price(
         .into_iter()
         .map(|(k, _)| k)
         .collect();
+    if commitment && !keys.is_empty() {
+        tx.begin().await?;
+    }
     let already = store::consumption(tx, &d.ceiling_key, &keys, commitment).await?;
     Ok(tarification::compute(&d.domains, &lines, &already))
 }
