@@ -498,6 +498,49 @@ async fn concurrent_pecs_of_one_beneficiary_never_exceed_the_ceiling() {
     assert_eq!(consumed(&app).await, 10_000);
 }
 
+#[tokio::test]
+async fn concurrent_pecs_of_a_prescription_under_no_ceiling_make_one_commitment() {
+    let app = TestApp::spawn().await;
+    let d = dossier(&app, "valid", &valid_ps(), DEV_FINESS).await;
+    // Lines under no ceiling: each PEC is recorded by one statement, with no transaction and no
+    // lock; eight requests of one prescription at once still commit it once.
+    let payload = prescription(150, &LINES[..4], "");
+    let mut conns = Vec::new();
+    for _ in 0..8 {
+        conns.push(app.connect(Some("valid")).await.unwrap());
+    }
+    let replies = futures_util::future::join_all(conns.iter_mut().map(|c| {
+        c.soap(
+            SoapVersion::V12,
+            tarification(&new_id(), &d, "PEC", &payload),
+        )
+    }))
+    .await;
+    let codes: Vec<String> = replies.iter().map(|r| code(r.as_ref().unwrap())).collect();
+    assert_eq!(
+        codes.iter().filter(|c| *c == "0000").count(),
+        1,
+        "{codes:?}"
+    );
+    assert!(
+        codes.iter().all(|c| c == "0000" || c == "7009"),
+        "{codes:?}"
+    );
+    let rows: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM dispensation.tarification),
+                (SELECT count(*) FROM dispensation.reponse),
+                (SELECT count(*) FROM dispensation.consommation)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        (1, 1, 0),
+        "one PEC, its stored response, no consumption"
+    );
+}
+
 /// `openssl cms -encrypt -binary -outform DER -recip CERT` of `xml`, base64.
 pub(crate) fn encrypt_with_openssl(xml: &str, cert: &str) -> String {
     let s = shared();
