@@ -158,3 +158,69 @@ async fn sigterm_lets_an_in_flight_pec_complete() {
     let status = server.child.wait().unwrap();
     assert!(status.success(), "clean exit: {status}");
 }
+
+/// A transaction whose `BEGIN` was cut short after it was sent (the exchange's future dropped, as
+/// when its client goes away) leaves no pooled connection inside that transaction: later
+/// autocommit work on the pool would otherwise run in it, uncommitted, holding its locks.
+#[tokio::test]
+async fn a_begin_cut_short_leaves_no_pooled_connection_inside_a_transaction() {
+    use sqlx::Executor;
+    use visiodroits::store::hosts::Hosts;
+    use visiodroits::store::pool::Pool;
+    use visiodroits::store::Role;
+
+    let app = crate::helpers::TestApp::spawn().await;
+    let url = shared().pool_url(&app.db_name, Role::Tarification);
+    let hosts = Arc::new(Hosts::parse(&url, |o| o).unwrap());
+    let pool = Pool::new(hosts, None, 1, Duration::from_secs(5));
+    let (mut tx, ()) = pool
+        .read_with(None, |mut c| async move {
+            let r = c.execute("SELECT 1").await.map(|_| ());
+            (c, r)
+        })
+        .await
+        .unwrap();
+    // A slow statement cut short, then the BEGIN queued behind it: sent, and not yet answered
+    // when it is cut short in turn.
+    let slow = tokio::time::timeout(Duration::ZERO, tx.execute("SELECT pg_sleep(0.3)")).await;
+    assert!(slow.is_err());
+    assert!(tokio::time::timeout(Duration::ZERO, tx.begin())
+        .await
+        .is_err());
+    drop(tx);
+
+    let in_transaction = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid()
+                AND state LIKE 'idle in transaction%'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+    };
+    // Past the slow statement and the BEGIN, the connection is gone rather than idle inside it.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        in_transaction().await,
+        0,
+        "a pooled connection stayed in a transaction"
+    );
+    assert_eq!(
+        pool.open(),
+        0,
+        "the cut connection is closed and counted out"
+    );
+    // The pool serves on a fresh connection.
+    let (tx, one) = pool
+        .read_with(None, |mut c| async move {
+            let r = sqlx::query_scalar::<_, i32>("SELECT 1")
+                .fetch_one(&mut c)
+                .await;
+            (c, r)
+        })
+        .await
+        .unwrap();
+    assert_eq!((one, pool.open()), (1, 1));
+    drop(tx);
+}

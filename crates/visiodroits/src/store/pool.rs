@@ -169,7 +169,11 @@ impl Pool {
         let (lease, ()) = self
             .lease(First::Probe, Some(begin), |c| async { (c, Ok(())) })
             .await?;
-        Ok(Tx { lease, open: true })
+        Ok(Tx {
+            lease,
+            open: true,
+            beginning: false,
+        })
     }
 
     /// A connection with what `read` gave on it: in autocommit mode (each statement its own
@@ -178,7 +182,7 @@ impl Pool {
     /// and when it fails or stays silent it is run again on a fresh connection. Without
     /// `begin`, nothing goes before it: its answer shows that the connection is alive. Waits at
     /// most the acquire timeout for a connection.
-    pub(crate) async fn read_with<T, F, Fut>(
+    pub async fn read_with<T, F, Fut>(
         &self,
         begin: Option<&'static str>,
         read: F,
@@ -189,7 +193,15 @@ impl Pool {
     {
         let (lease, t) = self.lease(First::Read, begin, read).await?;
         let open = begin.is_some();
-        Ok((Tx { lease, open }, t))
+        let beginning = false;
+        Ok((
+            Tx {
+                lease,
+                open,
+                beginning,
+            },
+            t,
+        ))
     }
 
     /// Whether the database answers a query.
@@ -391,6 +403,9 @@ impl Drop for Lease {
 pub struct Tx {
     lease: Lease,
     open: bool,
+    /// A `BEGIN` was sent by [`Tx::begin`] and has not answered: the connection may be in a
+    /// transaction that neither this `Tx` nor sqlx counts, and is closed if dropped now.
+    beginning: bool,
 }
 
 impl Tx {
@@ -399,7 +414,11 @@ impl Tx {
     /// itself ([`Pool::read_with`] without `begin`), so a plain `BEGIN` is the role's.
     pub async fn begin(&mut self) -> sqlx::Result<()> {
         if !self.open {
+            // Cut short (the exchange's future dropped) or failed, the BEGIN may still take
+            // effect on the server: the connection must not go back to the pool.
+            self.beginning = true;
             PgTransactionManager::begin(&mut self.lease, None).await?;
+            self.beginning = false;
             self.open = true;
         }
         Ok(())
@@ -431,6 +450,13 @@ impl DerefMut for Tx {
 
 impl Drop for Tx {
     fn drop(&mut self) {
+        if self.beginning {
+            if let Some(conn) = self.lease.conn.take() {
+                self.lease.inner.open.fetch_sub(1, Ordering::Relaxed);
+                close_later(conn);
+            }
+            return;
+        }
         if !self.open {
             return;
         }
