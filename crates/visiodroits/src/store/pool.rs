@@ -171,8 +171,7 @@ impl Pool {
             .await?;
         Ok(Tx {
             lease,
-            open: true,
-            beginning: false,
+            state: TxState::Open,
         })
     }
 
@@ -192,16 +191,11 @@ impl Pool {
         Fut: Future<Output = (PgConnection, sqlx::Result<T>)>,
     {
         let (lease, t) = self.lease(First::Read, begin, read).await?;
-        let open = begin.is_some();
-        let beginning = false;
-        Ok((
-            Tx {
-                lease,
-                open,
-                beginning,
-            },
-            t,
-        ))
+        let state = match begin {
+            Some(_) => TxState::Open,
+            None => TxState::Autocommit,
+        };
+        Ok((Tx { lease, state }, t))
     }
 
     /// Whether the database answers a query.
@@ -402,10 +396,18 @@ impl Drop for Lease {
 /// goes back to the pool, so no lock outlives the exchange.
 pub struct Tx {
     lease: Lease,
-    open: bool,
+    state: TxState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxState {
+    /// Each statement commits on its own.
+    Autocommit,
     /// A `BEGIN` was sent by [`Tx::begin`] and has not answered: the connection may be in a
     /// transaction that neither this `Tx` nor sqlx counts, and is closed if dropped now.
-    beginning: bool,
+    Beginning,
+    /// In a transaction, rolled back if dropped.
+    Open,
 }
 
 impl Tx {
@@ -413,13 +415,12 @@ impl Tx {
     /// already open). Autocommit statements run only on a pool whose login role is the role
     /// itself ([`Pool::read_with`] without `begin`), so a plain `BEGIN` is the role's.
     pub async fn begin(&mut self) -> sqlx::Result<()> {
-        if !self.open {
+        if self.state == TxState::Autocommit {
             // Cut short (the exchange's future dropped) or failed, the BEGIN may still take
             // effect on the server: the connection must not go back to the pool.
-            self.beginning = true;
+            self.state = TxState::Beginning;
             PgTransactionManager::begin(&mut self.lease, None).await?;
-            self.beginning = false;
-            self.open = true;
+            self.state = TxState::Open;
         }
         Ok(())
     }
@@ -427,9 +428,9 @@ impl Tx {
     /// Commits the transaction; in autocommit mode, where each statement committed on its own,
     /// gives the connection back.
     pub async fn commit(mut self) -> sqlx::Result<()> {
-        if self.open {
+        if self.state == TxState::Open {
             PgTransactionManager::commit(&mut self.lease).await?;
-            self.open = false;
+            self.state = TxState::Autocommit;
         }
         Ok(())
     }
@@ -450,15 +451,16 @@ impl DerefMut for Tx {
 
 impl Drop for Tx {
     fn drop(&mut self) {
-        if self.beginning {
-            if let Some(conn) = self.lease.conn.take() {
-                self.lease.inner.open.fetch_sub(1, Ordering::Relaxed);
-                close_later(conn);
+        match self.state {
+            TxState::Autocommit => return,
+            TxState::Beginning => {
+                if let Some(conn) = self.lease.conn.take() {
+                    self.lease.inner.open.fetch_sub(1, Ordering::Relaxed);
+                    close_later(conn);
+                }
+                return;
             }
-            return;
-        }
-        if !self.open {
-            return;
+            TxState::Open => {}
         }
         let (Some(mut conn), Some(permit)) = (self.lease.conn.take(), self.lease.permit.take())
         else {
