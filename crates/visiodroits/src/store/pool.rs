@@ -158,8 +158,7 @@ impl Pool {
             stale
         };
         for idle in stale {
-            self.inner.open.fetch_sub(1, Ordering::Relaxed);
-            close_later(idle.conn);
+            self.inner.close(idle.conn);
         }
     }
 
@@ -364,11 +363,16 @@ impl DerefMut for Lease {
 }
 
 impl Inner {
+    /// Closes a connection counted in `open`, and counts it out.
+    fn close(&self, conn: PgConnection) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        close_later(conn);
+    }
+
     /// Puts a connection back for the next lease, or closes it if it has lived long enough.
     fn give_back(&self, conn: PgConnection, created: Instant, generation: u64) {
         if created.elapsed() >= MAX_LIFETIME || generation != self.hosts.generation() {
-            self.open.fetch_sub(1, Ordering::Relaxed);
-            close_later(conn);
+            self.close(conn);
             return;
         }
         self.idle.lock().expect("pool lock").push(Idle {
@@ -455,8 +459,7 @@ impl Drop for Tx {
             TxState::Autocommit => return,
             TxState::Beginning => {
                 if let Some(conn) = self.lease.conn.take() {
-                    self.lease.inner.open.fetch_sub(1, Ordering::Relaxed);
-                    close_later(conn);
+                    self.lease.inner.close(conn);
                 }
                 return;
             }
