@@ -94,6 +94,67 @@ async fn a_new_amc_opens_every_service_and_takes_the_name_of_its_last_line() {
     assert_eq!(services, expected);
 }
 
+/// (beneficiary id, first name, contract id, adherent, OPTI guarantee id, its end) of B-MARTIN.
+async fn martin(app: &TestApp) -> (i64, String, i64, Option<String>, i64, chrono::NaiveDate) {
+    sqlx::query_as(
+        "SELECT b.id, b.prenom, c.id, c.numero_adherent, g.id, g.fin FROM identite.garantie g
+           JOIN identite.beneficiaire b ON b.id = g.beneficiaire_id
+           JOIN identite.contrat c ON c.id = g.contrat_id
+          WHERE b.ref_externe = 'B-MARTIN' AND g.domaine = 'OPTI'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_changed_beneficiary_contract_and_guarantee_are_updated_in_place() {
+    let app = TestApp::spawn().await;
+    let before = martin(&app).await;
+    let text = std::fs::read_to_string(fixture("tests/fixtures/droits.csv")).unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let l = l.replace(",C-100,A100,", ",C-100,A101,");
+            if l.contains("B-MARTIN") {
+                l.replace("MARTIN,PAUL", "MARTIN,PIERRE")
+                    .replace("2026-01-01,2026-06-30", "2026-01-01,2026-09-30")
+            } else {
+                l
+            }
+        })
+        .collect();
+    let file = write_file("updated", lines.join("\n"));
+    let summary = import::run(&app.db, &file, true, false).await.unwrap();
+    assert_eq!(
+        summary.merged,
+        import::Merged {
+            beneficiaries_updated: 1,
+            guarantees_updated: 1,
+            ..Default::default()
+        }
+    );
+    let after = martin(&app).await;
+    assert_eq!(
+        (after.0, after.2, after.4),
+        (before.0, before.2, before.4),
+        "the same rows, so issued dossiers still point to them"
+    );
+    assert_eq!(after.1, "PIERRE");
+    assert_eq!(after.3.as_deref(), Some("A101"));
+    assert_eq!(
+        after.5,
+        chrono::NaiveDate::from_ymd_opt(2026, 9, 30).unwrap()
+    );
+
+    let again = import::run(&app.db, &file, true, false).await.unwrap();
+    assert_eq!(
+        again.merged,
+        import::Merged::default(),
+        "nothing left to change"
+    );
+}
+
 /// (position, NIR) of a beneficiary's insured persons.
 async fn insured(app: &TestApp, reference: &str) -> Vec<(i16, String)> {
     sqlx::query_as(

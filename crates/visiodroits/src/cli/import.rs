@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use sqlx::PgPool;
+use tokio::sync::mpsc;
 
 use crate::rights_file::{self, Format};
-use crate::store::import::Import;
+use crate::store::import::{Chunk, Import, Stager};
 pub use crate::store::import::{Merged, CHUNK};
 
 /// What an import did.
@@ -71,7 +72,7 @@ pub async fn run_reader(
 /// One transaction: the valid lines staged and merged chunk by chunk, then (`full`) what the file
 /// no longer holds ended. A bad line is skipped and reported, or with `strict` refuses the file;
 /// nothing is visible to the exchanges before the whole file went through, and a failure writes
-/// nothing.
+/// nothing. The file is read and staged on a thread of its own, a chunk ahead of the merges.
 async fn load(
     pool: &PgPool,
     input: Box<dyn Read + Send>,
@@ -80,18 +81,58 @@ async fn load(
     full: bool,
     progress: bool,
 ) -> anyhow::Result<Summary> {
+    let show = progress && std::io::stderr().is_terminal();
+    let (sender, mut chunks) = mpsc::channel(1);
+    let reader =
+        tokio::task::spawn_blocking(move || stage_lines(input, format, strict, show, sender));
+    let merged = merge_all(pool, full, &mut chunks).await;
+    // A failed merge stops the reader at its next chunk.
+    drop(chunks);
+    let read = reader.await.context("the file reader stopped")?;
+    let import = merged?;
+    let mut summary = read?;
+    summary.merged = import.commit().await?;
+    if show {
+        eprintln!();
+    }
+    Ok(summary)
+}
+
+/// Opens the import and merges the chunks until the reader is done.
+async fn merge_all(
+    pool: &PgPool,
+    full: bool,
+    chunks: &mut mpsc::Receiver<Chunk>,
+) -> sqlx::Result<Import> {
+    let mut import = Import::begin(pool, full).await?;
+    while let Some(chunk) = chunks.recv().await {
+        import.merge(chunk).await?;
+    }
+    Ok(import)
+}
+
+/// Reads and checks the lines, and sends the valid ones by chunks to `chunks` (until it closes).
+fn stage_lines(
+    input: Box<dyn Read + Send>,
+    format: Format,
+    strict: bool,
+    show: bool,
+    chunks: mpsc::Sender<Chunk>,
+) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
     let started = Instant::now();
     let mut last_report = Instant::now();
-    let show = progress && std::io::stderr().is_terminal();
-
-    let mut import = Import::begin(pool, full).await?;
+    let mut stager = Stager::new();
     for (number, line) in rights_file::read(input, format) {
         summary.read += 1;
         match line {
             Ok(line) => {
-                import.add(number, line).await?;
                 summary.imported += 1;
+                if let Some(chunk) = stager.add(number, line) {
+                    if chunks.blocking_send(chunk).is_err() {
+                        return Ok(summary);
+                    }
+                }
             }
             Err(reason) => {
                 summary.rejected += 1;
@@ -114,9 +155,9 @@ async fn load(
             let _ = std::io::stderr().flush();
         }
     }
-    summary.merged = import.commit().await?;
-    if show {
-        eprintln!();
+    if let Some(chunk) = stager.finish() {
+        // A closed channel means the merges failed; their error is the one reported.
+        let _ = chunks.blocking_send(chunk);
     }
     Ok(summary)
 }

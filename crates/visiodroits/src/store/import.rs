@@ -57,8 +57,13 @@ pub struct Merged {
     pub guarantees_ended: u64,
 }
 
-// Each merge leaves out first the rows the database already holds as the file has them: ON
-// CONFLICT would lock them (a write) even where its WHERE then leaves them unchanged.
+// Each merge finds the rows already there one staged key at a time, through the table's unique
+// index and in key order (a `LATERAL … OFFSET 0` look-up, which the planner cannot turn into a
+// hash of the whole table), then inserts the new rows and updates only those the file changed:
+// a row equal to the file is not written again. The ids of the chunk's beneficiaries and contracts
+// are kept in two small indexed tables, so the later statements need not look them up again.
+// Hash and merge joins are off while a chunk merges: every join there is a look-up by index, and
+// a hash would read the whole target table once per chunk.
 
 /// Lines staged before a merge: enough for the statements to be worth their planning, few enough
 /// for a chunk's sorts to stay in memory.
@@ -75,7 +80,31 @@ const CREATE_STAGING: &str = "CREATE TEMP TABLE vd_import_ligne (
     empreinte bytea NOT NULL
 ) ON COMMIT DROP";
 
+/// The ids of the chunk's beneficiaries and contracts, by key.
+const CREATE_IDS: [&str; 2] = [
+    "CREATE TEMP TABLE vd_import_beneficiaire (
+    numero_amc text, ref_externe text, id bigint NOT NULL, PRIMARY KEY (numero_amc, ref_externe)
+) ON COMMIT DROP",
+    "CREATE TEMP TABLE vd_import_contrat (
+    numero_amc text, numero_contrat text, id bigint NOT NULL,
+    PRIMARY KEY (numero_amc, numero_contrat)
+) ON COMMIT DROP",
+];
+
+const CLEAR_CHUNK: &str = "TRUNCATE vd_import_ligne, vd_import_beneficiaire, vd_import_contrat";
+
 const COPY_STAGING: &str = "COPY vd_import_ligne FROM STDIN (FORMAT text)";
+
+/// While chunks merge: look-ups by index only, and no JIT (a chunk's statements are short; the
+/// compilation cost more than it saved).
+const INDEX_PLANS: [&str; 3] = [
+    "SET LOCAL enable_hashjoin = off",
+    "SET LOCAL enable_mergejoin = off",
+    "SET LOCAL jit = off",
+];
+
+/// `--full`'s final sweep reads whole tables: hash joins are right there.
+const WHOLE_TABLE_PLANS: [&str; 2] = ["RESET enable_hashjoin", "RESET enable_mergejoin"];
 
 /// `--full`: the keys of every guarantee the file holds.
 const CREATE_KEYS: &str = "CREATE TEMP TABLE vd_import_cle (
@@ -110,48 +139,55 @@ const MERGE_SETS: &str = "INSERT INTO identite.bareme (empreinte, codes, unites,
      GROUP BY e
     ON CONFLICT (empreinte) DO NOTHING";
 
-/// Also counts the chunk's beneficiaries (the last line of each).
+/// Returns how many beneficiaries were added and changed, and how many the chunk names (the last
+/// line of each wins); keeps every one's id.
 const MERGE_BENEFICIARIES: &str = "WITH d AS (
     SELECT DISTINCT ON (numero_amc, ref_externe)
            numero_amc, ref_externe, nir, cle_nir, date_naissance, rang, nom, prenom
       FROM vd_import_ligne ORDER BY numero_amc, ref_externe, n DESC),
-w AS (
-    INSERT INTO identite.beneficiaire AS t
+x AS MATERIALIZED (
+    SELECT d.*, t.id,
+           (t.nir, t.cle_nir, t.date_naissance, t.rang, t.nom, t.prenom)
+           IS NOT DISTINCT FROM (d.nir, d.cle_nir, d.date_naissance, d.rang, d.nom, d.prenom)
+           AS pareil
+      FROM d LEFT JOIN LATERAL (
+           SELECT id, nir, cle_nir, date_naissance, rang, nom, prenom FROM identite.beneficiaire t
+            WHERE t.numero_amc = d.numero_amc AND t.ref_externe = d.ref_externe OFFSET 0) t ON true),
+ins AS (
+    INSERT INTO identite.beneficiaire
            (numero_amc, ref_externe, nir, cle_nir, date_naissance, rang, nom, prenom)
-    SELECT * FROM d
-     WHERE NOT EXISTS (
-           SELECT 1 FROM identite.beneficiaire t
-            WHERE t.numero_amc = d.numero_amc AND t.ref_externe = d.ref_externe
-              AND (t.nir, t.cle_nir, t.date_naissance, t.rang, t.nom, t.prenom)
-                  IS NOT DISTINCT FROM (d.nir, d.cle_nir, d.date_naissance, d.rang, d.nom, d.prenom))
-     ORDER BY numero_amc, ref_externe
-    ON CONFLICT (numero_amc, ref_externe) DO UPDATE SET nir = EXCLUDED.nir,
-           cle_nir = EXCLUDED.cle_nir, date_naissance = EXCLUDED.date_naissance,
-           rang = EXCLUDED.rang, nom = EXCLUDED.nom, prenom = EXCLUDED.prenom
-     WHERE (t.nir, t.cle_nir, t.date_naissance, t.rang, t.nom, t.prenom)
-           IS DISTINCT FROM (EXCLUDED.nir, EXCLUDED.cle_nir, EXCLUDED.date_naissance,
-                             EXCLUDED.rang, EXCLUDED.nom, EXCLUDED.prenom)
-    RETURNING xmax = 0 AS ajout)
-SELECT count(*) FILTER (WHERE ajout), count(*) FILTER (WHERE NOT ajout), (SELECT count(*) FROM d)
-  FROM w";
+    SELECT numero_amc, ref_externe, nir, cle_nir, date_naissance, rang, nom, prenom
+      FROM x WHERE id IS NULL ORDER BY numero_amc, ref_externe
+    RETURNING numero_amc, ref_externe, id),
+upd AS (
+    UPDATE identite.beneficiaire t SET nir = x.nir, cle_nir = x.cle_nir,
+           date_naissance = x.date_naissance, rang = x.rang, nom = x.nom, prenom = x.prenom
+      FROM x WHERE t.id = x.id AND NOT x.pareil
+    RETURNING t.id),
+k AS (
+    INSERT INTO vd_import_beneficiaire (numero_amc, ref_externe, id)
+    SELECT numero_amc, ref_externe, id FROM x WHERE id IS NOT NULL
+    UNION ALL SELECT numero_amc, ref_externe, id FROM ins
+    RETURNING id)
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd), (SELECT count(*) FROM k)";
 
 /// The insured persons of the chunk's beneficiaries, as their last line has them: the positions
 /// that differ (or that the line leaves empty) are removed, then the missing ones written.
 macro_rules! last_insured {
     () => {
         "WITH d AS (
-    SELECT DISTINCT ON (numero_amc, ref_externe) numero_amc, ref_externe, nir_1, cle_1, nir_2, cle_2
-      FROM vd_import_ligne ORDER BY numero_amc, ref_externe, n DESC)"
+    SELECT DISTINCT ON (s.numero_amc, s.ref_externe) b.id, s.nir_1, s.cle_1, s.nir_2, s.cle_2
+      FROM vd_import_ligne s
+      JOIN vd_import_beneficiaire b ON b.numero_amc = s.numero_amc AND b.ref_externe = s.ref_externe
+     ORDER BY s.numero_amc, s.ref_externe, s.n DESC)"
     };
 }
 
 const DROP_INSURED: &str = concat!(
     last_insured!(),
     "
-DELETE FROM identite.ouvrant_droit o
- USING d JOIN identite.beneficiaire b
-           ON b.numero_amc = d.numero_amc AND b.ref_externe = d.ref_externe
- WHERE o.beneficiaire_id = b.id
+DELETE FROM identite.ouvrant_droit o USING d
+ WHERE o.beneficiaire_id = d.id
    AND (o.nir, o.cle_nir) IS DISTINCT FROM
        (CASE o.position WHEN 1 THEN d.nir_1 ELSE d.nir_2 END,
         CASE o.position WHEN 1 THEN d.cle_1 ELSE d.cle_2 END)"
@@ -159,67 +195,76 @@ DELETE FROM identite.ouvrant_droit o
 
 const ADD_INSURED: &str = concat!(
     last_insured!(),
-    ",
-x AS (
-    SELECT b.id, d.nir_1, d.cle_1, d.nir_2, d.cle_2 FROM d
-      JOIN identite.beneficiaire b ON b.numero_amc = d.numero_amc AND b.ref_externe = d.ref_externe
-     WHERE d.nir_1 IS NOT NULL OR d.nir_2 IS NOT NULL)
+    "
 INSERT INTO identite.ouvrant_droit (beneficiaire_id, position, nir, cle_nir)
-SELECT id, 1, nir_1, cle_1 FROM x WHERE nir_1 IS NOT NULL
+SELECT id, 1, nir_1, cle_1 FROM d WHERE nir_1 IS NOT NULL
 UNION ALL
-SELECT id, 2, nir_2, cle_2 FROM x WHERE nir_2 IS NOT NULL
+SELECT id, 2, nir_2, cle_2 FROM d WHERE nir_2 IS NOT NULL
 ORDER BY 1, 2
 ON CONFLICT (beneficiaire_id, position) DO NOTHING"
 );
 
-const MERGE_CONTRACTS: &str = "INSERT INTO identite.contrat AS t
-       (numero_amc, numero_contrat, numero_adherent, responsable)
-    SELECT * FROM (
-        SELECT DISTINCT ON (numero_amc, numero_contrat)
-               numero_amc, numero_contrat, numero_adherent, responsable
-          FROM vd_import_ligne ORDER BY numero_amc, numero_contrat, n DESC) d
-     WHERE NOT EXISTS (
-           SELECT 1 FROM identite.contrat t
+/// Keeps every contract's id.
+const MERGE_CONTRACTS: &str = "WITH d AS (
+    SELECT DISTINCT ON (numero_amc, numero_contrat)
+           numero_amc, numero_contrat, numero_adherent, responsable
+      FROM vd_import_ligne ORDER BY numero_amc, numero_contrat, n DESC),
+x AS MATERIALIZED (
+    SELECT d.*, t.id,
+           (t.numero_adherent, t.responsable) IS NOT DISTINCT FROM (d.numero_adherent, d.responsable)
+           AS pareil
+      FROM d LEFT JOIN LATERAL (
+           SELECT id, numero_adherent, responsable FROM identite.contrat t
             WHERE t.numero_amc = d.numero_amc AND t.numero_contrat = d.numero_contrat
-              AND (t.numero_adherent, t.responsable)
-                  IS NOT DISTINCT FROM (d.numero_adherent, d.responsable))
-     ORDER BY numero_amc, numero_contrat
-    ON CONFLICT (numero_amc, numero_contrat) DO UPDATE
-       SET numero_adherent = EXCLUDED.numero_adherent, responsable = EXCLUDED.responsable
-     WHERE (t.numero_adherent, t.responsable)
-           IS DISTINCT FROM (EXCLUDED.numero_adherent, EXCLUDED.responsable)";
+           OFFSET 0) t ON true),
+ins AS (
+    INSERT INTO identite.contrat (numero_amc, numero_contrat, numero_adherent, responsable)
+    SELECT numero_amc, numero_contrat, numero_adherent, responsable
+      FROM x WHERE id IS NULL ORDER BY numero_amc, numero_contrat
+    RETURNING numero_amc, numero_contrat, id),
+upd AS (
+    UPDATE identite.contrat t
+       SET numero_adherent = x.numero_adherent, responsable = x.responsable
+      FROM x WHERE t.id = x.id AND NOT x.pareil)
+INSERT INTO vd_import_contrat (numero_amc, numero_contrat, id)
+SELECT numero_amc, numero_contrat, id FROM x WHERE id IS NOT NULL
+UNION ALL SELECT numero_amc, numero_contrat, id FROM ins";
 
-const MERGE_GUARANTEES: &str = "WITH w AS (
-    INSERT INTO identite.garantie AS t (beneficiaire_id, contrat_id, domaine, libelle,
-           code_garantie, priorite, reseau, debut, fin, bareme_id)
-    SELECT * FROM (
-        SELECT DISTINCT ON (b.id, c.id, s.domaine, s.debut)
-               b.id AS beneficiaire_id, c.id AS contrat_id, s.domaine, s.libelle,
-               s.code_garantie, s.priorite, s.reseau, s.debut, s.fin, r.id AS bareme_id
-          FROM vd_import_ligne s
-          JOIN identite.beneficiaire b
-            ON b.numero_amc = s.numero_amc AND b.ref_externe = s.ref_externe
-          JOIN identite.contrat c
-            ON c.numero_amc = s.numero_amc AND c.numero_contrat = s.numero_contrat
-          JOIN identite.bareme r ON r.empreinte = s.empreinte
-         ORDER BY b.id, c.id, s.domaine, s.debut, s.n DESC) d
-     WHERE NOT EXISTS (
-           SELECT 1 FROM identite.garantie t
+/// Returns how many guarantees were added and changed.
+const MERGE_GUARANTEES: &str = "WITH d AS (
+    SELECT DISTINCT ON (b.id, c.id, s.domaine, s.debut)
+           b.id AS beneficiaire_id, c.id AS contrat_id, s.domaine, s.libelle,
+           s.code_garantie, s.priorite, s.reseau, s.debut, s.fin, r.id AS bareme_id
+      FROM vd_import_ligne s
+      JOIN vd_import_beneficiaire b
+        ON b.numero_amc = s.numero_amc AND b.ref_externe = s.ref_externe
+      JOIN vd_import_contrat c
+        ON c.numero_amc = s.numero_amc AND c.numero_contrat = s.numero_contrat
+      JOIN identite.bareme r ON r.empreinte = s.empreinte
+     ORDER BY b.id, c.id, s.domaine, s.debut, s.n DESC),
+x AS MATERIALIZED (
+    SELECT d.*, t.id,
+           (t.libelle, t.code_garantie, t.priorite, t.reseau, t.fin, t.bareme_id)
+           IS NOT DISTINCT FROM (d.libelle, d.code_garantie, d.priorite, d.reseau, d.fin,
+                                 d.bareme_id) AS pareil
+      FROM d LEFT JOIN LATERAL (
+           SELECT id, libelle, code_garantie, priorite, reseau, fin, bareme_id
+             FROM identite.garantie t
             WHERE t.beneficiaire_id = d.beneficiaire_id AND t.contrat_id = d.contrat_id
-              AND t.domaine = d.domaine AND t.debut = d.debut
-              AND (t.libelle, t.code_garantie, t.priorite, t.reseau, t.fin, t.bareme_id)
-                  IS NOT DISTINCT FROM (d.libelle, d.code_garantie, d.priorite, d.reseau, d.fin,
-                                        d.bareme_id))
-     ORDER BY beneficiaire_id, contrat_id, domaine, debut
-    ON CONFLICT (beneficiaire_id, contrat_id, domaine, debut) DO UPDATE SET
-           libelle = EXCLUDED.libelle, code_garantie = EXCLUDED.code_garantie,
-           priorite = EXCLUDED.priorite, reseau = EXCLUDED.reseau, fin = EXCLUDED.fin,
-           bareme_id = EXCLUDED.bareme_id
-     WHERE (t.libelle, t.code_garantie, t.priorite, t.reseau, t.fin, t.bareme_id)
-           IS DISTINCT FROM (EXCLUDED.libelle, EXCLUDED.code_garantie, EXCLUDED.priorite,
-                             EXCLUDED.reseau, EXCLUDED.fin, EXCLUDED.bareme_id)
-    RETURNING xmax = 0 AS ajout)
-SELECT count(*) FILTER (WHERE ajout), count(*) FILTER (WHERE NOT ajout) FROM w";
+              AND t.domaine = d.domaine AND t.debut = d.debut OFFSET 0) t ON true),
+ins AS (
+    INSERT INTO identite.garantie (beneficiaire_id, contrat_id, domaine, libelle,
+           code_garantie, priorite, reseau, debut, fin, bareme_id)
+    SELECT beneficiaire_id, contrat_id, domaine, libelle, code_garantie, priorite, reseau,
+           debut, fin, bareme_id
+      FROM x WHERE id IS NULL ORDER BY beneficiaire_id, contrat_id, domaine, debut
+    RETURNING 1),
+upd AS (
+    UPDATE identite.garantie t SET libelle = x.libelle, code_garantie = x.code_garantie,
+           priorite = x.priorite, reseau = x.reseau, fin = x.fin, bareme_id = x.bareme_id
+      FROM x WHERE t.id = x.id AND NOT x.pareil
+    RETURNING 1)
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd)";
 
 /// The SHA-256 of a rule set's canonical form, as `identite.vd_empreinte` computes it: per rule,
 /// in code order, the code in hexadecimal, the unit, the value and the ceiling (empty for none),
@@ -243,21 +288,80 @@ pub(crate) fn rule_set_key(rules: &[Rule]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// An import under way: its transaction, the staged chunk, and what it wrote so far.
+/// A chunk of valid lines ready to merge: the staging rows in COPY's text format, and the AMCs and
+/// rule sets it names that earlier chunks did not.
+pub(crate) struct Chunk {
+    rows: Vec<u8>,
+    lines: usize,
+    amcs: Vec<(String, String)>,
+    sets: Vec<([u8; 32], Vec<Rule>)>,
+    /// Whether a line names insured persons.
+    insured: bool,
+}
+
+/// Turns valid lines into chunks; runs apart from the database work, so the next chunk is
+/// prepared while the last one merges.
+pub(crate) struct Stager {
+    chunk: Chunk,
+    /// The name last staged for each AMC, and the rule sets staged so far.
+    amcs: HashMap<String, String>,
+    sets: HashSet<[u8; 32]>,
+}
+
+impl Chunk {
+    fn new() -> Chunk {
+        Chunk {
+            rows: Vec::with_capacity(CHUNK * 200),
+            lines: 0,
+            amcs: Vec::new(),
+            sets: Vec::new(),
+            insured: false,
+        }
+    }
+}
+
+impl Stager {
+    pub(crate) fn new() -> Stager {
+        Stager {
+            chunk: Chunk::new(),
+            amcs: HashMap::new(),
+            sets: HashSet::new(),
+        }
+    }
+
+    /// Stages line `number`; returns the chunk once it is full.
+    pub(crate) fn add(&mut self, number: u64, l: RightsLine) -> Option<Chunk> {
+        // A later line's name wins, as for every other field, in this chunk or a later one.
+        if self.amcs.get(l.amc.as_str()) != Some(&l.amc_name) {
+            self.amcs
+                .insert(l.amc.as_str().to_string(), l.amc_name.clone());
+            self.chunk
+                .amcs
+                .push((l.amc.as_str().to_string(), l.amc_name.clone()));
+        }
+        let key = rule_set_key(&l.rules);
+        self.chunk.insured |= !l.insured.is_empty();
+        stage(&mut self.chunk.rows, number, &l, &key);
+        if self.sets.insert(key) {
+            self.chunk.sets.push((key, l.rules));
+        }
+        self.chunk.lines += 1;
+        (self.chunk.lines >= CHUNK).then(|| std::mem::replace(&mut self.chunk, Chunk::new()))
+    }
+
+    /// What is left staged, if anything.
+    pub(crate) fn finish(self) -> Option<Chunk> {
+        (self.chunk.lines > 0).then_some(self.chunk)
+    }
+}
+
+/// An import under way: its transaction and what it wrote so far.
 pub(crate) struct Import {
     tx: Transaction<'static, Postgres>,
     full: bool,
-    /// The staged chunk, in COPY's text format, and its line count.
-    buffer: Vec<u8>,
-    staged: usize,
-    /// AMCs (with the name last staged) and rule sets written by this import, and those
-    /// waiting for the next merge.
-    amcs: HashMap<String, String>,
-    new_amcs: HashMap<String, String>,
-    sets: HashSet<[u8; 32]>,
-    new_sets: Vec<([u8; 32], Vec<Rule>)>,
-    /// Whether the chunk names insured persons, and whether the table may hold some.
-    insured_in_chunk: bool,
+    /// Every AMC the file names.
+    amcs: HashSet<String>,
+    /// Whether the table may hold insured persons.
     insured_in_table: bool,
     merged: Merged,
 }
@@ -276,6 +380,9 @@ impl Import {
             .execute(&mut *tx)
             .await?;
         sqlx::query(CREATE_STAGING).execute(&mut *tx).await?;
+        for q in CREATE_IDS.into_iter().chain(INDEX_PLANS) {
+            sqlx::query(q).execute(&mut *tx).await?;
+        }
         if full {
             sqlx::query(CREATE_KEYS).execute(&mut *tx).await?;
         }
@@ -286,48 +393,17 @@ impl Import {
         Ok(Import {
             tx,
             full,
-            buffer: Vec::with_capacity(CHUNK * 200),
-            staged: 0,
-            amcs: HashMap::new(),
-            new_amcs: HashMap::new(),
-            sets: HashSet::new(),
-            new_sets: Vec::new(),
-            insured_in_chunk: false,
+            amcs: HashSet::new(),
             insured_in_table,
             merged: Merged::default(),
         })
     }
 
-    /// Stages line `number`; a full chunk is merged.
-    pub(crate) async fn add(&mut self, number: u64, l: RightsLine) -> sqlx::Result<()> {
-        // A later line's name wins, as for every other field, in this chunk or a later one.
-        if self.amcs.get(l.amc.as_str()) != Some(&l.amc_name) {
-            self.amcs
-                .insert(l.amc.as_str().to_string(), l.amc_name.clone());
-            self.new_amcs
-                .insert(l.amc.as_str().to_string(), l.amc_name.clone());
-        }
-        let key = rule_set_key(&l.rules);
-        self.insured_in_chunk |= !l.insured.is_empty();
-        stage(&mut self.buffer, number, &l, &key);
-        if self.sets.insert(key) {
-            self.new_sets.push((key, l.rules));
-        }
-        self.staged += 1;
-        if self.staged >= CHUNK {
-            self.merge().await?;
-        }
-        Ok(())
-    }
-
-    /// Merges the staged chunk into `identite`.
-    async fn merge(&mut self) -> sqlx::Result<()> {
-        if self.staged == 0 {
-            return Ok(());
-        }
+    /// Merges a chunk into `identite`.
+    pub(crate) async fn merge(&mut self, chunk: Chunk) -> sqlx::Result<()> {
         let tx = &mut *self.tx;
-        if !self.new_amcs.is_empty() {
-            let (numbers, names): (Vec<String>, Vec<String>) = self.new_amcs.drain().unzip();
+        if !chunk.amcs.is_empty() {
+            let (numbers, names): (Vec<String>, Vec<String>) = chunk.amcs.into_iter().unzip();
             sqlx::query(MERGE_AMCS)
                 .bind(&numbers)
                 .bind(&names)
@@ -337,15 +413,14 @@ impl Import {
                 .bind(&numbers)
                 .execute(&mut *tx)
                 .await?;
+            self.amcs.extend(numbers);
         }
-        if !self.new_sets.is_empty() {
-            merge_sets(tx, &std::mem::take(&mut self.new_sets)).await?;
+        if !chunk.sets.is_empty() {
+            merge_sets(tx, &chunk.sets).await?;
         }
         let mut copy = tx.copy_in_raw(COPY_STAGING).await?;
-        copy.send(self.buffer.as_slice()).await?;
+        copy.send(chunk.rows.as_slice()).await?;
         copy.finish().await?;
-        self.buffer.clear();
-        self.staged = 0;
 
         let (added, changed, named): (i64, i64, i64) = sqlx::query_as(MERGE_BENEFICIARIES)
             .fetch_one(&mut *tx)
@@ -356,7 +431,7 @@ impl Import {
         if self.insured_in_table && added < named {
             sqlx::query(DROP_INSURED).execute(&mut *tx).await?;
         }
-        if self.insured_in_chunk {
+        if chunk.insured {
             sqlx::query(ADD_INSURED).execute(&mut *tx).await?;
             self.insured_in_table = true;
         }
@@ -368,18 +443,17 @@ impl Import {
         if self.full {
             sqlx::query(KEEP_KEYS).execute(&mut *tx).await?;
         }
-        sqlx::query("TRUNCATE vd_import_ligne")
-            .execute(&mut *tx)
-            .await?;
-        self.insured_in_chunk = false;
+        sqlx::query(CLEAR_CHUNK).execute(&mut *tx).await?;
         Ok(())
     }
 
-    /// Merges what is staged, ends (`full`) what the file no longer holds, and commits.
+    /// Ends (`full`) what the file no longer holds, and commits.
     pub(crate) async fn commit(mut self) -> sqlx::Result<Merged> {
-        self.merge().await?;
         if self.full {
-            let amcs: Vec<String> = self.amcs.keys().cloned().collect();
+            for q in WHOLE_TABLE_PLANS {
+                sqlx::query(q).execute(&mut *self.tx).await?;
+            }
+            let amcs: Vec<String> = self.amcs.into_iter().collect();
             self.merged.guarantees_ended = end_absent(&mut self.tx, &amcs).await?;
         }
         self.tx.commit().await?;
