@@ -2,6 +2,9 @@
 //! rows in `audit.sceau` in the order it finds them, `hash = SHA-256(prev_hash || canonical(row))`;
 //! `audit verify` walks it.
 
+use std::borrow::Cow;
+use std::io::Write as _;
+
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use sha2::{Digest, Sha256};
@@ -61,50 +64,55 @@ const COLUMNS: &str =
 /// issuer, `jti` and SHA-256 — each group only when it or a later one has a value, so that rows
 /// chained before they existed keep their hash.
 pub(crate) fn canonical(r: &JournalRow) -> Vec<u8> {
-    fn ts(t: &DateTime<Utc>) -> String {
-        t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    fn ts(t: &DateTime<Utc>) -> Cow<'static, str> {
+        Cow::Owned(t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
     }
-    let fields: [Option<String>; 20] = [
-        Some(r.id.to_string()),
+    fn text(s: &Option<String>) -> Option<Cow<'_, str>> {
+        s.as_deref().map(Cow::Borrowed)
+    }
+    fn uuid(u: Option<Uuid>) -> Option<Cow<'static, str>> {
+        u.map(|u| Cow::Owned(u.to_string()))
+    }
+    // Borrowed where the row holds the text: the sealer runs this for every exchange.
+    let fields: [Option<Cow<'_, str>>; 20] = [
+        Some(Cow::Owned(r.id.to_string())),
         Some(ts(&r.horodatage)),
-        Some(r.instance.clone()),
-        Some(r.operation.clone()),
-        Some(r.code.clone()),
-        Some(r.duree_ms.to_string()),
-        r.id_requete.map(|u| u.to_string()),
-        r.id_reponse.map(|u| u.to_string()),
+        Some(Cow::Borrowed(&r.instance)),
+        Some(Cow::Borrowed(&r.operation)),
+        Some(Cow::Borrowed(&r.code)),
+        Some(Cow::Owned(r.duree_ms.to_string())),
+        uuid(r.id_requete),
+        uuid(r.id_reponse),
         r.horodatage_client.as_ref().map(ts),
-        r.adresse_pair.clone(),
-        r.cert_sujet.clone(),
-        r.cert_emetteur.clone(),
-        r.cert_serie.clone(),
-        r.cert_empreinte.clone(),
-        r.identifiant_ps.clone(),
-        r.numero_structure.clone(),
-        r.numero_amc.clone(),
-        r.numero_dossier.map(|u| u.to_string()),
-        r.numero_accreditation.clone(),
-        r.motif.clone(),
+        text(&r.adresse_pair),
+        text(&r.cert_sujet),
+        text(&r.cert_emetteur),
+        text(&r.cert_serie),
+        text(&r.cert_empreinte),
+        text(&r.identifiant_ps),
+        text(&r.numero_structure),
+        text(&r.numero_amc),
+        uuid(r.numero_dossier),
+        text(&r.numero_accreditation),
+        text(&r.motif),
     ];
-    let groups = [
-        vec![r.profil_certificat.clone(), r.origine_structure.clone()],
-        vec![
-            r.jeton_emetteur.clone(),
-            r.jeton_jti.clone(),
-            r.jeton_empreinte.clone(),
-        ],
+    let groups: [&[&Option<String>]; 2] = [
+        &[&r.profil_certificat, &r.origine_structure],
+        &[&r.jeton_emetteur, &r.jeton_jti, &r.jeton_empreinte],
     ];
     let used = groups
         .iter()
-        .rposition(|g| g.iter().any(Option::is_some))
+        .rposition(|g| g.iter().any(|f| f.is_some()))
         .map_or(0, |last| last + 1);
-    let later = groups.into_iter().take(used).flatten();
+    let later = groups[..used]
+        .iter()
+        .flat_map(|g| g.iter().map(|f| text(f)));
     let mut out = Vec::with_capacity(512);
     for f in fields.into_iter().chain(later) {
         match f {
             Some(v) => {
-                out.extend_from_slice(v.len().to_string().as_bytes());
-                out.push(b':');
+                // Writing to a Vec cannot fail.
+                let _ = write!(out, "{}:", v.len());
                 out.extend_from_slice(v.as_bytes());
             }
             None => out.push(b'-'),
@@ -293,6 +301,53 @@ pub async fn verify(pool: &PgPool) -> sqlx::Result<Verification> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
+
+    fn row() -> JournalRow {
+        JournalRow {
+            id: 42,
+            horodatage: Utc.with_ymd_and_hms(2026, 3, 15, 9, 30, 5).unwrap(),
+            instance: "A".into(),
+            operation: "droits".into(),
+            code: "0".into(),
+            duree_ms: 7,
+            id_requete: Some(Uuid::from_u128(1)),
+            id_reponse: None,
+            horodatage_client: None,
+            adresse_pair: Some("127.0.0.1".into()),
+            cert_sujet: Some("CN=Pharmacie Légère".into()),
+            cert_emetteur: None,
+            cert_serie: None,
+            cert_empreinte: None,
+            identifiant_ps: None,
+            numero_structure: None,
+            numero_amc: Some("12345678".into()),
+            numero_dossier: None,
+            numero_accreditation: None,
+            motif: None,
+            profil_certificat: Some("cps".into()),
+            origine_structure: None,
+            jeton_emetteur: None,
+            jeton_jti: None,
+            jeton_empreinte: None,
+        }
+    }
+
+    /// Auditors recompute the chain with their own tools: these bytes are the published form and
+    /// must never change for a given row.
+    #[test]
+    fn the_canonical_form_is_length_prefixed_utf8_with_trailing_empty_groups_left_out() {
+        let expected = "2:42\n27:2026-03-15T09:30:05.000000Z\n1:A\n6:droits\n1:0\n1:7\n\
+            36:00000000-0000-0000-0000-000000000001\n-\n-\n9:127.0.0.1\n\
+            21:CN=Pharmacie Légère\n-\n-\n-\n-\n-\n8:12345678\n-\n-\n-\n3:cps\n-\n";
+        assert_eq!(String::from_utf8(canonical(&row())).unwrap(), expected);
+
+        // A token field brings the second group, and the first one's empty fields, in.
+        let mut with_token = row();
+        with_token.jeton_jti = Some("j1".into());
+        let text = String::from_utf8(canonical(&with_token)).unwrap();
+        assert!(text.ends_with("3:cps\n-\n-\n2:j1\n-\n"), "{text}");
+    }
 
     #[test]
     fn gaps_are_the_ids_missing_below_rows_about_to_be_sealed() {

@@ -164,7 +164,7 @@ pub struct DossierNumber(Uuid);
 
 impl DossierNumber {
     pub fn new() -> Self {
-        DossierNumber(Uuid::new_v4())
+        DossierNumber(super::random::uuid_v4())
     }
 
     /// Any well-formed UUID parses; one we never issued is simply unknown (7001).

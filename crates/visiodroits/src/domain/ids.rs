@@ -58,10 +58,10 @@ fn crockford(c: u8) -> bool {
 }
 
 impl AccreditationNumber {
-    /// A new number from the OS random source. getrandom(2) directly: OpenSSL's RAND_bytes (its
-    /// DRBG behind provider locks) was 3.7 % of the server's CPU per PEC.
+    /// A new number from the OS random source, read a block at a time (`random`): OpenSSL's
+    /// RAND_bytes (its DRBG behind provider locks) was 3.7 % of the server's CPU per PEC.
     pub fn generate(owner: &str, instance: char) -> Result<Self, getrandom::Error> {
-        let v = getrandom::u64()? & ((1u64 << 60) - 1);
+        let v = super::random::u64()? & ((1u64 << 60) - 1);
         let mut out = String::with_capacity(16);
         out.push_str(owner);
         out.push('M');

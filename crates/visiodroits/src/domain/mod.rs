@@ -7,6 +7,7 @@ pub mod dossier;
 pub mod identity;
 pub mod ids;
 pub mod prescription;
+pub mod random;
 pub mod rights;
 pub mod rules;
 pub mod snapshot;

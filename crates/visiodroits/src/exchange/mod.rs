@@ -251,7 +251,7 @@ pub async fn dispatch(
         version: env.version,
         conn,
         request_id,
-        response_id: Uuid::new_v4(),
+        response_id: crate::domain::random::uuid_v4(),
         audit: audit_base(&ex.server.instance_id, op.name(), conn),
         echo: Vec::new(),
         token: None,

@@ -219,7 +219,13 @@ pub fn parse(
                 if elements > limits.max_elements {
                     return Err(EnvelopeError::TooManyElements);
                 }
-                check_attributes(&start, limits)?;
+                // The body's elements keep their attributes' names; the others are only checked.
+                let mut attributes = Vec::new();
+                check_attributes(
+                    &start,
+                    limits,
+                    (in_body && depth >= 3).then_some(&mut attributes),
+                )?;
                 let local_name = start.local_name();
                 let local = String::from_utf8_lossy(local_name.as_ref());
                 match depth {
@@ -266,14 +272,6 @@ pub fn parse(
                         if depth == 3 && body_element.is_some() {
                             return Err(EnvelopeError::SeveralBodyElements);
                         }
-                        let attributes = start
-                            .attributes()
-                            .flatten()
-                            .filter(|a| a.key.as_namespace_binding().is_none())
-                            .map(|a| {
-                                String::from_utf8_lossy(a.key.local_name().as_ref()).into_owned()
-                            })
-                            .collect();
                         stack.push(Element {
                             in_vd: ns_uri == Some(VD_NS),
                             name: local.into_owned(),
@@ -378,6 +376,11 @@ fn push_text(
             if el.text.len() + s.len() > max {
                 return Err(EnvelopeError::TextTooLong);
             }
+            // Whitespace before any text is what `value` trims anyway: not keeping it spares an
+            // allocation for each element that only holds others (pretty-printing's indentation).
+            if el.text.is_empty() && s.trim().is_empty() {
+                return Ok(());
+            }
             el.text.push_str(s);
             Ok(())
         }
@@ -389,7 +392,13 @@ fn push_text(
     }
 }
 
-fn check_attributes(start: &BytesStart<'_>, limits: &XmlLimits) -> Result<(), EnvelopeError> {
+/// Checks an element's attributes against the limits and, when `names` is given, collects their
+/// local names (namespace declarations aside), in one pass.
+fn check_attributes(
+    start: &BytesStart<'_>,
+    limits: &XmlLimits,
+    mut names: Option<&mut Vec<String>>,
+) -> Result<(), EnvelopeError> {
     let mut count = 0;
     for attr in start.attributes().with_checks(true) {
         let attr = attr.map_err(|_| EnvelopeError::Malformed)?;
@@ -399,6 +408,11 @@ fn check_attributes(start: &BytesStart<'_>, limits: &XmlLimits) -> Result<(), En
         }
         if attr.value.len() > limits.max_attribute_len {
             return Err(EnvelopeError::AttributeTooLong);
+        }
+        if let Some(names) = names.as_deref_mut() {
+            if attr.key.as_namespace_binding().is_none() {
+                names.push(String::from_utf8_lossy(attr.key.local_name().as_ref()).into_owned());
+            }
         }
     }
     Ok(())
