@@ -85,17 +85,24 @@ pub fn fragment(body: impl FnOnce(&mut Xml)) -> String {
     xml.buf
 }
 
+/// Copies the runs between the five special characters whole (they are ASCII, so a byte scan
+/// never splits a UTF-8 sequence) rather than character by character.
 fn escape_into(buf: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '<' => buf.push_str("&lt;"),
-            '>' => buf.push_str("&gt;"),
-            '&' => buf.push_str("&amp;"),
-            '"' => buf.push_str("&quot;"),
-            '\'' => buf.push_str("&apos;"),
-            c => buf.push(c),
-        }
+    let mut rest = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let entity = match b {
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'&' => "&amp;",
+            b'"' => "&quot;",
+            b'\'' => "&apos;",
+            _ => continue,
+        };
+        buf.push_str(&text[rest..i]);
+        buf.push_str(entity);
+        rest = i + 1;
     }
+    buf.push_str(&text[rest..]);
 }
 
 #[cfg(test)]
@@ -109,5 +116,18 @@ mod tests {
         });
         assert!(out.contains("<vd:nom>A &lt;&amp;&gt; B</vd:nom>"), "{out}");
         assert!(out.starts_with("<?xml"));
+    }
+
+    #[test]
+    fn escapes_every_special_character_and_keeps_multibyte_text_whole() {
+        let out = fragment(|x| {
+            x.leaf("a", "Léa \"d'Été\" <é>&");
+            x.leaf("b", "");
+            x.leaf("c", "&&");
+        });
+        assert_eq!(
+            out,
+            "<vd:a>Léa &quot;d&apos;Été&quot; &lt;é&gt;&amp;</vd:a><vd:b></vd:b><vd:c>&amp;&amp;</vd:c>"
+        );
     }
 }

@@ -378,6 +378,7 @@ fn push_text(
             }
             // Whitespace before any text is what `value` trims anyway: not keeping it spares an
             // allocation for each element that only holds others (pretty-printing's indentation).
+            // Nothing kept, nothing counted against the text limit: the body's size bounds it.
             if el.text.is_empty() && s.trim().is_empty() {
                 return Ok(());
             }
