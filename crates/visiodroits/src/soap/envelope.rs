@@ -219,13 +219,10 @@ pub fn parse(
                 if elements > limits.max_elements {
                     return Err(EnvelopeError::TooManyElements);
                 }
-                // The body's elements keep their attributes' names; the others are only checked.
+                // The body's elements (any start inside Body) keep their attributes' names; the
+                // others are only checked.
                 let mut attributes = Vec::new();
-                check_attributes(
-                    &start,
-                    limits,
-                    (in_body && depth >= 3).then_some(&mut attributes),
-                )?;
+                check_attributes(&start, limits, in_body.then_some(&mut attributes))?;
                 let local_name = start.local_name();
                 let local = String::from_utf8_lossy(local_name.as_ref());
                 match depth {
