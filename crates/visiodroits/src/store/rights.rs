@@ -210,13 +210,12 @@ pub(crate) async fn guarantees(
 
 impl GuaranteeRow {
     fn into_guarantee(self) -> Guarantee {
-        let r = self;
-        let rules = r
+        let rules = self
             .codes
             .into_iter()
-            .zip(r.unites)
-            .zip(r.valeurs)
-            .zip(r.plafonds)
+            .zip(self.unites)
+            .zip(self.valeurs)
+            .zip(self.plafonds)
             .filter_map(|(((code, unit), value), ceiling)| {
                 Some(Rule {
                     code,
@@ -227,17 +226,17 @@ impl GuaranteeRow {
             })
             .collect();
         Guarantee {
-            contract_id: r.contrat_id,
-            contract_number: r.numero_contrat,
-            adherent_number: r.numero_adherent,
-            responsible: r.responsable,
-            domain: r.domaine,
-            label: r.libelle,
-            code: r.code_garantie,
-            priority: r.priorite,
-            network: r.reseau,
-            start: r.debut,
-            end: r.fin,
+            contract_id: self.contrat_id,
+            contract_number: self.numero_contrat,
+            adherent_number: self.numero_adherent,
+            responsible: self.responsable,
+            domain: self.domaine,
+            label: self.libelle,
+            code: self.code_garantie,
+            priority: self.priorite,
+            network: self.reseau,
+            start: self.debut,
+            end: self.fin,
             rules,
         }
     }

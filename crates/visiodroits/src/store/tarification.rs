@@ -82,16 +82,15 @@ pub(crate) async fn request_state(
 impl StateRow {
     /// The request's state, its dossier's columns read back into a [`Dossier`].
     pub(crate) fn state(self) -> anyhow::Result<RequestState> {
-        let r = self;
-        let stored = r.empreinte.zip(r.reponse);
+        let stored = self.empreinte.zip(self.reponse);
         // The dossier's columns are all there, or none is (no such dossier).
         let dossier = match (
-            r.numero_amc,
-            r.structure,
-            r.expiration,
-            r.statut,
-            r.cle_plafond,
-            r.regles,
+            self.numero_amc,
+            self.structure,
+            self.expiration,
+            self.statut,
+            self.cle_plafond,
+            self.regles,
         ) {
             (
                 Some(amc),
@@ -113,9 +112,9 @@ impl StateRow {
         Ok(RequestState {
             stored,
             dossier,
-            live_commitment: r.engagee,
-            service_open: r.ouvert,
-            encrypted_open: r.chiffree_ouverte,
+            live_commitment: self.engagee,
+            service_open: self.ouvert,
+            encrypted_open: self.chiffree_ouverte,
         })
     }
 }
