@@ -284,6 +284,8 @@ fn statements_of(request_id: &str) -> Vec<String> {
                 .filter(|s| !s.is_empty())
                 .or_else(|| unquote("summary", l))
         })
+        // Sent once when a connection opens, not by the exchange that happened to open it.
+        .filter(|s| !s.starts_with("SET statement_timeout"))
         .collect()
 }
 

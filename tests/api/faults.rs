@@ -184,21 +184,34 @@ async fn ask(conn: &mut visiodroits_client::SoapConnection, amc: Option<&str>) -
     code(&conn.soap(SoapVersion::V12, request).await.unwrap())
 }
 
-/// With every pooled connection busy, a request waits at most VD_DB_ACQUIRE_TIMEOUT_MS and gets
-/// 0999; the busy one completes, and the pool serves again.
-#[tokio::test]
-async fn a_request_finding_the_pool_busy_gets_0999_in_bounded_time() {
+/// A server whose pools have one connection each and `timeout` (a VD_DB_…_MS variable) at 1 s,
+/// and an open transaction that holds an exclusive lock on the AMC table, which a services
+/// request reads.
+async fn one_connection_and_amc_locked(
+    timeout: &str,
+) -> (
+    crate::helpers::TestApp,
+    sqlx::Transaction<'static, sqlx::Postgres>,
+) {
     let app = crate::helpers::TestApp::spawn_with(|v| {
         v.insert("VD_DB_POOL_SIZE".into(), "1".into());
-        v.insert("VD_DB_ACQUIRE_TIMEOUT_MS".into(), "1000".into());
+        v.insert(timeout.into(), "1000".into());
     })
     .await;
-    // The pool's one connection, once it is taken by `first`, waits on this lock.
     let mut lock = app.db.begin().await.unwrap();
     sqlx::query("LOCK TABLE identite.amc IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *lock)
         .await
         .unwrap();
+    (app, lock)
+}
+
+/// With every pooled connection busy, a request waits at most VD_DB_ACQUIRE_TIMEOUT_MS and gets
+/// 0999; the busy one completes, and the pool serves again.
+#[tokio::test]
+async fn a_request_finding_the_pool_busy_gets_0999_in_bounded_time() {
+    // The pool's one connection, once it is taken by `first`, waits on this lock.
+    let (app, lock) = one_connection_and_amc_locked("VD_DB_ACQUIRE_TIMEOUT_MS").await;
     let mut first_conn = app.connect(Some("valid")).await.unwrap();
     let first = tokio::spawn(async move { ask(&mut first_conn, None).await });
     // `first` holds the connection once its query waits on the lock.
@@ -230,5 +243,50 @@ async fn a_request_finding_the_pool_busy_gets_0999_in_bounded_time() {
     lock.commit().await.unwrap();
     assert_eq!(first.await.unwrap(), "0000");
     assert_eq!(ask(&mut second_conn, None).await, "0000");
+    app.server.shutdown().await.unwrap();
+}
+
+/// A statement held past VD_DB_STATEMENT_TIMEOUT_MS (here by a lock an operator's session keeps)
+/// is cancelled by PostgreSQL: the request gets 0999 in bounded time instead of waiting for the
+/// lock, its failure is audited, and the pool's one connection serves the next request.
+#[tokio::test]
+async fn a_request_held_by_a_lock_gets_0999_once_its_statement_times_out() {
+    let (app, lock) = one_connection_and_amc_locked("VD_DB_STATEMENT_TIMEOUT_MS").await;
+    let mut conn = app.connect(Some("valid")).await.unwrap();
+    let id = new_id();
+    let started = Instant::now();
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        conn.soap(
+            SoapVersion::V12,
+            services_request(SoapVersion::V12, &id, None),
+        ),
+    )
+    .await
+    .expect("answered once the statement times out, not when the lock goes")
+    .unwrap();
+    let waited = started.elapsed();
+    assert_eq!((reply.status.as_u16(), code(&reply)), (500, "0999".into()));
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "bounded by the statement timeout: {waited:?}"
+    );
+    let mut audited = None;
+    for _ in 0..100 {
+        audited = sqlx::query_scalar::<_, String>(
+            "SELECT code FROM audit.journal WHERE id_requete = $1::uuid",
+        )
+        .bind(&id)
+        .fetch_optional(&app.db)
+        .await
+        .unwrap();
+        if audited.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(audited.as_deref(), Some("0999"));
+    lock.rollback().await.unwrap();
+    assert_eq!(ask(&mut conn, None).await, "0000");
     app.server.shutdown().await.unwrap();
 }

@@ -47,7 +47,8 @@ fn server_role(name: &str) -> Option<Role> {
 /// A connection opened by the server's pool of `role`, on the test's database.
 async fn pool_connection(app: &TestApp, role: Role) -> sqlx::PgConnection {
     let url = Secret::new(shared().app_url(&app.db_name));
-    let store = Store::connect_lazy(&url, 1, Duration::from_secs(5), DbLogins::PerPool).unwrap();
+    let store =
+        Store::connect_lazy(&url, 1, Duration::from_secs(5), None, DbLogins::PerPool).unwrap();
     store.pool(role).open_unpooled().await.unwrap()
 }
 

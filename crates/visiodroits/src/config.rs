@@ -246,6 +246,9 @@ pub struct Config {
     pub database_url: Secret<String>,
     pub db_pool_size: u32,
     pub db_acquire_timeout: Duration,
+    /// `VD_DB_STATEMENT_TIMEOUT_MS`: PostgreSQL's `statement_timeout` on the server's connections
+    /// (`None`: the database's own, for 0).
+    pub db_statement_timeout: Option<Duration>,
     pub db_logins: DbLogins,
     pub dossier_ttl: Duration,
     pub limits: Limits,
@@ -434,6 +437,15 @@ impl Config {
                 1,
                 600_000,
             )?),
+            db_statement_timeout: match v.num(
+                "VD_DB_STATEMENT_TIMEOUT_MS",
+                10_000u64,
+                0,
+                3_600_000,
+            )? {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
             dossier_ttl: v.secs("VD_DOSSIER_TTL_SECS", 86_400)?,
             limits,
             instance_id,

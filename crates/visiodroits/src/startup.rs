@@ -194,6 +194,7 @@ pub async fn check(config: &Config) -> anyhow::Result<String> {
         &config.database_url,
         config.db_pool_size,
         config.db_acquire_timeout,
+        config.db_statement_timeout,
         config.db_logins,
     )?;
     let (problems, warnings) = schema::roles(&store)
@@ -271,6 +272,7 @@ impl Server {
             &config.database_url,
             config.db_pool_size,
             config.db_acquire_timeout,
+            config.db_statement_timeout,
             config.db_logins,
         )?;
         let schema = refuse_other_migrations(&store).await?;

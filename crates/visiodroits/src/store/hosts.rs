@@ -78,6 +78,8 @@ pub struct Hosts {
     hosts: Vec<Host>,
     attrs: SessionAttrs,
     connect_timeout: Option<Duration>,
+    /// `statement_timeout` of every new connection (`None`: the database's own).
+    statement_timeout: Option<Duration>,
     /// Index of the host of the last connection made; `usize::MAX` before the first.
     current: AtomicUsize,
     /// Whether the last attempt found a host (so that losing all of them is logged once).
@@ -135,6 +137,7 @@ impl Hosts {
             connect_timeout: split
                 .connect_timeout
                 .or(several.then_some(DEFAULT_CONNECT_TIMEOUT)),
+            statement_timeout: None,
             current: AtomicUsize::new(usize::MAX),
             reachable: AtomicBool::new(true),
             switches: AtomicU64::new(0),
@@ -144,6 +147,15 @@ impl Hosts {
 
     pub fn attrs(&self) -> SessionAttrs {
         self.attrs
+    }
+
+    /// Gives every new connection this `statement_timeout`, set once after it opens (a `SET`,
+    /// not the startup packet's `options`, which connection poolers in front of PostgreSQL may
+    /// refuse): a statement held by a lock or a stalled plan is cancelled, and its exchange
+    /// answered, instead of holding a pharmacy and a connection until the lock goes.
+    pub fn with_statement_timeout(mut self, limit: Option<Duration>) -> Hosts {
+        self.statement_timeout = limit;
+        self
     }
 
     /// Makes every connection need a writable session when several hosts are listed: what the
@@ -286,6 +298,13 @@ impl Hosts {
             Some(user) => host.options.clone().username(user).connect().await?,
             None => host.options.connect().await?,
         };
+        if let Some(limit) = self.statement_timeout {
+            let set = format!("SET statement_timeout = {}", limit.as_millis());
+            sqlx::query(&set)
+                .persistent(false)
+                .execute(&mut conn)
+                .await?;
+        }
         if self.attrs == SessionAttrs::Any {
             return Ok(conn);
         }

@@ -143,11 +143,13 @@ impl Store {
         url: &Secret<String>,
         size: u32,
         acquire: Duration,
+        statement_timeout: Option<Duration>,
         logins: DbLogins,
     ) -> anyhow::Result<Self> {
         let hosts = Arc::new(
             Hosts::parse(url.expose(), |o| o.application_name("visiodroits"))?
-                .require_writable()?,
+                .require_writable()?
+                .with_statement_timeout(statement_timeout),
         );
         let pools = match logins {
             DbLogins::Shared => {
