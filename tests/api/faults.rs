@@ -247,46 +247,109 @@ async fn a_request_finding_the_pool_busy_gets_0999_in_bounded_time() {
 }
 
 /// A statement held past VD_DB_STATEMENT_TIMEOUT_MS (here by a lock an operator's session keeps)
-/// is cancelled by PostgreSQL: the request gets 0999 in bounded time instead of waiting for the
-/// lock, its failure is audited, and the pool's one connection serves the next request.
+/// is cancelled by PostgreSQL: the request gets 0999 once, not after the lock goes nor after a
+/// second wait on a fresh connection, its failure is audited, and the pool's one connection
+/// serves the next request. A services request (whose first statement is `BEGIN`) and a rights
+/// request (whose first statement is its look-up, in autocommit) take different paths there.
 #[tokio::test]
 async fn a_request_held_by_a_lock_gets_0999_once_its_statement_times_out() {
-    let (app, lock) = one_connection_and_amc_locked("VD_DB_STATEMENT_TIMEOUT_MS").await;
+    let app = crate::helpers::TestApp::spawn_with(|v| {
+        v.insert("VD_DB_POOL_SIZE".into(), "1".into());
+        v.insert("VD_DB_STATEMENT_TIMEOUT_MS".into(), "1000".into());
+    })
+    .await;
     let mut conn = app.connect(Some("valid")).await.unwrap();
-    let id = new_id();
-    let started = Instant::now();
-    let reply = tokio::time::timeout(
-        Duration::from_secs(10),
-        conn.soap(
+    // Each pool's connection opened and idle, as on a server in service.
+    assert_eq!(ask(&mut conn, None).await, "0000");
+    let warm = conn
+        .soap(
             SoapVersion::V12,
-            services_request(SoapVersion::V12, &id, None),
-        ),
-    )
-    .await
-    .expect("answered once the statement times out, not when the lock goes")
-    .unwrap();
-    let waited = started.elapsed();
-    assert_eq!((reply.status.as_u16(), code(&reply)), (500, "0999".into()));
-    assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
-        "bounded by the statement timeout: {waited:?}"
-    );
-    let mut audited = None;
-    for _ in 0..100 {
-        audited = sqlx::query_scalar::<_, String>(
-            "SELECT code FROM audit.journal WHERE id_requete = $1::uuid",
+            rights_request(SoapVersion::V12, &new_id(), None),
         )
-        .bind(&id)
-        .fetch_optional(&app.db)
         .await
         .unwrap();
-        if audited.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(code(&warm), "0000");
+    let backends = || async {
+        sqlx::query_scalar::<_, Vec<i32>>(
+            "SELECT coalesce(array_agg(pid ORDER BY pid), '{}') FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'visiodroits'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+    };
+    let before = backends().await;
+
+    let mut lock = app.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE identite.amc IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for request in [
+        services_request as fn(SoapVersion, &str, Option<&str>) -> String,
+        rights_request,
+    ] {
+        let id = new_id();
+        let started = Instant::now();
+        let reply = tokio::time::timeout(
+            Duration::from_secs(10),
+            conn.soap(SoapVersion::V12, request(SoapVersion::V12, &id, None)),
+        )
+        .await
+        .expect("answered once the statement times out, not when the lock goes")
+        .unwrap();
+        let waited = started.elapsed();
+        assert_eq!((reply.status.as_u16(), code(&reply)), (500, "0999".into()));
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_millis(1900),
+            "one statement timeout, not two: {waited:?}"
+        );
+        ids.push(id);
     }
-    assert_eq!(audited.as_deref(), Some("0999"));
+    for id in &ids {
+        let mut audited = None;
+        for _ in 0..100 {
+            audited = sqlx::query_scalar::<_, String>(
+                "SELECT code FROM audit.journal WHERE id_requete = $1::uuid",
+            )
+            .bind(id)
+            .fetch_optional(&app.db)
+            .await
+            .unwrap();
+            if audited.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(audited.as_deref(), Some("0999"));
+    }
     lock.rollback().await.unwrap();
     assert_eq!(ask(&mut conn, None).await, "0000");
+    let again = conn
+        .soap(
+            SoapVersion::V12,
+            rights_request(SoapVersion::V12, &new_id(), None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code(&again), "0000");
+    // None was dropped (the audit writer may have opened its first, for the failure rows).
+    let after = backends().await;
+    assert!(
+        before.iter().all(|pid| after.contains(pid)),
+        "the same connections serve on: {before:?} then {after:?}"
+    );
     app.server.shutdown().await.unwrap();
+}
+
+/// A rights request for a beneficiary of the test data, in the shape of [`services_request`].
+fn rights_request(version: SoapVersion, id: &str, _: Option<&str>) -> String {
+    crate::rights::Rights {
+        nir: "1790312345678".into(),
+        key: "04".into(),
+        birth: "19790301".into(),
+        ..crate::rights::Rights::default()
+    }
+    .xml(version, id)
 }

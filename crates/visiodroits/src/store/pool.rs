@@ -233,6 +233,12 @@ impl Pool {
                     let lease = self.lease_of(conn, idle.created, idle.generation, permit);
                     return Ok((lease, t));
                 }
+                // Cancelled by its statement_timeout or refused a lock: the answer of a live
+                // connection, which a fresh one would only make wait as long again.
+                Ok((conn, Err(e))) if cancelled(&e) => {
+                    self.keep(conn, idle.created, idle.generation, permit, begin);
+                    return Err(e);
+                }
                 // The connection died while idle (or was left unusable): run on a fresh one.
                 Ok((conn, Err(_))) => drop(conn),
                 Err(_) if first == First::Probe => self.forsake_connections_of(idle.generation),
@@ -248,9 +254,35 @@ impl Pool {
                 .map_err(timed_out)?,
             First::Read => run_first(conn, begin, &mut run).await,
         };
-        let t = t?;
+        let t = match t {
+            Ok(t) => t,
+            Err(e) if cancelled(&e) => {
+                self.keep(conn, Instant::now(), generation, permit, begin);
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         inner.open.fetch_add(1, Ordering::Relaxed);
         Ok((self.lease_of(conn, Instant::now(), generation, permit), t))
+    }
+
+    /// Gives back a connection whose first statement was cancelled, after rolling back the
+    /// transaction `begin` opened, if any.
+    fn keep(
+        &self,
+        conn: PgConnection,
+        created: Instant,
+        generation: u64,
+        permit: OwnedSemaphorePermit,
+        begin: Option<&'static str>,
+    ) {
+        self.inner.open.fetch_add(1, Ordering::Relaxed);
+        let lease = self.lease_of(conn, created, generation, permit);
+        let state = match begin {
+            Some(_) => TxState::Open,
+            None => TxState::Autocommit,
+        };
+        drop(Tx { lease, state });
     }
 
     fn lease_of(
@@ -304,6 +336,12 @@ impl Pool {
         };
         Ok(opened)
     }
+}
+
+/// Whether PostgreSQL cancelled the statement (`statement_timeout`, 57014) or refused it a lock
+/// (`lock_timeout`, `NOWAIT`: 55P03): the connection is alive and answered.
+fn cancelled(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("57014" | "55P03")))
 }
 
 /// `begin` (`BEGIN`, or several statements that start a transaction) when there is one, then
