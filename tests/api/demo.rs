@@ -80,3 +80,65 @@ async fn demo_prepares_everything_and_its_printed_curl_command_answers_0000() {
     server.shutdown().await.unwrap();
     prepared.cluster.unwrap().stop().unwrap();
 }
+
+/// `visiodroits demo` itself, as the README runs it: it serves on VD_LISTEN with its stand-in
+/// PSC issuer where `--psc-listen` says (so that a second demo can run beside another, or beside
+/// the benchmark), prints that issuer in its instructions, and Ctrl-C stops the server and its
+/// cluster with a success.
+#[tokio::test]
+async fn the_demo_command_serves_until_ctrl_c_with_its_issuer_where_asked() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = shared().base.join("demo-command");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_visiodroits"))
+        .arg("demo")
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--psc-listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("VD_LISTEN", "127.0.0.1:0")
+        .env("VD_METRICS_LISTEN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(120), out.next_line())
+            .await
+            .expect("the demo is ready within 2 minutes")
+            .unwrap()
+            .unwrap_or_else(|| panic!("the demo stopped before it was ready:\n{printed}"));
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.starts_with("ready in") {
+            break;
+        }
+    }
+    assert!(
+        printed.contains(&format!("https://localhost:{port}/auth/realms/")),
+        "{printed}"
+    );
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("the issuer listens where asked");
+    let pid = child.id().unwrap().to_string();
+    assert!(tokio::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
+        .await
+        .expect("Ctrl-C stops the demo")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}

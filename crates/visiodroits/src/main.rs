@@ -65,7 +65,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .run_until_signal()
                 .await
         }
-        Command::Demo { dir } => cli::demo::run(&dir).await,
+        Command::Demo { dir, psc_listen } => cli::demo::run(&dir, psc_listen).await,
         Command::Migrate { login_role } => {
             let url = visiodroits::config::database_url_from_env()?;
             cli::migrate::run(&url, login_role.as_deref()).await?;

@@ -76,7 +76,7 @@ pub struct Prepared {
     pub issuer: DevIssuer,
 }
 
-/// Where the demo's stand-in Pro Santé Connect issuer listens.
+/// Where the demo's stand-in Pro Santé Connect issuer listens by default.
 pub const ISSUER_LISTEN: &str = "127.0.0.1:8444";
 
 /// The client of the token exchange in the demo: the dev pharmacy's software (its ORG
@@ -229,11 +229,11 @@ pub async fn prepare(
     })
 }
 
-/// Runs the demo until Ctrl-C, then stops the server and the cluster.
-pub async fn run(dir: &Path) -> anyhow::Result<()> {
+/// Runs the demo, its stand-in PSC issuer on `issuer_listen`, until Ctrl-C, then stops the
+/// server and the cluster.
+pub async fn run(dir: &Path, issuer_listen: std::net::SocketAddr) -> anyhow::Result<()> {
     let started = Instant::now();
-    let listen = ISSUER_LISTEN.parse().expect("a socket address");
-    let prepared = prepare(dir, HashMap::new(), listen).await?;
+    let prepared = prepare(dir, HashMap::new(), issuer_listen).await?;
     crate::telemetry::init(prepared.config.log_format, &prepared.config.log_filter);
     let server = Server::start(prepared.config.clone()).await?;
     println!(

@@ -48,6 +48,10 @@ pub enum Command {
         /// Where the demo keeps its cluster, PKI and keys.
         #[arg(long, default_value = "var")]
         dir: PathBuf,
+        /// Where its stand-in Pro Santé Connect issuer listens (a second demo on the same
+        /// machine needs another port, as it needs another VD_LISTEN).
+        #[arg(long, default_value = demo::ISSUER_LISTEN)]
+        psc_listen: std::net::SocketAddr,
     },
     /// Apply the migrations to DATABASE_URL (an owner or superuser connection).
     Migrate {
