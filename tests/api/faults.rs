@@ -184,26 +184,24 @@ async fn ask(conn: &mut visiodroits_client::SoapConnection, amc: Option<&str>) -
     code(&conn.soap(SoapVersion::V12, request).await.unwrap())
 }
 
-/// A server whose pools have one connection each and `timeout` (a VD_DB_…_MS variable) at 1 s,
-/// and an open transaction that holds an exclusive lock on the AMC table, which a services
-/// request reads.
-async fn one_connection_and_amc_locked(
-    timeout: &str,
-) -> (
-    crate::helpers::TestApp,
-    sqlx::Transaction<'static, sqlx::Postgres>,
-) {
-    let app = crate::helpers::TestApp::spawn_with(|v| {
+/// A server whose pools have one connection each and `timeout` (a VD_DB_…_MS variable) at 1 s.
+async fn one_connection(timeout: &str) -> crate::helpers::TestApp {
+    crate::helpers::TestApp::spawn_with(|v| {
         v.insert("VD_DB_POOL_SIZE".into(), "1".into());
         v.insert(timeout.into(), "1000".into());
     })
-    .await;
+    .await
+}
+
+/// An open transaction that holds an exclusive lock on the AMC table, which services and rights
+/// requests read.
+async fn lock_amc(app: &crate::helpers::TestApp) -> sqlx::Transaction<'static, sqlx::Postgres> {
     let mut lock = app.db.begin().await.unwrap();
     sqlx::query("LOCK TABLE identite.amc IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *lock)
         .await
         .unwrap();
-    (app, lock)
+    lock
 }
 
 /// With every pooled connection busy, a request waits at most VD_DB_ACQUIRE_TIMEOUT_MS and gets
@@ -211,7 +209,8 @@ async fn one_connection_and_amc_locked(
 #[tokio::test]
 async fn a_request_finding_the_pool_busy_gets_0999_in_bounded_time() {
     // The pool's one connection, once it is taken by `first`, waits on this lock.
-    let (app, lock) = one_connection_and_amc_locked("VD_DB_ACQUIRE_TIMEOUT_MS").await;
+    let app = one_connection("VD_DB_ACQUIRE_TIMEOUT_MS").await;
+    let lock = lock_amc(&app).await;
     let mut first_conn = app.connect(Some("valid")).await.unwrap();
     let first = tokio::spawn(async move { ask(&mut first_conn, None).await });
     // `first` holds the connection once its query waits on the lock.
@@ -253,22 +252,11 @@ async fn a_request_finding_the_pool_busy_gets_0999_in_bounded_time() {
 /// request (whose first statement is its look-up, in autocommit) take different paths there.
 #[tokio::test]
 async fn a_request_held_by_a_lock_gets_0999_once_its_statement_times_out() {
-    let app = crate::helpers::TestApp::spawn_with(|v| {
-        v.insert("VD_DB_POOL_SIZE".into(), "1".into());
-        v.insert("VD_DB_STATEMENT_TIMEOUT_MS".into(), "1000".into());
-    })
-    .await;
+    let app = one_connection("VD_DB_STATEMENT_TIMEOUT_MS").await;
     let mut conn = app.connect(Some("valid")).await.unwrap();
     // Each pool's connection opened and idle, as on a server in service.
     assert_eq!(ask(&mut conn, None).await, "0000");
-    let warm = conn
-        .soap(
-            SoapVersion::V12,
-            rights_request(SoapVersion::V12, &new_id(), None),
-        )
-        .await
-        .unwrap();
-    assert_eq!(code(&warm), "0000");
+    assert_eq!(ask_rights(&mut conn).await, "0000");
     let backends = || async {
         sqlx::query_scalar::<_, Vec<i32>>(
             "SELECT coalesce(array_agg(pid ORDER BY pid), '{}') FROM pg_stat_activity
@@ -280,11 +268,7 @@ async fn a_request_held_by_a_lock_gets_0999_once_its_statement_times_out() {
     };
     let before = backends().await;
 
-    let mut lock = app.db.begin().await.unwrap();
-    sqlx::query("LOCK TABLE identite.amc IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let lock = lock_amc(&app).await;
     let mut ids = Vec::new();
     for request in [
         services_request as fn(SoapVersion, &str, Option<&str>) -> String,
@@ -326,14 +310,7 @@ async fn a_request_held_by_a_lock_gets_0999_once_its_statement_times_out() {
     }
     lock.rollback().await.unwrap();
     assert_eq!(ask(&mut conn, None).await, "0000");
-    let again = conn
-        .soap(
-            SoapVersion::V12,
-            rights_request(SoapVersion::V12, &new_id(), None),
-        )
-        .await
-        .unwrap();
-    assert_eq!(code(&again), "0000");
+    assert_eq!(ask_rights(&mut conn).await, "0000");
     // None was dropped (the audit writer may have opened its first, for the failure rows).
     let after = backends().await;
     assert!(
@@ -341,6 +318,11 @@ async fn a_request_held_by_a_lock_gets_0999_once_its_statement_times_out() {
         "the same connections serve on: {before:?} then {after:?}"
     );
     app.server.shutdown().await.unwrap();
+}
+
+async fn ask_rights(conn: &mut visiodroits_client::SoapConnection) -> String {
+    let request = rights_request(SoapVersion::V12, &new_id(), None);
+    code(&conn.soap(SoapVersion::V12, request).await.unwrap())
 }
 
 /// A rights request for a beneficiary of the test data, in the shape of [`services_request`].
