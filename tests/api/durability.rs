@@ -106,6 +106,26 @@ async fn a_sigkill_during_pecs_loses_no_answered_pec_and_retries_commit_exactly_
     assert_eq!((pecs, prescriptions), (400, 400));
 }
 
+/// Sends SIGTERM to the server process, as a supervisor stopping it does.
+fn sigterm(server: &ServerProcess) {
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// A SIGTERM sent the moment the server says it serves (as a supervisor restarting it at once
+/// may) is a graceful stop, not the end of the process by the signal.
+#[tokio::test]
+async fn a_sigterm_right_after_serving_stops_the_server_cleanly() {
+    let mut server = ServerProcess::spawn(|_| {}).await;
+    sigterm(&server);
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "clean exit: {status}");
+}
+
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_pec_complete() {
     let mut server = ServerProcess::spawn(|_| {}).await;
@@ -135,12 +155,7 @@ async fn sigterm_lets_an_in_flight_pec_complete() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let pid = server.child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    sigterm(&server);
     // No new connection is accepted while draining (the listener closes within moments).
     let mut refused = false;
     for _ in 0..100 {

@@ -60,9 +60,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve => {
             let config = Config::from_env()?;
             telemetry::init(config.log_format, &config.log_filter);
+            let signals = startup::Signals::install()?;
             startup::Server::start(config)
                 .await?
-                .run_until_signal()
+                .run_until_signal(signals)
                 .await
         }
         Command::Demo { dir, psc_listen } => cli::demo::run(&dir, psc_listen).await,

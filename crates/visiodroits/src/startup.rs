@@ -27,6 +27,26 @@ use crate::tls::acceptor::CpsAcceptor;
 use crate::tls::reload::Reloader;
 use crate::tls::TlsContext;
 
+/// SIGTERM, SIGINT and SIGHUP, caught from the moment this is made: made before the server says
+/// it serves (or the demo that it is ready), so that a signal sent right then stops the server
+/// gracefully instead of ending the process by the signal's default action.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// A running server.
 pub struct Server {
     /// Where the SOAP endpoint listens (the real port when 0 was asked).
@@ -390,12 +410,14 @@ impl Server {
             .map(|_| ())
     }
 
-    /// Serves until SIGTERM or SIGINT, reloading CRLs on SIGHUP, then drains.
-    pub async fn run_until_signal(self) -> anyhow::Result<()> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
+    /// Serves until SIGTERM or SIGINT, reloading CRLs on SIGHUP, then drains; `signals` were
+    /// installed before [`Server::start`].
+    pub async fn run_until_signal(self, signals: Signals) -> anyhow::Result<()> {
+        let Signals {
+            mut term,
+            mut int,
+            mut hup,
+        } = signals;
         loop {
             tokio::select! {
                 _ = term.recv() => break,

@@ -235,6 +235,7 @@ pub async fn run(dir: &Path, issuer_listen: std::net::SocketAddr) -> anyhow::Res
     let started = Instant::now();
     let prepared = prepare(dir, HashMap::new(), issuer_listen).await?;
     crate::telemetry::init(prepared.config.log_format, &prepared.config.log_filter);
+    let signals = crate::startup::Signals::install()?;
     let server = Server::start(prepared.config.clone()).await?;
     println!(
         "{}",
@@ -249,7 +250,7 @@ pub async fn run(dir: &Path, issuer_listen: std::net::SocketAddr) -> anyhow::Res
         "ready in {:.1} s — Ctrl-C stops the server and the database",
         started.elapsed().as_secs_f64()
     );
-    let result = server.run_until_signal().await;
+    let result = server.run_until_signal(signals).await;
     if let Some(cluster) = prepared.cluster {
         tokio::task::spawn_blocking(move || cluster.stop()).await??;
     }
