@@ -378,7 +378,7 @@ async fn the_ceilings_run_the_transactions_the_exchanges_run_and_write_the_same_
     for (commitment, id) in &tarifications {
         assert_eq!(
             statements_of(&id.to_string()),
-            expected(transactions::tarification(*commitment)),
+            expected(transactions::tarification()),
             "commitment: {commitment}"
         );
     }

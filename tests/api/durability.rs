@@ -143,18 +143,7 @@ async fn sigterm_lets_an_in_flight_pec_complete() {
     let body = tarification(&new_id(), &d, "PEC", &prescription(1, LINES, ""));
     let in_flight = tokio::spawn(async move { conn.soap(SoapVersion::V12, body).await });
     // Wait until the PEC is blocked in the database, then ask the server to stop.
-    for _ in 0..100 {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-        )
-        .fetch_one(&db)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::helpers::waiting_on_locks(&db, 1).await;
     sigterm(&server);
     // No new connection is accepted while draining (the listener closes within moments).
     let mut refused = false;

@@ -214,20 +214,7 @@ async fn a_request_finding_the_pool_busy_gets_0999_in_bounded_time() {
     let mut first_conn = app.connect(Some("valid")).await.unwrap();
     let first = tokio::spawn(async move { ask(&mut first_conn, None).await });
     // `first` holds the connection once its query waits on the lock.
-    for _ in 0..100 {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-              WHERE datname = current_database() AND application_name = 'visiodroits'
-                AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-        if waiting == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::helpers::waiting_on_locks(&app.db, 1).await;
     let mut second_conn = app.connect(Some("valid")).await.unwrap();
     let started = Instant::now();
     let second = tokio::time::timeout(Duration::from_secs(10), ask(&mut second_conn, None))

@@ -580,6 +580,27 @@ pub(crate) async fn stored_pec(db: &PgPool, acc: &str) -> (i64, i64) {
     .unwrap()
 }
 
+/// Waits (at most 5 s) until `n` of the server's connections to the database of `db` wait on a
+/// lock; returns how many do.
+pub(crate) async fn waiting_on_locks(db: &PgPool, n: i64) -> i64 {
+    let mut waiting = 0;
+    for _ in 0..250 {
+        waiting = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'visiodroits'
+                AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(db)
+        .await
+        .unwrap();
+        if waiting >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    waiting
+}
+
 /// Waits until the sealer has chained every audit row of `app` (at most 10 s).
 pub(crate) async fn wait_sealed(app: &TestApp) {
     for _ in 0..100 {

@@ -9,7 +9,9 @@ use visiodroits::soap::SoapVersion;
 use visiodroits_client::Reply;
 use visiodroits_devkit::pki::{DEV_FINESS, DEV_RPPS, OTHER_FINESS};
 
-use crate::helpers::{all, assert_valid, code, envelope, first, new_id, shared, TestApp};
+use crate::helpers::{
+    all, assert_valid, code, envelope, first, new_id, shared, waiting_on_locks, TestApp,
+};
 use crate::rights::{ask, Rights};
 
 /// Gets a dossier for B-TARIF from the rights exchange.
@@ -496,6 +498,61 @@ async fn concurrent_pecs_of_one_beneficiary_never_exceed_the_ceiling() {
     }
     assert_eq!(total, 10_000, "together the PECs got exactly the ceiling");
     assert_eq!(consumed(&app).await, 10_000);
+}
+
+/// A PEC is priced on the consumption read with its request's state. When its ceiling moves
+/// before the PEC is recorded (here by an operator's session, as another PEC would), it is priced
+/// again on the ceiling as it then stands, and consumes only what is left.
+#[tokio::test]
+async fn a_pec_whose_ceiling_moved_after_its_read_is_priced_on_the_ceiling_as_it_stands() {
+    let app = TestApp::spawn().await;
+    let d = dossier(&app, "valid", &valid_ps(), DEV_FINESS).await;
+    let lpp = |id| prescription(id, &LINES[4..], "");
+    let reply = send(
+        &app,
+        Some("valid"),
+        tarification(&new_id(), &d, "PEC", &lpp(61)),
+    )
+    .await;
+    assert_eq!(first(&reply.body, "total_amc").as_deref(), Some("90.00"));
+    assert_eq!(consumed(&app).await, 9_000);
+
+    // The ceiling's row is held: the next PEC reads 90.00 consumed, then waits to record.
+    let mut held = app.db.begin().await.unwrap();
+    sqlx::query("SELECT consomme FROM dispensation.consommation FOR UPDATE")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let mut conn = app.connect(Some("valid")).await.unwrap();
+    let body = tarification(&new_id(), &d, "PEC", &lpp(62));
+    let pec = tokio::spawn(async move { conn.soap(SoapVersion::V12, body).await.unwrap() });
+    assert_eq!(
+        waiting_on_locks(&app.db, 1).await,
+        1,
+        "the PEC waits on the ceiling's row"
+    );
+    // Meanwhile 5.00 more is consumed: 5.00 is left, not the 10.00 the PEC read.
+    sqlx::query("UPDATE dispensation.consommation SET consomme = 9500")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    held.commit().await.unwrap();
+
+    let reply = pec.await.unwrap();
+    assert_eq!(code(&reply), "0000", "{}", reply.body);
+    assert_eq!(first(&reply.body, "total_amc").as_deref(), Some("5.00"));
+    assert_eq!(lines_of(&reply)[0].1, "5.00");
+    assert_eq!(consumed(&app).await, 10_000, "the ceiling, not beyond");
+    // Recorded once, with what it consumed.
+    let recorded: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT t.total_amc, c.montant FROM dispensation.tarification t
+           JOIN dispensation.consommation_pec c ON c.tarification_id = t.id
+          WHERE t.id_prescription = 62",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(recorded, [(500, 500)]);
 }
 
 #[tokio::test]

@@ -24,7 +24,8 @@ pub enum Ceiling {
     Rights,
     /// `DldTar` DEVIS of the load generator's prescription.
     Quote,
-    /// `DldTar` PEC of the load generator's prescription: the ceiling row locked and consumed.
+    /// `DldTar` PEC of the load generator's prescription: its ceiling consumed where it stands as
+    /// read.
     Commitment,
 }
 
@@ -75,7 +76,7 @@ impl Ceiling {
                 let commitment = self == Ceiling::Commitment;
                 let statements = tarification_statements(commitment, today);
                 (
-                    transactions::tarification(commitment),
+                    transactions::tarification(),
                     tarification_sets(),
                     statements,
                 )
@@ -250,24 +251,24 @@ fn tarification_statements(commitment: bool, today: NaiveDate) -> Vec<Statement>
     };
     let state = [REQUEST_ID, CLIENT_DOSSIER, ":p", ":structure"];
     let year = today.year();
-    let ceilings = [
-        CEILING_KEY,
-        "'{G-PHAR-GEN}'",
-        "'{LPP}'",
-        &format!("'{{{year}}}'"),
-    ]
-    .map(String::from);
-    // What a PEC consumes; a quote consumes nothing.
-    let consumed = if commitment {
-        [
+    // What a PEC consumes, and what the ceiling held when the request's state read it (as the
+    // server passes it: NULL for a ceiling without its row yet); a quote consumes nothing.
+    let (consumed, priced_on) = if commitment {
+        let consumed = [
             "'{G-PHAR-GEN}'",
             "'{LPP}'",
             &format!("'{{{year}}}'"),
             "'{40}'",
         ]
-        .map(String::from)
+        .map(String::from);
+        let priced_on = format!(
+            "ARRAY[(SELECT m FROM UNNEST(:conso_garanties::text[], :conso_prestations::text[], \
+             :conso_annees::smallint[], :conso_montants::bigint[]) AS x(g, p, y, m) \
+             WHERE g = 'G-PHAR-GEN' AND p = 'LPP' AND y = {year})]"
+        );
+        (consumed, priced_on)
     } else {
-        ["'{}'"; 4].map(String::from)
+        (["'{}'"; 4].map(String::from), "'{}'".to_string())
     };
     let record: Vec<String> = [
         CLIENT_DOSSIER,
@@ -317,16 +318,13 @@ fn tarification_statements(commitment: bool, today: NaiveDate) -> Vec<Statement>
         ]
         .map(String::from),
     )
+    .chain([priced_on])
     .collect();
     let record: Vec<&str> = record.iter().map(String::as_str).collect();
     vec![
         Statement {
             params: owned(&state),
             keeps_row: true,
-        },
-        Statement {
-            params: ceilings.to_vec(),
-            keeps_row: false,
         },
         Statement {
             params: with_audit(&record, "DldTar", CLIENT_DOSSIER, accreditation),
@@ -423,7 +421,7 @@ mod tests {
     #[test]
     fn each_ceiling_is_generated_from_the_servers_transaction() {
         let today = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
-        // The rights exchange and the quote run in autocommit, as the server runs them.
+        // Every exchange runs in autocommit, as the server runs it.
         for (ceiling, role, in_transaction, tables) in [
             (
                 Ceiling::Rights,
@@ -435,12 +433,15 @@ mod tests {
                 Ceiling::Quote,
                 "vd_tarif",
                 false,
-                &["dispensation.tarification", "dispensation.consommation c\n"][..],
+                &[
+                    "dispensation.tarification",
+                    "FROM dispensation.consommation c WHERE",
+                ][..],
             ),
             (
                 Ceiling::Commitment,
                 "vd_tarif",
-                true,
+                false,
                 &["INSERT INTO dispensation.consommation AS c", "'PEC'"][..],
             ),
         ] {
@@ -463,12 +464,9 @@ mod tests {
         }
         let pec = Ceiling::Commitment.script(today).unwrap();
         assert!(pec.contains("'{2026-11-29,2026-11-29}'"));
-        // A PEC's transaction begins after the request's state, before its locks.
-        let (state, locks) = pec.split_once("\\startpipeline\nBEGIN;").unwrap();
-        assert!(state.contains("LEFT JOIN dispensation.reponse r"), "{pec}");
-        assert!(
-            locks.starts_with("\n\\endpipeline\nINSERT INTO dispensation.consommation AS c"),
-            "{pec}"
-        );
+        // A PEC's record checks its ceiling against the consumption its request's state read.
+        let (state, record) = pec.split_once(" \\gset\n").unwrap();
+        assert!(state.contains("AS conso_montants"), "{pec}");
+        assert!(record.contains(":conso_montants::bigint[]"), "{pec}");
     }
 }

@@ -16,8 +16,8 @@ use crate::domain::tarification::{CeilingKey, Justification, LineResult, Outcome
 use crate::domain::{snapshot, AccreditationNumber, AmcNumber, StructureNumber};
 
 /// What a tarification request finds, in one round trip: the response already given to its
-/// `id_requete` (fingerprint, response), its dossier, and whether a live PEC exists for its
-/// prescription in that dossier.
+/// `id_requete` (fingerprint, response), its dossier, whether a live PEC exists for its
+/// prescription in that dossier, and what the ceilings of the dossier's beneficiary have consumed.
 pub(crate) struct RequestState {
     pub stored: Option<(Vec<u8>, String)>,
     pub dossier: Option<Dossier>,
@@ -26,6 +26,9 @@ pub(crate) struct RequestState {
     pub service_open: bool,
     /// The dossier's AMC has its `TARIFICATION_CHIFFREE` service open now.
     pub encrypted_open: bool,
+    /// Each ceiling's consumption for the dossier's beneficiary key, as read (no lock): a
+    /// ceiling with no row has consumed nothing.
+    pub consumption: BTreeMap<CeilingKey, i64>,
 }
 
 /// The row of [`REQUEST_STATE`].
@@ -42,6 +45,10 @@ pub(crate) struct StateRow {
     engagee: bool,
     ouvert: bool,
     chiffree_ouverte: bool,
+    conso_garanties: Vec<String>,
+    conso_prestations: Vec<String>,
+    conso_annees: Vec<i16>,
+    conso_montants: Vec<i64>,
 }
 
 /// The statement of [`request_state`].
@@ -56,10 +63,19 @@ pub(super) const REQUEST_STATE: &str =
                          false) AS ouvert,
                 coalesce((SELECT s.actif FROM dispensation.amc_service s
                            WHERE s.numero_amc = d.numero_amc
-                             AND s.service = 'TARIFICATION_CHIFFREE'), false) AS chiffree_ouverte
+                             AND s.service = 'TARIFICATION_CHIFFREE'), false) AS chiffree_ouverte,
+                coalesce(k.garanties, '{}') AS conso_garanties,
+                coalesce(k.prestations, '{}') AS conso_prestations,
+                coalesce(k.annees, '{}') AS conso_annees,
+                coalesce(k.montants, '{}') AS conso_montants
            FROM (SELECT 1) AS one
            LEFT JOIN dispensation.reponse r ON r.structure = $4 AND r.id_requete = $1
-           LEFT JOIN dispensation.dossier d ON d.numero_dossier = $2";
+           LEFT JOIN dispensation.dossier d ON d.numero_dossier = $2
+           LEFT JOIN LATERAL (
+                SELECT array_agg(c.code_garantie) AS garanties,
+                       array_agg(c.code_prestation) AS prestations,
+                       array_agg(c.annee) AS annees, array_agg(c.consomme) AS montants
+                  FROM dispensation.consommation c WHERE c.cle_plafond = d.cle_plafond) k ON true";
 
 /// The state of the request `request_id` of `structure` (retry keys are the structure's own), as
 /// read: [`StateRow::state`] makes it a [`RequestState`].
@@ -109,12 +125,34 @@ impl StateRow {
             }),
             _ => None,
         };
+        anyhow::ensure!(
+            self.conso_prestations.len() == self.conso_garanties.len()
+                && self.conso_annees.len() == self.conso_garanties.len()
+                && self.conso_montants.len() == self.conso_garanties.len(),
+            "a dossier's consumption: arrays of different lengths"
+        );
+        let consumption = self
+            .conso_garanties
+            .into_iter()
+            .zip(self.conso_prestations)
+            .zip(self.conso_annees.into_iter().zip(self.conso_montants))
+            .map(|((guarantee, prestation), (year, used))| {
+                let year = i32::from(year);
+                let key = CeilingKey {
+                    guarantee,
+                    prestation,
+                    year,
+                };
+                (key, used)
+            })
+            .collect();
         Ok(RequestState {
             stored,
             dossier,
             live_commitment: self.engagee,
             service_open: self.ouvert,
             encrypted_open: self.chiffree_ouverte,
+            consumption,
         })
     }
 }
@@ -135,15 +173,7 @@ pub(crate) async fn stored_response(
     .await
 }
 
-/// The statement of [`consumption`] without the lock (a quote).
-pub(super) const CONSUMPTION: &str =
-    "SELECT c.code_garantie, c.code_prestation, c.annee, c.consomme
-           FROM dispensation.consommation c
-           JOIN UNNEST($2::text[], $3::text[], $4::smallint[]) AS k(g, p, y)
-             ON c.code_garantie = k.g AND c.code_prestation = k.p AND c.annee = k.y
-          WHERE c.cle_plafond = $1";
-
-/// The statement of [`consumption`] with the lock (a PEC).
+/// The statement of [`lock_consumption`].
 pub(super) const CONSUMPTION_LOCKED: &str =
     "INSERT INTO dispensation.consommation AS c (cle_plafond, code_garantie, code_prestation, annee)
          SELECT $1, g, p, y FROM UNNEST($2::text[], $3::text[], $4::smallint[]) AS k(g, p, y)
@@ -152,14 +182,14 @@ pub(super) const CONSUMPTION_LOCKED: &str =
              DO UPDATE SET consomme = c.consomme
          RETURNING c.code_garantie, c.code_prestation, c.annee, c.consomme";
 
-/// What the ceilings of `keys` have consumed for this beneficiary key. With `lock`, the rows are
-/// created if missing and locked (in key order, so that concurrent PECs never deadlock) until
-/// the transaction ends: that is what keeps concurrent PECs within a ceiling.
-pub async fn consumption(
+/// What the ceilings of `keys` have consumed for this beneficiary key, the rows created if
+/// missing and locked (in key order, so that concurrent PECs never deadlock) until the
+/// transaction ends: a PEC's second way, when its consumption changed between its read and its
+/// record (see [`record`]).
+pub async fn lock_consumption(
     tx: &mut PgConnection,
     ceiling_key: &[u8],
     keys: &[CeilingKey],
-    lock: bool,
 ) -> sqlx::Result<BTreeMap<CeilingKey, i64>> {
     if keys.is_empty() {
         return Ok(BTreeMap::new());
@@ -167,14 +197,9 @@ pub async fn consumption(
     let guarantees: Vec<&str> = keys.iter().map(|k| k.guarantee.as_str()).collect();
     let prestations: Vec<&str> = keys.iter().map(|k| k.prestation.as_str()).collect();
     let years: Vec<i16> = keys.iter().map(|k| k.year as i16).collect();
-    // With the lock: insert the missing rows and lock them all, in key order, reading what they
-    // consumed — one statement (DO UPDATE locks an existing row and returns its latest version).
-    let sql = if lock {
-        CONSUMPTION_LOCKED
-    } else {
-        CONSUMPTION
-    };
-    let rows: Vec<(String, String, i16, i64)> = sqlx::query_as(sql)
+    // Insert the missing rows and lock them all, in key order, reading what they consumed — one
+    // statement (DO UPDATE locks an existing row and returns its latest version).
+    let rows: Vec<(String, String, i16, i64)> = sqlx::query_as(CONSUMPTION_LOCKED)
         .bind(ceiling_key)
         .bind(&guarantees)
         .bind(&prestations)
@@ -207,6 +232,9 @@ pub struct NewTarification<'a> {
     pub ciphertext: Option<&'a [u8]>,
     pub clear_lines: &'a [DispensedLine],
     pub outcome: &'a Outcome,
+    /// The consumption the outcome was computed on: a PEC is recorded only if each ceiling it
+    /// consumes still stands there (a ceiling absent here: still without a row).
+    pub priced_on: &'a BTreeMap<CeilingKey, i64>,
     pub accreditation: Option<&'a AccreditationNumber>,
     pub ceiling_key: &'a [u8],
     /// The request's content fingerprint and the response, kept for idempotent retries.
@@ -238,10 +266,19 @@ pub(super) static RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new
                  $26::text[], $27::text[], $35::text[], $36::text[], $37::bigint[],
                  $38::bigint[], $39::bigint[], $40::bigint[], $41::bigint[])),
          u AS (
-             UPDATE dispensation.consommation c SET consomme = c.consomme + k.a
-               FROM UNNEST($28::text[], $29::text[], $30::smallint[], $31::bigint[]) AS k(g, p, y, a)
-              WHERE c.cle_plafond = $32 AND c.code_garantie = k.g
-                AND c.code_prestation = k.p AND c.annee = k.y),
+             INSERT INTO dispensation.consommation AS c (cle_plafond, code_garantie,
+                 code_prestation, annee, consomme)
+             SELECT $32, g, p, y, a
+               FROM UNNEST($28::text[], $29::text[], $30::smallint[], $31::bigint[],
+                    $43::bigint[]) AS k(g, p, y, a, e)
+              ORDER BY g, p, y
+                 ON CONFLICT (cle_plafond, code_garantie, code_prestation, annee)
+                 DO UPDATE SET consomme = (
+                     SELECT CASE WHEN c.consomme = k.e THEN c.consomme + k.a ELSE -1 END
+                       FROM UNNEST($28::text[], $29::text[], $30::smallint[], $31::bigint[],
+                            $43::bigint[]) AS k(g, p, y, a, e)
+                      WHERE k.g = EXCLUDED.code_garantie AND k.p = EXCLUDED.code_prestation
+                        AND k.y = EXCLUDED.annee)),
          cp AS (
              INSERT INTO dispensation.consommation_pec (tarification_id, cle_plafond,
                  code_garantie, code_prestation, annee, montant)
@@ -250,7 +287,7 @@ pub(super) static RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new
          r AS (
              INSERT INTO dispensation.reponse (structure, id_requete, empreinte, reponse)
              VALUES ($3, $2, $33, $34))",
-        42,
+        43,
     )
 });
 
@@ -264,11 +301,23 @@ pub enum Recorded {
     /// A concurrent request with the same `id_requete` committed first (`reponse_pkey`): its
     /// stored response is the answer. The transaction is then aborted.
     RequestRaced,
+    /// A ceiling the PEC consumes no longer stands where the outcome was computed (another PEC
+    /// or a cancellation of the beneficiary since the read): nothing is recorded, and the PEC is
+    /// to be priced again on the locked consumption.
+    ConsumptionChanged,
 }
 
 /// Records a tarification, its lines and results, (PEC) its consumption, the response for
 /// retries and the exchange's audit row, in one statement. The named constraints that two
 /// concurrent requests can hit become their business outcomes here.
+///
+/// A PEC's consumption is added to each ceiling only where the ceiling still holds what the
+/// outcome was computed on (`priced_on`), checked on the row as the statement locks it: a row
+/// that holds anything else, or that exists where none did, is set to -1, which its
+/// `CHECK (consomme >= 0)` refuses, so that the whole statement, and anything it wrote, is undone
+/// ([`Recorded::ConsumptionChanged`]). A row absent at the read is created with the PEC's
+/// consumption (rows are never deleted). Rows are written in key order, as
+/// [`lock_consumption`] locks them, so that concurrent PECs never deadlock.
 pub async fn record(
     tx: &mut PgConnection,
     t: &NewTarification<'_>,
@@ -413,12 +462,19 @@ pub async fn record(
         .bind(j(&|j| j.ceiling.as_ref().map(|c| c.ceiling)))
         .bind(j(&|j| j.ceiling.as_ref().map(|c| c.before)))
         .bind(j(&|j| j.ceiling.as_ref().map(|c| c.after)))
-        .bind(t.at);
+        .bind(t.at)
+        .bind(
+            consumed
+                .iter()
+                .map(|(k, _)| t.priced_on.get(*k).copied())
+                .collect::<Vec<_>>(),
+        );
     match audit.bind(data).execute(&mut *tx).await {
         Ok(_) => Ok(Recorded::Done),
         Err(e) => match e.as_database_error().and_then(|d| d.constraint()) {
             Some("tarification_pec_unique") => Ok(Recorded::CommitmentExists),
             Some("reponse_pkey") => Ok(Recorded::RequestRaced),
+            Some("consommation_consomme_check") => Ok(Recorded::ConsumptionChanged),
             _ => Err(e),
         },
     }

@@ -3,7 +3,6 @@
 //! these), and what a test holds to the statements an exchange actually sends.
 
 use super::{rights, tarification, Role};
-use crate::config::DbLogins;
 
 /// One exchange's work as the server runs it with its default per-pool logins, on a connection
 /// of its role's pool: its statements in order, each in its own transaction (autocommit) until
@@ -28,23 +27,15 @@ pub fn rights() -> Transaction {
     }
 }
 
-/// A successful `DldTar` of a prescription that touches a ceiling: the request's state, the
-/// ceilings' consumption, then the tarification with its audit row. A quote runs in autocommit;
-/// a PEC begins its transaction after the request's state, to lock the consumption until its
-/// tarification is recorded.
-pub fn tarification(commitment: bool) -> Transaction {
-    let consumption = if commitment {
-        tarification::CONSUMPTION_LOCKED
-    } else {
-        tarification::CONSUMPTION
-    };
+/// A successful `DldTar` of a prescription that touches a ceiling, in autocommit: the request's
+/// state (with the consumption of the dossier's ceilings), then the tarification with its audit
+/// row, which a PEC's consumption is added to where its ceilings still stand as read. A PEC
+/// whose ceilings changed in between locks them and is recorded again, in a transaction; that
+/// way is not the ceiling's.
+pub fn tarification() -> Transaction {
     Transaction {
         role: Role::Tarification,
-        begin: commitment.then(|| (1, Role::Tarification.begin(DbLogins::PerPool))),
-        statements: vec![
-            tarification::REQUEST_STATE,
-            consumption,
-            &tarification::RECORD,
-        ],
+        begin: None,
+        statements: vec![tarification::REQUEST_STATE, &tarification::RECORD],
     }
 }

@@ -74,5 +74,9 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
             tx.commit().await?;
             Ok(response)
         }
+        // A reversal only gives consumption back: never refused for it.
+        Recorded::ConsumptionChanged => {
+            Err(anyhow::anyhow!("a cancellation refused for its consumption").into())
+        }
     }
 }

@@ -25,13 +25,13 @@ use sqlx::PgConnection;
 use super::caller::{self, Caller};
 use super::{head, retry, Call, ExchangeError, Exchanges};
 use crate::code::Code;
-use crate::domain::dossier::{self, Dossier};
+use crate::domain::dossier;
 use crate::domain::prescription::Prescription;
-use crate::domain::tarification::{self, Outcome};
+use crate::domain::tarification;
 use crate::domain::AccreditationNumber;
 use crate::soap::Element;
 use crate::store::tarification::{self as store, NewTarification, Recorded};
-use crate::store::{Role, Tx};
+use crate::store::Role;
 use request::Payload;
 
 /// Patient identity elements: never in a tarification, in clear or encrypted (`ps/nom` is the
@@ -69,8 +69,8 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
     let (ciphertext, prescription) = open(ex, req.payload);
     let prescription_id = prescription.as_ref().map_or(0, |p| p.id);
 
-    // Autocommit until a PEC locks its ceilings: a quote, or a PEC that touches no ceiling, is
-    // recorded by one statement and needs no transaction.
+    // Autocommit: the request's state is one read, and the tarification is recorded by one
+    // statement; only a PEC whose ceilings changed in between begins a transaction.
     let (mut tx, first) = ex
         .store
         .read_as(Role::Tarification, |mut conn| {
@@ -98,60 +98,93 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
     if req.commitment && state.live_commitment {
         return Err(ExchangeError::Business(Code::CommitmentExists));
     }
-    let outcome = price(&mut tx, &d, &prescription, req.commitment).await?;
     let accreditation = accreditation(ex, req.commitment)?;
     call.audit.accreditation = accreditation.as_ref().map(AccreditationNumber::to_string);
-    // One time for the response, its proof and the PEC's row (ConsultationAccreditation's
-    // horodatage_pec is the signed horodatage).
-    let at = chrono::Utc::now();
-    let time = head::stamp(at);
-    // A PEC's proof, signed before anything is recorded: no PEC without its proof.
-    let proof = match &accreditation {
-        Some(a) => {
-            let text = proof::Commitment {
-                accreditation: a,
-                dossier: req.dossier,
-                prescription: prescription.id,
-                total_billed: outcome.total_billed,
-                total_amc: outcome.total_amc,
-                structure: &caller.structure,
-                ps: &caller.ps_id,
-                time: &time,
+    let lines: Vec<_> = prescription.lines.iter().map(|l| l.line()).collect();
+    // Priced on the consumption read with the request's state. A PEC is recorded only if its
+    // ceilings still stand there; otherwise (another PEC or a cancellation of the beneficiary in
+    // between) it is priced again in a transaction that locks them.
+    let mut priced_on = state.consumption;
+    let mut locked = false;
+    loop {
+        let outcome = tarification::compute(&d.domains, &lines, &priced_on);
+        // One time for the response, its proof and the PEC's row (ConsultationAccreditation's
+        // horodatage_pec is the signed horodatage).
+        let at = chrono::Utc::now();
+        let time = head::stamp(at);
+        // A PEC's proof, signed before anything is recorded: no PEC without its proof.
+        let proof = match &accreditation {
+            Some(a) => {
+                let text = proof::Commitment {
+                    accreditation: a,
+                    dossier: req.dossier,
+                    prescription: prescription.id,
+                    total_billed: outcome.total_billed,
+                    total_amc: outcome.total_amc,
+                    structure: &caller.structure,
+                    ps: &caller.ps_id,
+                    time: &time,
+                }
+                .text();
+                Some(BASE64.encode(ex.signer.sign(&text)?))
             }
-            .text();
-            Some(BASE64.encode(ex.signer.sign(&text)?))
-        }
-        None => None,
-    };
-    let response = response::write(
-        call,
-        &ex.server,
-        &time,
-        req.dossier,
-        prescription.id,
-        &outcome,
-        accreditation.as_ref().zip(proof.as_deref()),
-    );
-    let new = NewTarification {
-        dossier: req.dossier.uuid(),
-        request_id: req.request_id,
-        structure: &caller.structure,
-        commitment: req.commitment,
-        prescription: prescription.id,
-        ciphertext: ciphertext.as_deref(),
-        clear_lines: if ciphertext.is_some() {
-            &[]
-        } else {
-            &prescription.lines
-        },
-        outcome: &outcome,
-        accreditation: accreditation.as_ref(),
-        ceiling_key: &d.ceiling_key,
-        fingerprint: &content,
-        response: &response,
-        at,
-    };
-    record(ex, call, tx, &new).await
+            None => None,
+        };
+        let response = response::write(
+            call,
+            &ex.server,
+            &time,
+            req.dossier,
+            prescription.id,
+            &outcome,
+            accreditation.as_ref().zip(proof.as_deref()),
+        );
+        let new = NewTarification {
+            dossier: req.dossier.uuid(),
+            request_id: req.request_id,
+            structure: &caller.structure,
+            commitment: req.commitment,
+            prescription: prescription.id,
+            ciphertext: ciphertext.as_deref(),
+            clear_lines: if ciphertext.is_some() {
+                &[]
+            } else {
+                &prescription.lines
+            },
+            outcome: &outcome,
+            priced_on: &priced_on,
+            accreditation: accreditation.as_ref(),
+            ceiling_key: &d.ceiling_key,
+            fingerprint: &content,
+            response: &response,
+            at,
+        };
+        let raced = match store::record(&mut tx, &new, call.audit_as(Code::Ok)).await? {
+            Recorded::Done => {
+                tx.commit().await?;
+                return Ok(response);
+            }
+            // Another PEC of the prescription won; it may be this very request sent twice.
+            Recorded::CommitmentExists => Code::CommitmentExists,
+            Recorded::RequestRaced => Code::RequestIdReused,
+            Recorded::ConsumptionChanged if !locked => {
+                let keys: Vec<_> = tarification::ceilings_touched(&d.domains, &lines)
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect();
+                tx.begin().await?;
+                priced_on = store::lock_consumption(&mut tx, &d.ceiling_key, &keys).await?;
+                locked = true;
+                continue;
+            }
+            Recorded::ConsumptionChanged => {
+                return Err(anyhow::anyhow!("a ceiling changed while locked").into());
+            }
+        };
+        drop(tx);
+        let (id, content) = (new.request_id, new.fingerprint);
+        return retry::raced(ex, call, new.structure, id, content, raced).await;
+    }
 }
 
 /// The exchange's first reads, which also show that its connection is alive (so they may run
@@ -195,52 +228,4 @@ fn open(ex: &Exchanges, payload: Payload) -> (Option<Vec<u8>>, Result<Prescripti
             (Some(der), p)
         }
     }
-}
-
-/// The tarification, its lines and consumption, the stored response and the audit row: one
-/// statement, then the commit. A concurrent PEC of the prescription is 7009, unless it was this
-/// request sent twice; a concurrent request with the same `id_requete` gives its stored response.
-async fn record(
-    ex: &Exchanges,
-    call: &mut Call<'_>,
-    mut tx: Tx,
-    new: &NewTarification<'_>,
-) -> Result<String, ExchangeError> {
-    match store::record(&mut tx, new, call.audit_as(Code::Ok)).await? {
-        Recorded::Done => {
-            tx.commit().await?;
-            Ok(new.response.to_string())
-        }
-        Recorded::CommitmentExists => {
-            // Another PEC of the prescription won; it may be this very request sent twice.
-            drop(tx);
-            let (id, content) = (new.request_id, new.fingerprint);
-            retry::raced(ex, call, new.structure, id, content, Code::CommitmentExists).await
-        }
-        Recorded::RequestRaced => {
-            drop(tx);
-            let (id, content) = (new.request_id, new.fingerprint);
-            retry::raced(ex, call, new.structure, id, content, Code::RequestIdReused).await
-        }
-    }
-}
-
-/// The engine on the dossier's rules, with the ceilings' consumption as it stands; for a PEC, in
-/// the transaction begun here, the rows locked until it ends.
-async fn price(
-    tx: &mut Tx,
-    d: &Dossier,
-    p: &Prescription,
-    commitment: bool,
-) -> Result<Outcome, ExchangeError> {
-    let lines: Vec<_> = p.lines.iter().map(|l| l.line()).collect();
-    let keys: Vec<_> = tarification::ceilings_touched(&d.domains, &lines)
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    if commitment && !keys.is_empty() {
-        tx.begin().await?;
-    }
-    let already = store::consumption(tx, &d.ceiling_key, &keys, commitment).await?;
-    Ok(tarification::compute(&d.domains, &lines, &already))
 }
