@@ -328,6 +328,40 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
+    /// Spawns with `VD_DB_LOGINS=shared`: one login role, a member of the four server roles but
+    /// inheriting none of them, so that a statement not under `SET LOCAL ROLE` is refused.
+    /// `None` on an external cluster, whose servers run as its superuser.
+    pub(crate) async fn with_shared_login() -> Option<Self> {
+        let s = shared();
+        if !s.per_pool_logins() {
+            return None;
+        }
+        let db_name = s.fresh_database().await;
+        // Named after the database (the roles test logs in as it).
+        let login = format!("{db_name}_partage");
+        let admin = pool(&s.admin_url(&db_name)).await.expect("admin pool");
+        sqlx::query(&format!("CREATE ROLE {login} LOGIN NOINHERIT"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        for role in visiodroits::store::SERVER_ROLES {
+            sqlx::query(&format!("GRANT {} TO {login}", role.name()))
+                .execute(&admin)
+                .await
+                .unwrap();
+        }
+        let mut vars = s.config_vars(&db_name);
+        vars.insert("VD_DB_LOGINS".into(), "shared".into());
+        vars.insert("DATABASE_URL".into(), s.url_as(&login, &db_name));
+        let config = Config::from_map(&vars).expect("test configuration");
+        let server = Server::start(config).await.expect("server starts");
+        Some(TestApp {
+            server,
+            db: admin,
+            db_name,
+        })
+    }
+
     /// Spawns with configuration variables adjusted by `tweak`.
     pub(crate) async fn spawn_with(tweak: impl FnOnce(&mut HashMap<String, String>)) -> Self {
         let shared = shared();

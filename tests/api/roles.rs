@@ -209,35 +209,9 @@ async fn a_pool_connection_cannot_take_another_role_whatever_it_runs() {
 
 #[tokio::test]
 async fn with_one_shared_login_each_exchange_takes_its_role() {
-    if !shared().per_pool_logins() {
-        // An external cluster runs the servers as its superuser: nothing to check here.
+    // An external cluster runs the servers as its superuser: nothing to check there.
+    let Some(app) = crate::helpers::TestApp::with_shared_login().await else {
         return;
-    }
-    // `VD_DB_LOGINS=shared`: one login role, a member of the four server roles but inheriting
-    // none of them, so that a statement not under `SET LOCAL ROLE` is refused.
-    let s = shared();
-    let db_name = s.fresh_database().await;
-    let login = format!("{db_name}_partage");
-    let admin = sqlx::PgPool::connect(&s.admin_url(&db_name)).await.unwrap();
-    sqlx::query(&format!("CREATE ROLE {login} LOGIN NOINHERIT"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    for role in SERVER_ROLES {
-        sqlx::query(&format!("GRANT {} TO {login}", role.name()))
-            .execute(&admin)
-            .await
-            .unwrap();
-    }
-    let mut vars = s.config_vars(&db_name);
-    vars.insert("VD_DB_LOGINS".into(), "shared".into());
-    vars.insert("DATABASE_URL".into(), s.url_as(&login, &db_name));
-    let config = visiodroits::config::Config::from_map(&vars).unwrap();
-    let server = visiodroits::startup::Server::start(config).await.unwrap();
-    let app = TestApp {
-        server,
-        db: admin,
-        db_name,
     };
 
     // The rights exchange (its reads, then the dossier), then a PEC on that dossier.
@@ -263,7 +237,8 @@ async fn with_one_shared_login_each_exchange_takes_its_role() {
     .unwrap();
     assert_eq!((dossiers, pecs), (1, 1));
     // Without its `SET LOCAL ROLE`, the shared login reads nothing.
-    let mut conn = sqlx::PgConnection::connect(&s.url_as(&login, &app.db_name))
+    let login = format!("{}_partage", app.db_name);
+    let mut conn = sqlx::PgConnection::connect(&shared().url_as(&login, &app.db_name))
         .await
         .unwrap();
     let e = sqlx::query("SELECT count(*) FROM identite.beneficiaire")

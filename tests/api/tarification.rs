@@ -505,17 +505,29 @@ async fn concurrent_pecs_of_one_beneficiary_never_exceed_the_ceiling() {
 /// again on the ceiling as it then stands, and consumes only what is left.
 #[tokio::test]
 async fn a_pec_whose_ceiling_moved_after_its_read_is_priced_on_the_ceiling_as_it_stands() {
-    let app = TestApp::spawn().await;
-    let d = dossier(&app, "valid", &valid_ps(), DEV_FINESS).await;
+    ceiling_moved_after_read(&TestApp::spawn().await).await;
+}
+
+/// The same with one login role shared by the pools, whose exchanges run in a transaction from
+/// their first read.
+#[tokio::test]
+async fn with_a_shared_login_a_pec_whose_ceiling_moved_is_priced_on_the_ceiling_as_it_stands() {
+    if let Some(app) = TestApp::with_shared_login().await {
+        ceiling_moved_after_read(&app).await;
+    }
+}
+
+async fn ceiling_moved_after_read(app: &TestApp) {
+    let d = dossier(app, "valid", &valid_ps(), DEV_FINESS).await;
     let lpp = |id| prescription(id, &LINES[4..], "");
     let reply = send(
-        &app,
+        app,
         Some("valid"),
         tarification(&new_id(), &d, "PEC", &lpp(61)),
     )
     .await;
     assert_eq!(first(&reply.body, "total_amc").as_deref(), Some("90.00"));
-    assert_eq!(consumed(&app).await, 9_000);
+    assert_eq!(consumed(app).await, 9_000);
 
     // The ceiling's row is held: the next PEC reads 90.00 consumed, then waits to record.
     let mut held = app.db.begin().await.unwrap();
@@ -542,7 +554,7 @@ async fn a_pec_whose_ceiling_moved_after_its_read_is_priced_on_the_ceiling_as_it
     assert_eq!(code(&reply), "0000", "{}", reply.body);
     assert_eq!(first(&reply.body, "total_amc").as_deref(), Some("5.00"));
     assert_eq!(lines_of(&reply)[0].1, "5.00");
-    assert_eq!(consumed(&app).await, 10_000, "the ceiling, not beyond");
+    assert_eq!(consumed(app).await, 10_000, "the ceiling, not beyond");
     // Recorded once, with what it consumed.
     let recorded: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT t.total_amc, c.montant FROM dispensation.tarification t

@@ -89,14 +89,29 @@ pub const COLUMNS: [&str; 23] = [
 /// audit row go in one round trip. The row's parameters follow, bound by [`AuditRecord::bind`]
 /// after the data's.
 pub fn after(data: &str, data_params: usize) -> String {
-    let values: Vec<String> = (1..=COLUMNS.len())
-        .map(|i| format!("${}", data_params + i))
-        .collect();
     format!(
         "{data}\nINSERT INTO audit.journal ({})\nVALUES ({})",
         COLUMNS.join(", "),
-        values.join(", ")
+        audit_params(data_params)
     )
+}
+
+/// [`after`], with the audit row written `FROM` and `WHERE` `gate` (e.g. `(SELECT count(*) AS n
+/// FROM u) AS g WHERE …`): the data's writes that `gate` reads run before the row, and before
+/// those it does not read.
+pub fn after_gated(data: &str, data_params: usize, gate: &str) -> String {
+    format!(
+        "{data}\nINSERT INTO audit.journal ({})\nSELECT {}\n  FROM {gate}",
+        COLUMNS.join(", "),
+        audit_params(data_params)
+    )
+}
+
+fn audit_params(data_params: usize) -> String {
+    let values: Vec<String> = (1..=COLUMNS.len())
+        .map(|i| format!("${}", data_params + i))
+        .collect();
+    values.join(", ")
 }
 
 impl AuditRecord {

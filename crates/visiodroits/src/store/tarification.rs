@@ -246,7 +246,7 @@ pub struct NewTarification<'a> {
 
 /// The statement of [`record`].
 pub(super) static RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    crate::audit::record::after(
+    crate::audit::record::after_gated(
         "WITH t AS (
              INSERT INTO dispensation.tarification (numero_dossier, id_requete, structure, mode,
                  id_prescription, chiffree, donnees_chiffrees, total_facture, total_ro,
@@ -269,16 +269,17 @@ pub(super) static RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new
              INSERT INTO dispensation.consommation AS c (cle_plafond, code_garantie,
                  code_prestation, annee, consomme)
              SELECT $32, g, p, y, a
-               FROM UNNEST($28::text[], $29::text[], $30::smallint[], $31::bigint[],
-                    $43::bigint[]) AS k(g, p, y, a, e)
+               FROM UNNEST($28::text[], $29::text[], $30::smallint[], $31::bigint[])
+                    AS k(g, p, y, a)
               ORDER BY g, p, y
                  ON CONFLICT (cle_plafond, code_garantie, code_prestation, annee)
-                 DO UPDATE SET consomme = (
-                     SELECT CASE WHEN c.consomme = k.e THEN c.consomme + k.a ELSE -1 END
-                       FROM UNNEST($28::text[], $29::text[], $30::smallint[], $31::bigint[],
-                            $43::bigint[]) AS k(g, p, y, a, e)
+                 DO UPDATE SET consomme = c.consomme + EXCLUDED.consomme
+                 WHERE c.consomme = (
+                     SELECT k.e FROM UNNEST($28::text[], $29::text[], $30::smallint[],
+                            $43::bigint[]) AS k(g, p, y, e)
                       WHERE k.g = EXCLUDED.code_garantie AND k.p = EXCLUDED.code_prestation
-                        AND k.y = EXCLUDED.annee)),
+                        AND k.y = EXCLUDED.annee)
+             RETURNING 1),
          cp AS (
              INSERT INTO dispensation.consommation_pec (tarification_id, cle_plafond,
                  code_garantie, code_prestation, annee, montant)
@@ -288,6 +289,9 @@ pub(super) static RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new
              INSERT INTO dispensation.reponse (structure, id_requete, empreinte, reponse)
              VALUES ($3, $2, $33, $34))",
         43,
+        "(SELECT count(*) AS n FROM u) AS g
+ WHERE CASE WHEN g.n = cardinality($28::text[]) THEN true
+            ELSE dispensation.vd_consommation_changee() END",
     )
 });
 
@@ -312,12 +316,13 @@ pub enum Recorded {
 /// concurrent requests can hit become their business outcomes here.
 ///
 /// A PEC's consumption is added to each ceiling only where the ceiling still holds what the
-/// outcome was computed on (`priced_on`), checked on the row as the statement locks it: a row
-/// that holds anything else, or that exists where none did, is set to -1, which its
-/// `CHECK (consomme >= 0)` refuses, so that the whole statement, and anything it wrote, is undone
-/// ([`Recorded::ConsumptionChanged`]). A row absent at the read is created with the PEC's
-/// consumption (rows are never deleted). Rows are written in key order, as
-/// [`lock_consumption`] locks them, so that concurrent PECs never deadlock.
+/// outcome was computed on (`priced_on`), checked on the row as the statement locks it; a row
+/// absent at the read is created with the PEC's consumption (rows are never deleted). When a
+/// row holds anything else, or exists where none did, fewer rows are written than consumed, and
+/// `dispensation.vd_consommation_changee()` raises SQLSTATE VD001, which undoes the whole
+/// statement and anything it wrote ([`Recorded::ConsumptionChanged`]). The consumption is
+/// written first (the audit row reads its count) and in key order, as [`lock_consumption`]
+/// locks the rows, so that no two PECs ever wait on each other's rows in opposite orders.
 pub async fn record(
     tx: &mut PgConnection,
     t: &NewTarification<'_>,
@@ -471,10 +476,12 @@ pub async fn record(
         );
     match audit.bind(data).execute(&mut *tx).await {
         Ok(_) => Ok(Recorded::Done),
+        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("VD001") => {
+            Ok(Recorded::ConsumptionChanged)
+        }
         Err(e) => match e.as_database_error().and_then(|d| d.constraint()) {
             Some("tarification_pec_unique") => Ok(Recorded::CommitmentExists),
             Some("reponse_pkey") => Ok(Recorded::RequestRaced),
-            Some("consommation_consomme_check") => Ok(Recorded::ConsumptionChanged),
             _ => Err(e),
         },
     }

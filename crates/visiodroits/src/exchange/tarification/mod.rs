@@ -172,7 +172,10 @@ pub(crate) async fn handle(ex: &Exchanges, call: &mut Call<'_>) -> Result<String
                     .into_iter()
                     .map(|(k, _)| k)
                     .collect();
-                tx.begin().await?;
+                // A transaction of its own: with a shared login the exchange's first one is
+                // aborted by the refused statement.
+                drop(tx);
+                tx = ex.store.begin_as(Role::Tarification).await?;
                 priced_on = store::lock_consumption(&mut tx, &d.ceiling_key, &keys).await?;
                 locked = true;
                 continue;
